@@ -1,0 +1,125 @@
+//! Durations as Kubernetes writes and prints them.
+
+use std::time::Duration;
+
+/// Parses a duration as kubeadm flags and configs write it (`8760h`, `8760h0m0s`, `90m`),
+/// plus humantime's longer forms (`365d`, `1y`).
+pub fn parse(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    let d = humantime::parse_duration(t).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    Ok(d)
+}
+
+/// Formats like Go's `time.Duration.String()` for whole seconds (`8760h0m0s`).
+pub fn format_go(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}h{}m{}s", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+/// apimachinery's `duration.HumanDuration`, which kubeadm ≥1.31 uses for RESIDUAL TIME.
+/// `seconds` may be negative (already expired).
+pub fn human(seconds: i64) -> String {
+    // Go allows up to 2 s of clock skew before calling a negative duration invalid.
+    if seconds < -1 {
+        return "<invalid>".into();
+    } else if seconds < 0 {
+        return "0s".into();
+    } else if seconds < 60 * 2 {
+        return format!("{seconds}s");
+    }
+    let minutes = seconds / 60;
+    if minutes < 10 {
+        let s = seconds % 60;
+        if s == 0 {
+            return format!("{minutes}m");
+        }
+        return format!("{minutes}m{s}s");
+    } else if minutes < 60 * 3 {
+        return format!("{minutes}m");
+    }
+    let hours = seconds / 3600;
+    if hours < 8 {
+        let m = minutes % 60;
+        if m == 0 {
+            return format!("{hours}h");
+        }
+        return format!("{hours}h{m}m");
+    } else if hours < 48 {
+        return format!("{hours}h");
+    } else if hours < 8 * 24 {
+        let h = hours % 24;
+        if h == 0 {
+            return format!("{}d", hours / 24);
+        }
+        return format!("{}d{}h", hours / 24, h);
+    } else if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    } else if hours < 24 * 365 * 8 {
+        let dy = (hours / 24) % 365;
+        if dy == 0 {
+            return format!("{}y", hours / 24 / 365);
+        }
+        return format!("{}y{}d", hours / 24 / 365, dy);
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_and_kubeadm_forms() {
+        assert_eq!(parse("8760h").unwrap(), Duration::from_secs(8760 * 3600));
+        assert_eq!(
+            parse("8760h0m0s").unwrap(),
+            Duration::from_secs(8760 * 3600)
+        );
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("365d").unwrap(), Duration::from_secs(365 * 86400));
+        assert!(parse("").is_err());
+        assert!(parse("soon").is_err());
+        assert!(parse("-5h").is_err());
+        assert_eq!(format_go(Duration::from_secs(8760 * 3600)), "8760h0m0s");
+    }
+
+    #[test]
+    fn human_duration_matches_apimachinery_table() {
+        let h = 3600;
+        let d = 24 * h;
+        let cases: &[(i64, &str)] = &[
+            (-2, "<invalid>"),
+            (-1, "0s"),
+            (0, "0s"),
+            (119, "119s"),
+            (120, "2m"),
+            (121, "2m1s"),
+            (599, "9m59s"),
+            (600, "10m"),
+            (3 * h - 1, "179m"),
+            (3 * h, "3h"),
+            (3 * h + 60, "3h1m"),
+            (8 * h - 1, "7h59m"),
+            (8 * h, "8h"),
+            (48 * h - 1, "47h"),
+            (48 * h, "2d"),
+            (48 * h + h, "2d1h"),
+            (8 * d - 1, "7d23h"),
+            (8 * d, "8d"),
+            (364 * d + 23 * h, "364d"),
+            (365 * 2 * d - 1, "729d"),
+            (365 * 2 * d, "2y"),
+            (365 * 5 * d - h, "4y364d"),
+            (365 * 8 * d - 1, "7y364d"),
+            (365 * 8 * d, "8y"),
+            (3650 * d - h, "9y"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(human(*s), *want, "human({s})");
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Private keys: generation, kubeadm-format PEM (PKCS#1 for RSA, SEC1 for ECDSA), signing.
+//!
+//! Keys are held as aws-lc-rs key pairs. Private material never appears in `Debug` output.
+
+use std::fmt;
+use std::str::FromStr;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::{
+    self, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
+    KeyPair as _,
+};
+use der::Decode;
+use serde::{Deserialize, Serialize};
+
+/// Key algorithms kubeadm supports (`encryptionAlgorithm` in kubeadm v1beta4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum KeyAlgorithm {
+    #[default]
+    #[serde(rename = "RSA-2048")]
+    Rsa2048,
+    #[serde(rename = "RSA-3072")]
+    Rsa3072,
+    #[serde(rename = "RSA-4096")]
+    Rsa4096,
+    #[serde(rename = "ECDSA-P256")]
+    EcdsaP256,
+    #[serde(rename = "ECDSA-P384")]
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [KeyAlgorithm; 5] = [
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Rsa2048 => "RSA-2048",
+            KeyAlgorithm::Rsa3072 => "RSA-3072",
+            KeyAlgorithm::Rsa4096 => "RSA-4096",
+            KeyAlgorithm::EcdsaP256 => "ECDSA-P256",
+            KeyAlgorithm::EcdsaP384 => "ECDSA-P384",
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!(
+                    "unknown encryption algorithm {s:?}; expected one of {}",
+                    KeyAlgorithm::ALL.map(|a| a.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+enum Inner {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair, Curve),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Curve {
+    P256,
+    P384,
+}
+
+/// A private key of one of the supported algorithms.
+pub struct PrivateKey {
+    inner: Inner,
+    algorithm: KeyAlgorithm,
+    /// DER of the public key info, cached: it is compared and embedded often.
+    spki: Vec<u8>,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+// OIDs needed to read PKCS#8 and to label signatures.
+const OID_RSA: const_oid::ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
+const OID_EC: const_oid::ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
+
+impl PrivateKey {
+    /// Generates a fresh key. RSA generation is the slow part of `init`; callers parallelise.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, String> {
+        let inner = match algorithm {
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
+                let size = match algorithm {
+                    KeyAlgorithm::Rsa2048 => KeySize::Rsa2048,
+                    KeyAlgorithm::Rsa3072 => KeySize::Rsa3072,
+                    _ => KeySize::Rsa4096,
+                };
+                Inner::Rsa(RsaKeyPair::generate(size).map_err(|e| e.to_string())?)
+            }
+            KeyAlgorithm::EcdsaP256 => Inner::Ec(
+                EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
+                    .map_err(|e| e.to_string())?,
+                Curve::P256,
+            ),
+            KeyAlgorithm::EcdsaP384 => Inner::Ec(
+                EcdsaKeyPair::generate(&ECDSA_P384_SHA384_ASN1_SIGNING)
+                    .map_err(|e| e.to_string())?,
+                Curve::P384,
+            ),
+        };
+        Self::from_inner(inner)
+    }
+
+    fn from_inner(inner: Inner) -> Result<Self, String> {
+        let (algorithm, spki) = match &inner {
+            Inner::Rsa(k) => {
+                let alg = match k.public_modulus_len() * 8 {
+                    2048 => KeyAlgorithm::Rsa2048,
+                    3072 => KeyAlgorithm::Rsa3072,
+                    4096 => KeyAlgorithm::Rsa4096,
+                    bits => return Err(format!("unsupported RSA key size {bits} bits")),
+                };
+                let spki = k
+                    .public_key()
+                    .as_der()
+                    .map_err(|e| e.to_string())?
+                    .as_ref()
+                    .to_vec();
+                (alg, spki)
+            }
+            Inner::Ec(k, curve) => {
+                let alg = match curve {
+                    Curve::P256 => KeyAlgorithm::EcdsaP256,
+                    Curve::P384 => KeyAlgorithm::EcdsaP384,
+                };
+                let spki = k
+                    .public_key()
+                    .as_der()
+                    .map_err(|e| e.to_string())?
+                    .as_ref()
+                    .to_vec();
+                (alg, spki)
+            }
+        };
+        Ok(PrivateKey {
+            inner,
+            algorithm,
+            spki,
+        })
+    }
+
+    /// Parses a PEM private key in any of the encodings kubeadm, openssl or cfssl write:
+    /// `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY` (SEC1) or `PRIVATE KEY` (PKCS#8).
+    pub fn from_pem(pem_bytes: &[u8]) -> Result<Self, String> {
+        let blocks = pem::parse_many(pem_bytes).map_err(|e| e.to_string())?;
+        let block = blocks
+            .iter()
+            .find(|b| b.tag().ends_with("PRIVATE KEY"))
+            .ok_or_else(|| "no PRIVATE KEY PEM block found".to_string())?;
+        let der = block.contents();
+        let inner = match block.tag() {
+            "RSA PRIVATE KEY" => {
+                Inner::Rsa(RsaKeyPair::from_der(der).map_err(|e| format!("bad RSA key: {e}"))?)
+            }
+            "EC PRIVATE KEY" => Self::parse_ec(der, false)?,
+            "PRIVATE KEY" => {
+                let info = pkcs8::PrivateKeyInfoRef::from_der(der)
+                    .map_err(|e| format!("bad PKCS#8 key: {e}"))?;
+                match info.algorithm.oid {
+                    OID_RSA => Inner::Rsa(
+                        RsaKeyPair::from_pkcs8(der).map_err(|e| format!("bad RSA key: {e}"))?,
+                    ),
+                    OID_EC => Self::parse_ec(der, true)?,
+                    oid => return Err(format!("unsupported key algorithm {oid}")),
+                }
+            }
+            tag => return Err(format!("unsupported PEM block {tag:?}")),
+        };
+        Self::from_inner(inner)
+    }
+
+    fn parse_ec(der: &[u8], pkcs8: bool) -> Result<Inner, String> {
+        for (alg, curve) in [
+            (&ECDSA_P256_SHA256_ASN1_SIGNING, Curve::P256),
+            (&ECDSA_P384_SHA384_ASN1_SIGNING, Curve::P384),
+        ] {
+            let parsed = if pkcs8 {
+                EcdsaKeyPair::from_pkcs8(alg, der)
+            } else {
+                EcdsaKeyPair::from_private_key_der(alg, der)
+            };
+            if let Ok(k) = parsed {
+                return Ok(Inner::Ec(k, curve));
+            }
+        }
+        Err("bad EC key (only P-256 and P-384 are supported)".into())
+    }
+
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// DER SubjectPublicKeyInfo.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// `PUBLIC KEY` PEM, as kubeadm writes `sa.pub`.
+    pub fn public_key_pem(&self) -> String {
+        pem_encode("PUBLIC KEY", &self.spki)
+    }
+
+    /// PEM in kubeadm's encoding: PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY` with curve
+    /// parameters (Go's x509.ParseECPrivateKey needs them).
+    pub fn to_pem(&self) -> Result<String, String> {
+        match &self.inner {
+            Inner::Rsa(k) => {
+                let pkcs8 = k.as_der().map_err(|e| e.to_string())?;
+                let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8.as_ref())
+                    .map_err(|e| e.to_string())?;
+                Ok(pem_encode("RSA PRIVATE KEY", info.private_key.as_bytes()))
+            }
+            Inner::Ec(k, _) => {
+                let sec1 = k.private_key().as_der().map_err(|e| e.to_string())?;
+                Ok(pem_encode("EC PRIVATE KEY", sec1.as_ref()))
+            }
+        }
+    }
+
+    /// Signs `msg` with the hash kubeadm (Go's x509) pairs with this key.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let rng = SystemRandom::new();
+        match &self.inner {
+            Inner::Rsa(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .map_err(|e| e.to_string())?;
+                Ok(sig)
+            }
+            Inner::Ec(k, _) => Ok(k
+                .sign(&rng, msg)
+                .map_err(|e| e.to_string())?
+                .as_ref()
+                .to_vec()),
+        }
+    }
+
+    /// The AlgorithmIdentifier of signatures made by [`PrivateKey::sign`], DER-encoded.
+    pub fn signature_algorithm(&self) -> spki::AlgorithmIdentifierOwned {
+        match self.inner {
+            Inner::Rsa(_) => spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
+                parameters: Some(der::asn1::Null.into()),
+            },
+            Inner::Ec(_, Curve::P256) => spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+                parameters: None,
+            },
+            Inner::Ec(_, Curve::P384) => spki::AlgorithmIdentifierOwned {
+                oid: const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+                parameters: None,
+            },
+        }
+    }
+
+    /// True when `spki_der` holds this key's public half.
+    pub fn matches_public_key(&self, spki_der: &[u8]) -> bool {
+        // Compare the key bits, not the whole SPKI: encoders differ on optional parameters.
+        match (
+            spki::SubjectPublicKeyInfoRef::from_der(&self.spki),
+            spki::SubjectPublicKeyInfoRef::from_der(spki_der),
+        ) {
+            (Ok(a), Ok(b)) => {
+                a.algorithm.oid == b.algorithm.oid
+                    && a.subject_public_key.raw_bytes() == b.subject_public_key.raw_bytes()
+            }
+            _ => false,
+        }
+    }
+
+    /// Encodes the public key info for embedding in a certificate.
+    pub fn spki(&self) -> Result<spki::SubjectPublicKeyInfoOwned, String> {
+        spki::SubjectPublicKeyInfoOwned::from_der(&self.spki).map_err(|e| e.to_string())
+    }
+}
+
+pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// Public key (for `sa.pub`) from PEM.
+pub fn public_key_from_pem(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let block = pem::parse(pem_bytes).map_err(|e| e.to_string())?;
+    if block.tag() != "PUBLIC KEY" {
+        return Err(format!(
+            "expected a PUBLIC KEY PEM block, found {:?}",
+            block.tag()
+        ));
+    }
+    spki::SubjectPublicKeyInfoRef::from_der(block.contents()).map_err(|e| e.to_string())?;
+    Ok(block.contents().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::Encode;
+
+    #[test]
+    fn ec_round_trip_keeps_curve_parameters() {
+        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
+            let k = PrivateKey::generate(alg).unwrap();
+            let pem = k.to_pem().unwrap();
+            assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
+            let back = PrivateKey::from_pem(pem.as_bytes()).unwrap();
+            assert_eq!(back.algorithm(), alg);
+            assert_eq!(back.public_key_der(), k.public_key_der());
+            // SEC1 with [0] parameters: the DER contains the curve OID.
+            let der = pem::parse(pem).unwrap().into_contents();
+            let oid = match alg {
+                KeyAlgorithm::EcdsaP256 => const_oid::db::rfc5912::SECP_256_R_1,
+                _ => const_oid::db::rfc5912::SECP_384_R_1,
+            };
+            let oid_der = oid.to_der().unwrap();
+            assert!(der.windows(oid_der.len()).any(|w| w == oid_der));
+        }
+    }
+
+    #[test]
+    fn rsa_is_written_as_pkcs1_and_reads_back() {
+        let k = PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap();
+        let pem = k.to_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        let back = PrivateKey::from_pem(pem.as_bytes()).unwrap();
+        assert_eq!(back.algorithm(), KeyAlgorithm::Rsa2048);
+        assert!(back.matches_public_key(k.public_key_der()));
+    }
+
+    #[test]
+    fn rejects_garbage_and_unknown_names() {
+        assert!(PrivateKey::from_pem(b"not pem").is_err());
+        assert!(
+            PrivateKey::from_pem(
+                b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
+            )
+            .is_err()
+        );
+        assert!("RSA-1024".parse::<KeyAlgorithm>().is_err());
+        assert_eq!(
+            "ecdsa-p256".parse::<KeyAlgorithm>(),
+            Ok(KeyAlgorithm::EcdsaP256)
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! kubepki-pki: the PKI of a kubeadm-style control-plane node as data, and the operations on it.
+//!
+//! The library decides nothing about output or prompts: it plans, issues, reads and writes, and
+//! returns precise errors. Time is always passed in.
+
+pub mod cert;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod expiry;
+pub mod inventory;
+pub mod issue;
+pub mod key;
+pub mod kubeconfig;
+pub mod layout;
+pub mod params;
+mod yaml;
+
+pub use error::{Error, Result};

@@ -1,0 +1,421 @@
+//! Cluster parameters: what a node's certificates must say (node name, addresses, SANs, ...),
+//! resolved from a kubeadm config and flags, and the templates the inventory rules derive.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::inventory::{
+    CaSpec, CommonName, KubeconfigSpec, LeafSpec, Organizations, SanRule, ServerRule,
+};
+use crate::issue::CertTemplate;
+use crate::key::KeyAlgorithm;
+
+pub const DEFAULT_CERT_DIR: &str = "/etc/kubernetes/pki";
+pub const DEFAULT_KUBECONFIG_DIR: &str = "/etc/kubernetes";
+pub const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
+pub const DEFAULT_DNS_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_CLUSTER_NAME: &str = "kubernetes";
+pub const DEFAULT_BIND_PORT: u16 = 6443;
+pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(8760 * 3600);
+pub const DEFAULT_CA_VALIDITY: Duration = Duration::from_secs(87600 * 3600);
+/// kubeadm backdates notBefore to tolerate clock skew between nodes.
+pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
+
+/// A Kubernetes minor version, enough to pick version-dependent groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KubeVersion {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim().trim_start_matches('v');
+        let mut parts = t.split(['.', '-', '+']);
+        let major = parts.next().and_then(|p| p.parse().ok());
+        let minor = parts.next().and_then(|p| p.parse().ok());
+        match (major, minor) {
+            (Some(major), Some(minor)) => Ok(KubeVersion { major, minor }),
+            _ => Err(format!(
+                "invalid Kubernetes version {s:?} (expected e.g. v1.31.2)"
+            )),
+        }
+    }
+    pub fn at_least(self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+/// Everything that shapes a control-plane node's certificates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterParams {
+    pub cert_dir: PathBuf,
+    pub kubeconfig_dir: PathBuf,
+    pub node_name: String,
+    pub advertise_address: IpAddr,
+    pub bind_port: u16,
+    /// `host` or `host:port`.
+    pub control_plane_endpoint: Option<String>,
+    pub service_subnet: String,
+    pub dns_domain: String,
+    pub cluster_name: String,
+    pub apiserver_cert_sans: Vec<String>,
+    pub etcd_server_cert_sans: Vec<String>,
+    pub etcd_peer_cert_sans: Vec<String>,
+    pub local_etcd: bool,
+    pub key_algorithm: KeyAlgorithm,
+    pub cert_validity: Duration,
+    pub ca_validity: Duration,
+    /// None: assume a current Kubernetes (≥1.29).
+    pub kubernetes_version: Option<KubeVersion>,
+}
+
+impl ClusterParams {
+    /// Defaults for a node; node name and address must come from the caller (detected or given).
+    pub fn new(node_name: String, advertise_address: IpAddr) -> Self {
+        ClusterParams {
+            cert_dir: DEFAULT_CERT_DIR.into(),
+            kubeconfig_dir: DEFAULT_KUBECONFIG_DIR.into(),
+            node_name,
+            advertise_address,
+            bind_port: DEFAULT_BIND_PORT,
+            control_plane_endpoint: None,
+            service_subnet: DEFAULT_SERVICE_SUBNET.into(),
+            dns_domain: DEFAULT_DNS_DOMAIN.into(),
+            cluster_name: DEFAULT_CLUSTER_NAME.into(),
+            apiserver_cert_sans: Vec::new(),
+            etcd_server_cert_sans: Vec::new(),
+            etcd_peer_cert_sans: Vec::new(),
+            local_etcd: true,
+            key_algorithm: KeyAlgorithm::default(),
+            cert_validity: DEFAULT_CERT_VALIDITY,
+            ca_validity: DEFAULT_CA_VALIDITY,
+            kubernetes_version: None,
+        }
+    }
+
+    /// Checks what can be checked before any key is generated.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_node_name(&self.node_name)?;
+        self.service_vip()?;
+        if let Some(ep) = &self.control_plane_endpoint {
+            split_host_port(ep)?;
+        }
+        if self.dns_domain.is_empty() {
+            return Err("service DNS domain is empty".into());
+        }
+        for s in self
+            .apiserver_cert_sans
+            .iter()
+            .chain(&self.etcd_server_cert_sans)
+            .chain(&self.etcd_peer_cert_sans)
+        {
+            if s.parse::<IpAddr>().is_err() && !is_valid_dns_san(s) {
+                return Err(format!(
+                    "{s:?} is neither an IP address nor a valid DNS name"
+                ));
+            }
+        }
+        if self.cert_validity.is_zero() || self.ca_validity.is_zero() {
+            return Err("certificate validity must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn cluster_admins_group(&self) -> &'static str {
+        match self.kubernetes_version {
+            Some(v) if !v.at_least(1, 29) => "system:masters",
+            _ => "kubeadm:cluster-admins",
+        }
+    }
+
+    /// Whether super-admin.conf belongs to this cluster's version.
+    pub fn has_super_admin(&self) -> bool {
+        self.kubernetes_version.is_none_or(|v| v.at_least(1, 29))
+    }
+
+    /// The first address of the (first) service CIDR: the `kubernetes` Service's ClusterIP.
+    pub fn service_vip(&self) -> Result<IpAddr, String> {
+        let first = self.service_subnet.split(',').next().unwrap_or("").trim();
+        let net: IpNet = first
+            .parse()
+            .map_err(|_| format!("invalid service CIDR {first:?}"))?;
+        let ip = match net.network() {
+            IpAddr::V4(a) => IpAddr::from((u32::from(a)).wrapping_add(1).to_be_bytes()),
+            IpAddr::V6(a) => IpAddr::from((u128::from(a)).wrapping_add(1).to_be_bytes()),
+        };
+        if !net.contains(&ip) {
+            return Err(format!(
+                "service CIDR {first:?} has no room for a ClusterIP"
+            ));
+        }
+        Ok(ip)
+    }
+
+    fn endpoint(&self, rule: ServerRule) -> String {
+        let local = || join_host_port(&self.advertise_address.to_string(), self.bind_port);
+        match (rule, &self.control_plane_endpoint) {
+            (ServerRule::ControlPlaneEndpoint, Some(ep)) => match split_host_port(ep) {
+                Ok((host, Some(port))) => join_host_port(&host, port),
+                Ok((host, None)) => join_host_port(&host, self.bind_port),
+                Err(_) => ep.clone(),
+            },
+            _ => local(),
+        }
+    }
+
+    pub fn server_url(&self, rule: ServerRule) -> String {
+        format!("https://{}", self.endpoint(rule))
+    }
+
+    pub fn common_name(&self, cn: CommonName) -> String {
+        match cn {
+            CommonName::Fixed(s) => s.to_string(),
+            CommonName::NodeName => self.node_name.clone(),
+            CommonName::NodeUser => format!("system:node:{}", self.node_name),
+        }
+    }
+
+    pub fn organizations(&self, o: Organizations) -> Vec<String> {
+        match o {
+            Organizations::None => Vec::new(),
+            Organizations::ClusterAdmins => vec![self.cluster_admins_group().to_string()],
+            Organizations::Fixed(s) => vec![s.to_string()],
+        }
+    }
+
+    pub fn ca_template(spec: &CaSpec) -> CertTemplate {
+        CertTemplate {
+            common_name: spec.common_name.to_string(),
+            is_ca: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn leaf_template(&self, spec: &LeafSpec) -> Result<CertTemplate, String> {
+        let (dns_names, ip_addresses) = self.alt_names(spec.sans)?;
+        Ok(CertTemplate {
+            common_name: self.common_name(spec.common_name),
+            organizations: self.organizations(spec.organizations),
+            is_ca: false,
+            server_auth: spec.usage.server_auth(),
+            client_auth: spec.usage.client_auth(),
+            dns_names,
+            ip_addresses,
+        })
+    }
+
+    pub fn kubeconfig_template(&self, spec: &KubeconfigSpec) -> CertTemplate {
+        CertTemplate {
+            common_name: self.common_name(spec.common_name),
+            organizations: self.organizations(spec.organizations),
+            client_auth: true,
+            ..Default::default()
+        }
+    }
+
+    /// SANs as kubeadm computes them: DNS names sorted and deduplicated, IPs in rule order
+    /// with duplicates dropped (pkiutil.RemoveDuplicateAltNames).
+    pub fn alt_names(&self, rule: SanRule) -> Result<(Vec<String>, Vec<IpAddr>), String> {
+        let mut dns: Vec<String> = Vec::new();
+        let mut ips: Vec<IpAddr> = Vec::new();
+        let extra: &[String] = match rule {
+            SanRule::None => return Ok((dns, ips)),
+            SanRule::ApiServer => {
+                dns.extend([
+                    self.node_name.clone(),
+                    "kubernetes".into(),
+                    "kubernetes.default".into(),
+                    "kubernetes.default.svc".into(),
+                    format!("kubernetes.default.svc.{}", self.dns_domain),
+                ]);
+                ips.extend([self.service_vip()?, self.advertise_address]);
+                if let Some(ep) = &self.control_plane_endpoint {
+                    let (host, _) = split_host_port(ep)?;
+                    match host.parse::<IpAddr>() {
+                        Ok(ip) => ips.push(ip),
+                        Err(_) => dns.push(host),
+                    }
+                }
+                &self.apiserver_cert_sans
+            }
+            SanRule::EtcdServer | SanRule::EtcdPeer => {
+                dns.extend([self.node_name.clone(), "localhost".into()]);
+                ips.extend([
+                    self.advertise_address,
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ]);
+                if rule == SanRule::EtcdServer {
+                    &self.etcd_server_cert_sans
+                } else {
+                    &self.etcd_peer_cert_sans
+                }
+            }
+        };
+        for s in extra {
+            match s.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => dns.push(s.clone()),
+            }
+        }
+        dns.sort();
+        dns.dedup();
+        let mut seen = Vec::new();
+        ips.retain(|ip| {
+            if seen.contains(ip) {
+                false
+            } else {
+                seen.push(*ip);
+                true
+            }
+        });
+        Ok((dns, ips))
+    }
+}
+
+/// Splits `host[:port]`, accepting bracketed IPv6 (`[::1]:6443`) and bare IPv6 (`::1`).
+pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let bad = || format!("invalid control-plane endpoint {s:?} (expected host or host:port)");
+    if s.is_empty() || s.contains('/') {
+        return Err(bad());
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().map_err(|_| bad())?),
+            None if after.is_empty() => None,
+            None => return Err(bad()),
+        };
+        return Ok((host.to_string(), port));
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok((s.to_string(), None));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => Ok((host.to_string(), Some(port.parse().map_err(|_| bad())?))),
+        None => Ok((s.to_string(), None)),
+    }
+}
+
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// RFC 1123 subdomain, as Kubernetes requires of node names.
+pub fn validate_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 || !is_dns1123_subdomain(name) {
+        return Err(format!(
+            "invalid node name {name:?}: must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')"
+        ));
+    }
+    Ok(())
+}
+
+fn is_dns1123_subdomain(s: &str) -> bool {
+    s.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    })
+}
+
+/// DNS SANs may be wildcards (`*.example.com`) and mixed case.
+fn is_valid_dns_san(s: &str) -> bool {
+    let s = s.strip_prefix("*.").unwrap_or(s).to_ascii_lowercase();
+    !s.is_empty() && s.len() <= 253 && is_dns1123_subdomain(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory;
+
+    fn fixture_params() -> ClusterParams {
+        let mut p = ClusterParams::new("vm".into(), "192.0.2.2".parse().unwrap());
+        p.control_plane_endpoint = Some("127.0.0.1:6443".into());
+        p
+    }
+
+    #[test]
+    fn apiserver_sans_match_kubeadm_fixture() {
+        let p = fixture_params();
+        let t = p
+            .leaf_template(inventory::leaf("apiserver").unwrap())
+            .unwrap();
+        assert_eq!(
+            t.dns_names,
+            [
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "vm"
+            ]
+        );
+        let ips: Vec<String> = t.ip_addresses.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ips, ["10.96.0.1", "192.0.2.2", "127.0.0.1"]);
+    }
+
+    #[test]
+    fn etcd_sans_match_kubeadm_fixture() {
+        let p = fixture_params();
+        let t = p
+            .leaf_template(inventory::leaf("etcd-server").unwrap())
+            .unwrap();
+        assert_eq!(t.dns_names, ["localhost", "vm"]);
+        let ips: Vec<String> = t.ip_addresses.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ips, ["192.0.2.2", "127.0.0.1", "::1"]);
+        assert!(t.server_auth && t.client_auth);
+        assert_eq!(t.common_name, "vm");
+    }
+
+    #[test]
+    fn endpoints_and_versions() {
+        let mut p = fixture_params();
+        assert_eq!(
+            p.server_url(ServerRule::ControlPlaneEndpoint),
+            "https://127.0.0.1:6443"
+        );
+        assert_eq!(
+            p.server_url(ServerRule::LocalEndpoint),
+            "https://192.0.2.2:6443"
+        );
+        p.control_plane_endpoint = Some("cp.example.com".into());
+        assert_eq!(
+            p.server_url(ServerRule::ControlPlaneEndpoint),
+            "https://cp.example.com:6443"
+        );
+        p.control_plane_endpoint = Some("[fd00::1]:7443".into());
+        assert_eq!(
+            p.server_url(ServerRule::ControlPlaneEndpoint),
+            "https://[fd00::1]:7443"
+        );
+        p.advertise_address = "fd00::2".parse().unwrap();
+        assert_eq!(
+            p.server_url(ServerRule::LocalEndpoint),
+            "https://[fd00::2]:6443"
+        );
+        p.service_subnet = "fd00:10::/108,10.96.0.0/12".into();
+        assert_eq!(p.service_vip().unwrap().to_string(), "fd00:10::1");
+        assert_eq!(p.cluster_admins_group(), "kubeadm:cluster-admins");
+        p.kubernetes_version = Some(KubeVersion::parse("v1.20.2").unwrap());
+        assert_eq!(p.cluster_admins_group(), "system:masters");
+        assert!(!p.has_super_admin());
+        assert!(validate_node_name("Node_1").is_err());
+        assert!(validate_node_name("node-1.example").is_ok());
+        p.service_subnet = "10.96.0.0/33".into();
+        assert!(p.validate().is_err());
+    }
+}
