@@ -1,1 +1,35 @@
-fn main() {}
+//! kubepki: the command-line front end. Policy (what to print, exit codes) lives here; the PKI
+//! model and operations live in the `kubepki-pki` crate.
+
+mod cli;
+mod cmd;
+mod detect;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let now = cli
+        .now
+        .unwrap_or_else(time::OffsetDateTime::now_utc)
+        .replace_nanosecond(0)
+        .expect("zero nanoseconds is valid");
+    let result = match cli.command {
+        cli::Command::Init(args) => cmd::init::run(&args, now),
+        cli::Command::Certs(cli::CertsCommand::CheckExpiration(args)) => {
+            cmd::certs::check_expiration(&args, now)
+        }
+        cli::Command::Kubeconfig(cli::KubeconfigCommand::User(args)) => {
+            cmd::kubeconfig::user(&args, now)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

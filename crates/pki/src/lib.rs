@@ -4,10 +4,13 @@
 //! returns precise errors. Time is always passed in.
 
 pub mod cert;
+pub mod check;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod expiry;
+pub mod fsio;
+pub mod init;
 pub mod inventory;
 pub mod issue;
 pub mod key;

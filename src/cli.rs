@@ -1,0 +1,207 @@
+//! Command-line surface. Flag names and defaults follow kubeadm where kubeadm has them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kubepki_pki::key::KeyAlgorithm;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubepki",
+    version,
+    about = "Owns the certificate lifecycle of a kubeadm-style Kubernetes cluster",
+    long_about = "kubepki creates a kubeadm-compatible control-plane PKI, reports certificate \
+expiry exactly as `kubeadm certs check-expiration` does, and issues user kubeconfigs.\n\n\
+It never overwrites a file it did not create in the same run, writes atomically (temp file, \
+fsync, rename), and keeps private keys at mode 0600.",
+    after_help = "Exit status: 0 success, 1 error (the message names the file and the problem), \
+2 usage error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Pretend the current time is this RFC 3339 instant (for tests and what-if reports).
+    #[arg(long, global = true, hide = true, env = "KUBEPKI_NOW", value_parser = parse_now)]
+    pub now: Option<time::OffsetDateTime>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create every missing certificate, key and kubeconfig of a control-plane node.
+    #[command(
+        long_about = "Create every missing certificate, key and kubeconfig of a \
+control-plane node, as `kubeadm init phase certs all` and `kubeadm init phase kubeconfig all` \
+would: three CAs (ca, front-proxy-ca, etcd-ca), seven leaf certificates, the service-account \
+key pair, and admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf and \
+kubelet.conf.\n\n\
+Existing files are never replaced. An existing CA signs what is missing. A file that exists but \
+is unfit for its slot (corrupt, wrong CA, wrong key, expired, lacking SANs) is reported and \
+nothing is written. If ca.crt is present without ca.key, the CA is external: what it must sign \
+and is missing is reported as an error, and everything else is still created.\n\n\
+Settings come from --config (a kubeadm InitConfiguration/ClusterConfiguration, v1beta2-v1beta4), \
+then flags, which win."
+    )]
+    Init(InitArgs),
+
+    /// Certificate operations (check-expiration).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+
+    /// Kubeconfig operations (user).
+    #[command(subcommand)]
+    Kubeconfig(KubeconfigCommand),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DirArgs {
+    /// Where certificates are stored [default: /etc/kubernetes/pki, or certificatesDir from --config]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Where kubeconfig files are stored [default: /etc/kubernetes]
+    #[arg(long, value_name = "DIR")]
+    pub kubeconfig_dir: Option<PathBuf>,
+
+    /// A kubeadm configuration file (InitConfiguration and/or ClusterConfiguration)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// This node's name: CN of the etcd certificates, a SAN of apiserver [default: hostname]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// The IP address the API server advertises [default: the address of the default route]
+    #[arg(long, value_name = "IP")]
+    pub apiserver_advertise_address: Option<IpAddr>,
+
+    /// The port the API server binds to [default: 6443]
+    #[arg(long, value_name = "PORT")]
+    pub apiserver_bind_port: Option<u16>,
+
+    /// A stable address for the control plane: host or host:port (a DNS name or IP)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub control_plane_endpoint: Option<String>,
+
+    /// The Service CIDR; its first address becomes a SAN of apiserver [default: 10.96.0.0/12]
+    #[arg(long, value_name = "CIDR")]
+    pub service_cidr: Option<String>,
+
+    /// The Service DNS domain [default: cluster.local]
+    #[arg(long, value_name = "DOMAIN")]
+    pub service_dns_domain: Option<String>,
+
+    /// Extra SANs for the apiserver certificate (IPs or DNS names), comma-separated
+    #[arg(long, value_name = "SANS", value_delimiter = ',')]
+    pub apiserver_cert_extra_sans: Vec<String>,
+
+    /// Key algorithm for every new key [default: RSA-2048]
+    #[arg(long, value_name = "ALG", value_parser = parse_alg)]
+    pub encryption_algorithm: Option<KeyAlgorithm>,
+
+    /// Validity of new leaf certificates, e.g. 8760h [default: 8760h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub cert_validity: Option<std::time::Duration>,
+
+    /// Validity of new CA certificates, e.g. 87600h [default: 87600h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ca_validity: Option<std::time::Duration>,
+
+    /// Target Kubernetes version; before v1.29 admins are in system:masters and there is no
+    /// super-admin.conf [default: a current version]
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes_version: Option<String>,
+
+    /// Print what would be written; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Report when each certificate expires, exactly as kubeadm prints it.
+    #[command(
+        long_about = "Report when each certificate expires, exactly as `kubeadm certs \
+check-expiration` prints it: the leaf certificates and the client certificates embedded in \
+kubeconfig files, then the CAs. A CA whose certificate is present without its key is reported \
+as externally managed. Missing files are listed as !MISSING!.\n\n\
+-o json and -o yaml print kubeadm's output.kubeadm.k8s.io/v1alpha3 CertificateExpirationInfo."
+    )]
+    CheckExpiration(CheckExpirationArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckExpirationArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KubeconfigCommand {
+    /// Print a kubeconfig for another user, signed by the cluster CA.
+    #[command(
+        long_about = "Print a kubeconfig for another user, with a client certificate \
+signed by the cluster CA (ca.crt/ca.key in --cert-dir), as `kubeadm kubeconfig user` does. \
+The user's name is the certificate's CN and each --org is a group (O).\n\n\
+The API server address comes from --server, else from --config (controlPlaneEndpoint or the \
+advertise address), else from the existing admin.conf in --kubeconfig-dir."
+    )]
+    User(UserArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// The user name (certificate CN)
+    #[arg(long, value_name = "NAME")]
+    pub client_name: String,
+
+    /// A group (certificate O); repeat for several
+    #[arg(long = "org", value_name = "ORG")]
+    pub orgs: Vec<String>,
+
+    /// How long the client certificate is valid
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
+    pub validity_period: std::time::Duration,
+
+    /// The API server URL, e.g. https://10.0.0.1:6443
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Key algorithm for the user's key [default: encryptionAlgorithm from --config, else RSA-2048]
+    #[arg(long, value_name = "ALG", value_parser = parse_alg)]
+    pub encryption_algorithm: Option<KeyAlgorithm>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    kubepki_pki::duration::parse(s)
+}
+
+fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
+    s.parse()
+}
+
+fn parse_now(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("invalid RFC 3339 time {s:?}: {e}"))
+}

@@ -1,0 +1,179 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+use kubepki_pki::init::{self, Artifact, Decision, Event, Step};
+use kubepki_pki::params::{ClusterParams, KubeVersion};
+use time::OffsetDateTime;
+
+use crate::cli::InitArgs;
+use crate::detect;
+
+/// Flags over --config over detected defaults.
+pub fn params(args: &InitArgs) -> Result<ClusterParams> {
+    let r = super::resolve(&args.dirs)?;
+    let cfg = r.config.clone().unwrap_or_default();
+    let node_name = match args.node_name.clone().or(cfg.node_name.clone()) {
+        Some(n) => n,
+        None => detect::node_name()?,
+    };
+    let address = match args.apiserver_advertise_address.or(cfg.advertise_address) {
+        Some(a) => a,
+        None => detect::advertise_address()?,
+    };
+    let mut p = ClusterParams::new(node_name, address);
+    cfg.apply_to(&mut p);
+    p.node_name = args.node_name.clone().unwrap_or(p.node_name);
+    p.advertise_address = address;
+    p.cert_dir = r.cert_dir;
+    p.kubeconfig_dir = r.kubeconfig_dir;
+    if let Some(v) = args.apiserver_bind_port {
+        p.bind_port = v;
+    }
+    if let Some(v) = &args.control_plane_endpoint {
+        p.control_plane_endpoint = Some(v.clone());
+    }
+    if let Some(v) = &args.service_cidr {
+        p.service_subnet = v.clone();
+    }
+    if let Some(v) = &args.service_dns_domain {
+        p.dns_domain = v.clone();
+    }
+    p.apiserver_cert_sans.extend(
+        args.apiserver_cert_extra_sans
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned(),
+    );
+    if let Some(v) = args.encryption_algorithm {
+        p.key_algorithm = v;
+    }
+    if let Some(v) = args.cert_validity {
+        p.cert_validity = v;
+    }
+    if let Some(v) = args.ca_validity {
+        p.ca_validity = v;
+    }
+    if let Some(v) = &args.kubernetes_version {
+        p.kubernetes_version = Some(KubeVersion::parse(v).map_err(anyhow::Error::msg)?);
+    }
+    Ok(p)
+}
+
+pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let p = params(args)?;
+    let plan = init::plan(&p, now)?;
+    let dry = args.dry_run;
+
+    println!(
+        "[certs] Using certificateDir folder {:?}",
+        p.cert_dir.display().to_string()
+    );
+    println!(
+        "[kubeconfig] Using kubeconfig folder {:?}",
+        p.kubeconfig_dir.display().to_string()
+    );
+    for w in &plan.findings.warnings {
+        println!("[certs] WARNING: {w}");
+    }
+    if !plan.can_write() {
+        for e in &plan.findings.problems {
+            eprintln!("error: {e}");
+        }
+        eprintln!(
+            "error: {} existing file problem(s); fix or remove those files. Nothing was written.",
+            plan.findings.problems.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+
+    if dry {
+        for s in &plan.steps {
+            println!("[dry-run] {}", describe(s, true));
+        }
+        println!("[dry-run] {} is unchanged", p.cert_dir.display());
+    } else if plan.generates_anything() {
+        let mut print = |e: Event<'_>| match e {
+            Event::GeneratingKeys { count } if count > 0 => {
+                println!("[certs] Generating {count} {} keys", p.key_algorithm)
+            }
+            Event::GeneratingKeys { .. } => {}
+            Event::Wrote { .. } => {}
+        };
+        init::execute(&plan, &p, now, &mut print)?;
+        for s in &plan.steps {
+            println!("{}", describe(s, false));
+        }
+    } else {
+        for s in &plan.steps {
+            println!("{}", describe(s, false));
+        }
+    }
+
+    let gaps = plan.external_gaps();
+    if !gaps.is_empty() {
+        for g in &gaps {
+            eprintln!("error: {g}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(s: &Step, dry: bool) -> String {
+    let name = s.artifact.name();
+    let made = if dry { "Would generate" } else { "Generated" };
+    let phase = if matches!(s.artifact, Artifact::Kubeconfig(_)) {
+        "[kubeconfig]"
+    } else {
+        "[certs]"
+    };
+    let what = match (s.artifact, s.decision) {
+        (Artifact::Ca(_), Decision::Generate) => format!("{made} {name:?} certificate and key"),
+        (Artifact::Ca(_), Decision::UseExternal) => {
+            format!("Using the external {name:?} certificate authority (its key is not here)")
+        }
+        (Artifact::ServiceAccount, Decision::Generate) => {
+            format!("{made} \"sa\" key and public key")
+        }
+        (Artifact::ServiceAccount, Decision::DerivePublicKey) => {
+            format!(
+                "{} \"sa.pub\" from the existing \"sa.key\"",
+                if dry { "Would derive" } else { "Derived" }
+            )
+        }
+        (Artifact::ServiceAccount, Decision::UseExisting) => "Using the existing \"sa\" key".into(),
+        (Artifact::Leaf(_), Decision::Generate) => {
+            let mut line = format!("{made} {name:?} certificate and key");
+            if let Some(t) = &s.template
+                && (!t.dns_names.is_empty() || !t.ip_addresses.is_empty())
+            {
+                let ips: Vec<String> = t.ip_addresses.iter().map(|i| i.to_string()).collect();
+                line.push_str(&format!(
+                    "\n[certs] {name} serving cert is signed for DNS names [{}] and IPs [{}]",
+                    t.dns_names.join(" "),
+                    ips.join(" ")
+                ));
+            }
+            line
+        }
+        (Artifact::Kubeconfig(_), Decision::Generate) => {
+            format!(
+                "{} {name:?} kubeconfig file",
+                if dry { "Would write" } else { "Wrote" }
+            )
+        }
+        (Artifact::Kubeconfig(_), Decision::UseExisting) => {
+            format!(
+                "Using existing kubeconfig file: {:?}",
+                s.files[0].display().to_string()
+            )
+        }
+        (_, Decision::UseExisting) => format!("Using the existing {name:?} certificate and key"),
+        (_, Decision::NeedsExternalSigning) => {
+            format!("Missing {name:?}: it must be signed by the external CA")
+        }
+        (_, Decision::Unusable) => format!("Skipping {name:?}: its CA is unusable"),
+        (_, d) => format!("{name}: {d:?}"),
+    };
+    format!("{phase} {what}")
+}
