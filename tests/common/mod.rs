@@ -1,0 +1,276 @@
+//! Shared harness for the integration tests: real components only.
+//!
+//! Rules kept here so every test follows them: servers listen on 127.0.0.x only; every wait is
+//! bounded in time and in attempts; every process a test starts is stopped by its PID when its
+//! guard drops (also on panic). A component a test needs is installed if absent, never skipped.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The kubepki binary built for these tests.
+pub fn kubepki() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kubepki"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs a command and returns its output, panicking with stdout and stderr when it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Runs a command expected to fail; returns its output.
+pub fn run_fail(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        !out.status.success(),
+        "{cmd:?} unexpectedly succeeded\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `127.0.0.n`
+pub fn loopback(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+}
+
+/// A port free on `ip` right now (the OS picks it; the listener is closed before returning).
+pub fn free_port(ip: IpAddr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
+}
+
+/// Polls `f` until it returns `Some`, at most `attempts` times and for at most `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, attempts: u32, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let pause = timeout / attempts.max(1);
+    for _ in 0..attempts {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() >= timeout {
+            break;
+        }
+        std::thread::sleep(pause);
+    }
+    panic!("timed out after {:?} waiting for {what}", start.elapsed());
+}
+
+/// A child process that is stopped, by PID, when this guard drops.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// None while running; the exit status once it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; waits for the exit either way.
+    pub fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+/// The repository's sibling `shared` directory (fixtures, tools).
+pub fn shared_dir() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    assert!(p.is_dir(), "{} is missing: the tests need ../shared beside the repository", p.display());
+    p
+}
+
+pub fn fixture_dir() -> PathBuf {
+    shared_dir().join("fixtures/kubeadm-v1.20.2")
+}
+
+fn have(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Installs Debian packages if `bin` is absent, one installer at a time across test processes.
+pub fn ensure_installed(bin: &str, packages: &[&str]) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if have(bin) {
+        return;
+    }
+    let script = format!(
+        "flock /tmp/kubepki-tests-apt.lock sh -c 'command -v {bin} >/dev/null || \
+         (DEBIAN_FRONTEND=noninteractive apt-get install -y {pk} || \
+          (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {pk}))'",
+        pk = packages.join(" ")
+    );
+    let st = Command::new("sh").args(["-c", &script]).status().expect("running apt-get");
+    assert!(st.success() && have(bin), "could not install {packages:?} for {bin}");
+}
+
+pub fn ensure_etcd() {
+    ensure_installed("etcd", &["etcd-server", "etcd-client"]);
+    ensure_installed("etcdctl", &["etcd-server", "etcd-client"]);
+}
+
+pub fn ensure_openssl() {
+    ensure_installed("openssl", &["openssl"]);
+}
+
+/// kube-apiserver and kube-controller-manager v1.20.2, built once by the shared tool.
+pub fn k8s_bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tool = shared_dir().join("tools/k8s-test-binaries");
+        let out = run_ok(Command::new("bash").arg(&tool));
+        let last = stdout(&out).lines().last().unwrap_or("").trim().to_string();
+        let dir = PathBuf::from(last);
+        assert!(dir.join("kube-apiserver").is_file(), "{} has no kube-apiserver", dir.display());
+        dir
+    })
+    .clone()
+}
+
+/// kubectl, preinstalled on these machines.
+pub fn kubectl(kubeconfig: &Path) -> Command {
+    assert!(have("kubectl"), "kubectl is expected at /usr/bin/kubectl on these machines");
+    let mut c = Command::new("kubectl");
+    c.arg("--kubeconfig").arg(kubeconfig).arg("--request-timeout=10s").stdin(Stdio::null());
+    c
+}
+
+/// A fresh scratch directory removed when the guard drops.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("kubepki-test-").tempdir().expect("temp dir")
+}
+
+/// Every file below `root` with its bytes and mode: to prove "nothing changed".
+pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
+    let mut out = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<(PathBuf, Vec<u8>, u32)>) {
+        let Ok(rd) = fs::read_dir(d) else { return };
+        let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).collect();
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            let p = e.path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                out.push((p.clone(), Vec::new(), md.permissions().mode()));
+                walk(&p, out);
+            } else {
+                out.push((p.clone(), fs::read(&p).unwrap_or_default(), md.permissions().mode()));
+            }
+        }
+    }
+    walk(root, &mut out);
+    out
+}
+
+pub fn write_file(p: &Path, contents: &[u8]) {
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d).unwrap();
+    }
+    let mut f = fs::File::create(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    f.write_all(contents).unwrap();
+}
+
+/// `kubepki init` into `dir/pki` and `dir` for a node at `ip`, with extra args.
+pub fn init_node(dir: &Path, node: &str, ip: IpAddr, extra: &[&str]) -> Output {
+    let mut c = kubepki();
+    c.arg("init")
+        .arg("--cert-dir")
+        .arg(dir.join("pki"))
+        .arg("--kubeconfig-dir")
+        .arg(dir)
+        .arg("--node-name")
+        .arg(node)
+        .arg("--apiserver-advertise-address")
+        .arg(ip.to_string())
+        .args(extra);
+    run_ok(&mut c)
+}
