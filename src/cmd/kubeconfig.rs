@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use kubepki_pki::inventory::{self, CaId, ServerRule};
 use kubepki_pki::issue::{self, CertTemplate, Signer};
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+use kubepki_pki::key::PrivateKey;
 use kubepki_pki::kubeconfig::{self, Kubeconfig};
 use kubepki_pki::layout::{self, Layout};
 use kubepki_pki::params::{BACKDATE, ClusterParams, DEFAULT_CLUSTER_NAME};
@@ -42,7 +42,7 @@ pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let alg = args
         .encryption_algorithm
         .or(r.config.as_ref().and_then(|c| c.encryption_algorithm))
-        .unwrap_or(KeyAlgorithm::default());
+        .unwrap_or_default();
 
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
     let template = CertTemplate {

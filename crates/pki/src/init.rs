@@ -72,7 +72,7 @@ pub struct Step {
 
 enum CaMaterial {
     Existing {
-        cert: Certificate,
+        cert: Box<Certificate>,
         key: Option<PrivateKey>,
     },
     New,
@@ -208,8 +208,13 @@ fn plan_ca(plan: &mut Plan, ca: &'static CaSpec, now: OffsetDateTime) -> Result<
                     } else {
                         Decision::UseExternal
                     };
-                    plan.cas
-                        .insert(ca.id, CaMaterial::Existing { cert, key: k });
+                    plan.cas.insert(
+                        ca.id,
+                        CaMaterial::Existing {
+                            cert: Box::new(cert),
+                            key: k,
+                        },
+                    );
                 }
                 plan.findings.extend(f);
             }
@@ -293,7 +298,7 @@ fn plan_leaf(
             if let (Some(cert), Some(k)) = (cert, k) {
                 let ca_path = plan.layout.ca_cert(ca_spec);
                 let ca_cert = match ca_lookup(plan, leaf.issuer) {
-                    Some(CaMaterial::Existing { cert, .. }) => Some((cert, ca_path.as_path())),
+                    Some(CaMaterial::Existing { cert, .. }) => Some((&**cert, ca_path.as_path())),
                     _ => None,
                 };
                 let f = check::check_leaf(&cert, &crt, Some((&k, &key)), &template, ca_cert, now);
@@ -411,7 +416,7 @@ fn plan_kubeconfig(
                         &path,
                         key.as_ref().map(|k| (k, path.as_path())),
                         &template,
-                        ca_cert.map(|c| (c, ca_path.as_path())),
+                        ca_cert.map(|c| (&**c, ca_path.as_path())),
                         now,
                     );
                     f.extend(found);
@@ -514,7 +519,7 @@ pub fn execute(
     for (id, m) in &plan.cas {
         match m {
             CaMaterial::Existing { cert, key: Some(k) } => {
-                cas.insert(*id, (cert.clone(), k));
+                cas.insert(*id, ((**cert).clone(), k));
             }
             CaMaterial::New => {
                 let spec = inventory::ca(*id);
