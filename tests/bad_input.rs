@@ -15,17 +15,30 @@ const IP: &str = "10.0.0.1";
 
 fn fresh() -> tempfile::TempDir {
     let dir = scratch();
-    init_node(dir.path(), NODE, IP.parse().unwrap(), &["--encryption-algorithm", "ECDSA-P256"]);
+    init_node(
+        dir.path(),
+        NODE,
+        IP.parse().unwrap(),
+        &["--encryption-algorithm", "ECDSA-P256"],
+    );
     dir
 }
 
 fn init_cmd(d: &Path) -> Command {
     let mut c = kubepki();
-    c.args(["init", "--node-name", NODE, "--apiserver-advertise-address", IP, "--encryption-algorithm", "ECDSA-P256"])
-        .arg("--cert-dir")
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d);
+    c.args([
+        "init",
+        "--node-name",
+        NODE,
+        "--apiserver-advertise-address",
+        IP,
+        "--encryption-algorithm",
+        "ECDSA-P256",
+    ])
+    .arg("--cert-dir")
+    .arg(d.join("pki"))
+    .arg("--kubeconfig-dir")
+    .arg(d);
     c
 }
 
@@ -33,12 +46,20 @@ fn init_cmd(d: &Path) -> Command {
 fn refused(d: &Path, mut cmd: Command, needles: &[String]) -> Output {
     let before = snapshot(d);
     let out = run_fail(&mut cmd);
-    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status; stderr: {}",
+        stderr(&out)
+    );
     let err = stderr(&out);
     for n in needles {
         assert!(err.contains(n.as_str()), "stderr lacks {n:?}:\n{err}");
     }
-    assert!(snapshot(d) == before, "files changed although the command failed:\n{err}");
+    assert!(
+        snapshot(d) == before,
+        "files changed although the command failed:\n{err}"
+    );
     out
 }
 
@@ -50,27 +71,64 @@ fn p(d: &Path, rel: &str) -> String {
 fn corrupt_pem_is_named_and_nothing_is_written() {
     let dir = fresh();
     let d = dir.path();
-    fs::write(d.join("pki/apiserver.crt"), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
+    fs::write(
+        d.join("pki/apiserver.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     fs::remove_file(d.join("admin.conf")).unwrap(); // init would have something to write
-    refused(d, init_cmd(d), &[format!("{}: invalid certificate", p(d, "pki/apiserver.crt")), "Nothing was written".into()]);
+    refused(
+        d,
+        init_cmd(d),
+        &[
+            format!("{}: invalid certificate", p(d, "pki/apiserver.crt")),
+            "Nothing was written".into(),
+        ],
+    );
     assert!(!d.join("admin.conf").exists());
 
     fs::write(d.join("pki/apiserver.crt"), "just text\n").unwrap();
-    refused(d, init_cmd(d), &[format!("{}: invalid certificate: no CERTIFICATE PEM block found", p(d, "pki/apiserver.crt"))]);
-    fs::write(d.join("pki/etcd/peer.key"), "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n").unwrap();
-    refused(d, init_cmd(d), &[format!("{}: invalid private key", p(d, "pki/etcd/peer.key"))]);
+    refused(
+        d,
+        init_cmd(d),
+        &[format!(
+            "{}: invalid certificate: no CERTIFICATE PEM block found",
+            p(d, "pki/apiserver.crt")
+        )],
+    );
+    fs::write(
+        d.join("pki/etcd/peer.key"),
+        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    refused(
+        d,
+        init_cmd(d),
+        &[format!(
+            "{}: invalid private key",
+            p(d, "pki/etcd/peer.key")
+        )],
+    );
 }
 
 #[test]
 fn key_that_does_not_match_its_cert() {
     let dir = fresh();
     let d = dir.path();
-    fs::copy(d.join("pki/front-proxy-client.key"), d.join("pki/apiserver.key")).unwrap();
+    fs::copy(
+        d.join("pki/front-proxy-client.key"),
+        d.join("pki/apiserver.key"),
+    )
+    .unwrap();
     fs::remove_file(d.join("scheduler.conf")).unwrap();
     refused(
         d,
         init_cmd(d),
-        &[format!("{}: private key does not match the certificate in {}", p(d, "pki/apiserver.key"), p(d, "pki/apiserver.crt"))],
+        &[format!(
+            "{}: private key does not match the certificate in {}",
+            p(d, "pki/apiserver.key"),
+            p(d, "pki/apiserver.crt")
+        )],
     );
 }
 
@@ -80,9 +138,19 @@ fn non_ca_certificate_in_ca_crt() {
     let dir = scratch();
     let d = dir.path();
     // A leaf and its own key where the cluster CA should be.
-    write_file(&d.join("pki/ca.crt"), &fs::read(donor.path().join("pki/apiserver.crt")).unwrap());
-    write_file(&d.join("pki/ca.key"), &fs::read(donor.path().join("pki/apiserver.key")).unwrap());
-    refused(d, init_cmd(d), &[format!("{}: not a CA certificate", p(d, "pki/ca.crt"))]);
+    write_file(
+        &d.join("pki/ca.crt"),
+        &fs::read(donor.path().join("pki/apiserver.crt")).unwrap(),
+    );
+    write_file(
+        &d.join("pki/ca.key"),
+        &fs::read(donor.path().join("pki/apiserver.key")).unwrap(),
+    );
+    refused(
+        d,
+        init_cmd(d),
+        &[format!("{}: not a CA certificate", p(d, "pki/ca.crt"))],
+    );
 }
 
 #[test]
@@ -94,7 +162,15 @@ fn certificate_from_another_ca_and_expired_certificates() {
         fs::copy(other.path().join(f), d.join(f)).unwrap();
     }
     fs::remove_file(d.join("admin.conf")).unwrap();
-    refused(d, init_cmd(d), &[format!("{}: not signed by the CA in {}", p(d, "pki/apiserver.crt"), p(d, "pki/ca.crt"))]);
+    refused(
+        d,
+        init_cmd(d),
+        &[format!(
+            "{}: not signed by the CA in {}",
+            p(d, "pki/apiserver.crt"),
+            p(d, "pki/ca.crt")
+        )],
+    );
 
     // Made two years ago with one-year leaves: the leaves have expired, the CAs have not.
     let old = scratch();
@@ -103,7 +179,14 @@ fn certificate_from_another_ca_and_expired_certificates() {
     c.args(["--now", "2024-10-01T00:00:00Z"]);
     run_ok(&mut c);
     fs::remove_file(o.join("pki/sa.pub")).unwrap();
-    refused(o, init_cmd(o), &[format!("{}: expired on Oct 01, 2025 00:00 UTC", p(o, "pki/apiserver.crt"))]);
+    refused(
+        o,
+        init_cmd(o),
+        &[format!(
+            "{}: expired on Oct 01, 2025 00:00 UTC",
+            p(o, "pki/apiserver.crt")
+        )],
+    );
 }
 
 #[test]
@@ -111,13 +194,28 @@ fn half_pairs_dangling_links_and_bad_settings() {
     let dir = fresh();
     let d = dir.path();
     fs::remove_file(d.join("pki/front-proxy-client.key")).unwrap();
-    refused(d, init_cmd(d), &[format!("{}: exists without {}", p(d, "pki/front-proxy-client.crt"), p(d, "pki/front-proxy-client.key"))]);
+    refused(
+        d,
+        init_cmd(d),
+        &[format!(
+            "{}: exists without {}",
+            p(d, "pki/front-proxy-client.crt"),
+            p(d, "pki/front-proxy-client.key")
+        )],
+    );
 
     let dir = fresh();
     let d = dir.path();
     fs::remove_file(d.join("pki/apiserver.crt")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/apiserver.crt", d.join("pki/apiserver.crt")).unwrap();
-    refused(d, init_cmd(d), &[format!("{}: dangling symbolic link", p(d, "pki/apiserver.crt"))]);
+    refused(
+        d,
+        init_cmd(d),
+        &[format!(
+            "{}: dangling symbolic link",
+            p(d, "pki/apiserver.crt")
+        )],
+    );
 
     let empty = scratch();
     let e = empty.path();
@@ -125,23 +223,47 @@ fn half_pairs_dangling_links_and_bad_settings() {
     c.args(["--service-cidr", "10.96.0.0/99"]);
     refused(e, c, &["invalid service CIDR \"10.96.0.0/99\"".into()]);
     let mut c = kubepki();
-    c.args(["init", "--node-name", "Bad_Name", "--apiserver-advertise-address", IP, "--cert-dir"]).arg(e.join("pki"));
+    c.args([
+        "init",
+        "--node-name",
+        "Bad_Name",
+        "--apiserver-advertise-address",
+        IP,
+        "--cert-dir",
+    ])
+    .arg(e.join("pki"));
     refused(e, c, &["invalid node name \"Bad_Name\"".into()]);
     let mut c = init_cmd(e);
     c.args(["--apiserver-cert-extra-sans", "ok.example,not a name"]);
-    refused(e, c, &["\"not a name\" is neither an IP address nor a valid DNS name".into()]);
+    refused(
+        e,
+        c,
+        &["\"not a name\" is neither an IP address nor a valid DNS name".into()],
+    );
     let cfg = e.join("kubeadm.yaml");
-    write_file(&cfg, b"apiVersion: kubeadm.k8s.io/v1alpha9\nkind: ClusterConfiguration\n");
+    write_file(
+        &cfg,
+        b"apiVersion: kubeadm.k8s.io/v1alpha9\nkind: ClusterConfiguration\n",
+    );
     let mut c = init_cmd(e);
     c.arg("--config").arg(&cfg);
-    refused(e, c, &[format!("{}: document 1: unsupported apiVersion", cfg.display())]);
+    refused(
+        e,
+        c,
+        &[format!(
+            "{}: document 1: unsupported apiVersion",
+            cfg.display()
+        )],
+    );
     assert_eq!(snapshot(e).len(), 1, "only the config file exists");
 }
 
 /// setpriv to an unprivileged user: root ignores file modes, operators' files do not.
 fn as_nobody(cmd: &Command) -> Command {
     let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(cmd.get_program()).args(cmd.get_args());
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     c
 }
 
@@ -154,13 +276,28 @@ fn unreadable_file() {
     let dir = fresh();
     let d = dir.path();
     give_to_nobody(d);
-    fs::set_permissions(d.join("pki/apiserver.key"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(
+        d.join("pki/apiserver.key"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     fs::remove_file(d.join("admin.conf")).unwrap();
-    refused(d, as_nobody(&init_cmd(d)), &[format!("{}: Permission denied", p(d, "pki/apiserver.key"))]);
+    refused(
+        d,
+        as_nobody(&init_cmd(d)),
+        &[format!("{}: Permission denied", p(d, "pki/apiserver.key"))],
+    );
     let mut c = kubepki();
-    c.args(["certs", "check-expiration", "--cert-dir"]).arg(d.join("pki")).arg("--kubeconfig-dir").arg(d);
+    c.args(["certs", "check-expiration", "--cert-dir"])
+        .arg(d.join("pki"))
+        .arg("--kubeconfig-dir")
+        .arg(d);
     fs::set_permissions(d.join("pki/ca.crt"), fs::Permissions::from_mode(0o000)).unwrap();
-    refused(d, as_nobody(&c), &[format!("{}: Permission denied", p(d, "pki/ca.crt"))]);
+    refused(
+        d,
+        as_nobody(&c),
+        &[format!("{}: Permission denied", p(d, "pki/ca.crt"))],
+    );
 }
 
 #[test]
@@ -168,16 +305,30 @@ fn read_only_directory() {
     let dir = fresh();
     let d = dir.path();
     give_to_nobody(d);
-    for f in ["pki/apiserver.crt", "pki/apiserver.key", "pki/etcd/peer.crt", "pki/etcd/peer.key"] {
+    for f in [
+        "pki/apiserver.crt",
+        "pki/apiserver.key",
+        "pki/etcd/peer.crt",
+        "pki/etcd/peer.key",
+    ] {
         fs::remove_file(d.join(f)).unwrap();
     }
     fs::remove_file(d.join("kubelet.conf")).unwrap();
     fs::set_permissions(d.join("pki"), fs::Permissions::from_mode(0o555)).unwrap();
-    let out = refused(d, as_nobody(&init_cmd(d)), &[format!("{}: Permission denied", p(d, "pki/apiserver.crt"))]);
+    let out = refused(
+        d,
+        as_nobody(&init_cmd(d)),
+        &[format!("{}: Permission denied", p(d, "pki/apiserver.crt"))],
+    );
     // Files staged in writable directories before the failure are gone too.
     assert!(!stderr(&out).is_empty());
     assert!(!d.join("kubelet.conf").exists());
-    let leftovers: Vec<_> = fs::read_dir(d.join("pki/etcd")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with(".kubepki")).collect();
+    let leftovers: Vec<_> = fs::read_dir(d.join("pki/etcd"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".kubepki"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -186,7 +337,13 @@ fn external_ca_reports_what_it_must_sign_and_the_rest_proceeds() {
     let dir = fresh();
     let d = dir.path();
     fs::remove_file(d.join("pki/ca.key")).unwrap();
-    for f in ["pki/apiserver.crt", "pki/apiserver.key", "admin.conf", "pki/front-proxy-client.crt", "pki/front-proxy-client.key"] {
+    for f in [
+        "pki/apiserver.crt",
+        "pki/apiserver.key",
+        "admin.conf",
+        "pki/front-proxy-client.crt",
+        "pki/front-proxy-client.key",
+    ] {
         fs::remove_file(d.join(f)).unwrap();
     }
     let out = run_fail(&mut init_cmd(d));
@@ -220,14 +377,34 @@ fn kubeconfig_user_needs_the_ca_key_and_a_sound_ca() {
     let d = dir.path();
     let user = |d: &Path| {
         let mut c = kubepki();
-        c.args(["kubeconfig", "user", "--client-name", "alice", "--server", "https://10.0.0.1:6443", "--cert-dir"]).arg(d.join("pki"));
+        c.args([
+            "kubeconfig",
+            "user",
+            "--client-name",
+            "alice",
+            "--server",
+            "https://10.0.0.1:6443",
+            "--cert-dir",
+        ])
+        .arg(d.join("pki"));
         c
     };
     let out = run_ok(&mut user(d));
     assert!(stdout(&out).contains("name: alice@kubernetes"));
     fs::rename(d.join("pki/ca.key"), d.join("ca.key.away")).unwrap();
-    refused(d, user(d), &[format!("{}: no such file; the cluster CA is external", p(d, "pki/ca.key"))]);
+    refused(
+        d,
+        user(d),
+        &[format!(
+            "{}: no such file; the cluster CA is external",
+            p(d, "pki/ca.key")
+        )],
+    );
     fs::rename(d.join("ca.key.away"), d.join("pki/ca.key")).unwrap();
     fs::write(d.join("pki/ca.crt"), "garbage").unwrap();
-    refused(d, user(d), &[format!("{}: invalid certificate", p(d, "pki/ca.crt"))]);
+    refused(
+        d,
+        user(d),
+        &[format!("{}: invalid certificate", p(d, "pki/ca.crt"))],
+    );
 }

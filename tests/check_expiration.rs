@@ -41,7 +41,10 @@ fn same_rows_dates_and_residual_times_as_kubeadm() {
             }
         })
         .collect();
-    assert_eq!(conf_rows, 3, "admin, controller-manager, scheduler (no super-admin before 1.29)");
+    assert_eq!(
+        conf_rows, 3,
+        "admin, controller-manager, scheduler (no super-admin before 1.29)"
+    );
     assert_eq!(normalized, theirs);
 }
 
@@ -49,7 +52,12 @@ fn same_rows_dates_and_residual_times_as_kubeadm() {
 fn with_the_fixture_config_too() {
     let cfg = fixture_dir().join("kubeadm.yaml");
     let a = stdout(&check(&["--now", FIXTURE_NOW]));
-    let b = stdout(&check(&["--now", FIXTURE_NOW, "--config", cfg.to_str().unwrap()]));
+    let b = stdout(&check(&[
+        "--now",
+        FIXTURE_NOW,
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
     assert_eq!(a, b);
 }
 
@@ -67,27 +75,52 @@ fn json_and_yaml_are_kubeadm_output_objects() {
     assert_eq!(apiserver["externallyManaged"], false);
     assert_eq!(apiserver["missing"], false);
     // 2027-11-22T16:10:15Z - 2026-11-22T18:00:00Z
-    assert_eq!(apiserver["residualTime"], 365 * 86400 - (3600 + 49 * 60 + 45));
+    assert_eq!(
+        apiserver["residualTime"],
+        365 * 86400 - (3600 + 49 * 60 + 45)
+    );
     let cas = v["certificateAuthorities"].as_array().unwrap();
-    assert_eq!(cas.iter().map(|c| c["name"].as_str().unwrap()).collect::<Vec<_>>(), ["ca", "etcd-ca", "front-proxy-ca"]);
-    assert!(cas.iter().all(|c| c.get("caName").is_none()), "caName is omitted for CAs");
+    assert_eq!(
+        cas.iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["ca", "etcd-ca", "front-proxy-ca"]
+    );
+    assert!(
+        cas.iter().all(|c| c.get("caName").is_none()),
+        "caName is omitted for CAs"
+    );
     // Go's json.MarshalIndent with four spaces.
-    assert!(out.starts_with("{\n    \"kind\": \"CertificateExpirationInfo\",\n    \"apiVersion\""), "{out}");
+    assert!(
+        out.starts_with("{\n    \"kind\": \"CertificateExpirationInfo\",\n    \"apiVersion\""),
+        "{out}"
+    );
 
     let yaml = stdout(&check(&["--now", FIXTURE_NOW, "-o", "yaml"]));
     assert!(yaml.starts_with("apiVersion: output.kubeadm.k8s.io/v1alpha3\ncertificateAuthorities:\n- expirationDate: \"2036-11-19T16:10:15Z\"\n"), "{yaml}");
-    assert!(yaml.ends_with("kind: CertificateExpirationInfo\n"), "{yaml}");
+    assert!(
+        yaml.ends_with("kind: CertificateExpirationInfo\n"),
+        "{yaml}"
+    );
 }
 
 #[test]
 fn residual_time_follows_the_clock() {
     let at = |now: &str| stdout(&check(&["--now", now]));
-    let line = |out: &str, name: &str| out.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap().to_string();
+    let line = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap()
+            .to_string()
+    };
     // 6 h 30 min before the leaves expire.
     let soon = at("2027-11-22T09:40:15Z");
     assert!(line(&soon, "apiserver").contains("   6h30m   "), "{soon}");
     let gone = at("2027-11-23T00:00:00Z");
-    assert!(line(&gone, "apiserver").contains("   <invalid>   "), "{gone}");
+    assert!(
+        line(&gone, "apiserver").contains("   <invalid>   "),
+        "{gone}"
+    );
     assert!(line(&gone, "ca").contains("   8y"), "{gone}");
 }
 
@@ -95,45 +128,102 @@ fn residual_time_follows_the_clock() {
 fn missing_files_are_listed_and_external_cas_detected() {
     let dir = scratch();
     let d = dir.path();
-    init_node(d, "n1", "10.0.0.1".parse().unwrap(), &["--encryption-algorithm", "ECDSA-P256"]);
+    init_node(
+        d,
+        "n1",
+        "10.0.0.1".parse().unwrap(),
+        &["--encryption-algorithm", "ECDSA-P256"],
+    );
     fs::remove_file(d.join("pki/front-proxy-client.crt")).unwrap();
     fs::remove_file(d.join("scheduler.conf")).unwrap();
     fs::remove_file(d.join("pki/etcd/ca.crt")).unwrap();
     fs::remove_file(d.join("pki/ca.key")).unwrap();
     let mut c = kubepki();
-    c.args(["certs", "check-expiration", "--cert-dir"]).arg(d.join("pki")).arg("--kubeconfig-dir").arg(d);
+    c.args(["certs", "check-expiration", "--cert-dir"])
+        .arg(d.join("pki"))
+        .arg("--kubeconfig-dir")
+        .arg(d);
     let out = stdout(&run_ok(&mut c));
-    for missing in ["!MISSING! front-proxy-client", "!MISSING! scheduler.conf", "!MISSING! etcd-ca"] {
-        assert!(out.lines().any(|l| l.trim_end() == missing), "{missing}:\n{out}");
+    for missing in [
+        "!MISSING! front-proxy-client",
+        "!MISSING! scheduler.conf",
+        "!MISSING! etcd-ca",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_end() == missing),
+            "{missing}:\n{out}"
+        );
     }
-    let row = |name: &str| out.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap().to_string();
-    assert!(row("apiserver").ends_with("ca                      yes     "), "{out}");
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row("apiserver").ends_with("ca                      yes     "),
+        "{out}"
+    );
     assert!(row("admin.conf").ends_with("yes     "), "{out}");
-    assert!(row("etcd-server").ends_with("etcd-ca                 no      "), "{out}");
+    assert!(
+        row("etcd-server").ends_with("etcd-ca                 no      "),
+        "{out}"
+    );
     assert!(row("ca").ends_with("yes     "), "{out}");
     assert!(row("front-proxy-ca").ends_with("no      "), "{out}");
     // Just issued: 8760 h left, or a second less.
     let sa = row("super-admin.conf");
-    assert!(sa.contains("   365d   ") || sa.contains("   364d   "), "{out}");
+    assert!(
+        sa.contains("   365d   ") || sa.contains("   364d   "),
+        "{out}"
+    );
 }
 
 #[test]
 fn corrupt_files_are_errors_naming_the_file() {
     let dir = scratch();
     let d = dir.path();
-    init_node(d, "n1", "10.0.0.1".parse().unwrap(), &["--encryption-algorithm", "ECDSA-P256"]);
-    fs::write(d.join("pki/apiserver.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    init_node(
+        d,
+        "n1",
+        "10.0.0.1".parse().unwrap(),
+        &["--encryption-algorithm", "ECDSA-P256"],
+    );
+    fs::write(
+        d.join("pki/apiserver.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let mut c = kubepki();
-    c.args(["certs", "check-expiration", "--cert-dir"]).arg(d.join("pki")).arg("--kubeconfig-dir").arg(d);
+    c.args(["certs", "check-expiration", "--cert-dir"])
+        .arg(d.join("pki"))
+        .arg("--kubeconfig-dir")
+        .arg(d);
     let out = run_fail(&mut c);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains(&format!("{}: invalid certificate", d.join("pki/apiserver.crt").display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: invalid certificate",
+            d.join("pki/apiserver.crt").display()
+        )),
+        "{err}"
+    );
     assert!(stdout(&out).is_empty(), "no partial table on error");
 
     // admin.conf is read first; a kubeconfig that is not YAML is named too.
-    fs::write(d.join("admin.conf"), "apiVersion: v1\nkind: Config\nusers: [}\n").unwrap();
+    fs::write(
+        d.join("admin.conf"),
+        "apiVersion: v1\nkind: Config\nusers: [}\n",
+    )
+    .unwrap();
     let out = run_fail(&mut c);
     let err = stderr(&out);
-    assert!(err.contains(&format!("{}: not a valid kubeconfig", d.join("admin.conf").display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: not a valid kubeconfig",
+            d.join("admin.conf").display()
+        )),
+        "{err}"
+    );
 }

@@ -115,11 +115,31 @@ const CAS: &[(&str, &str)] = &[
 ];
 
 const KUBECONFIGS: &[(&str, &str, &str)] = &[
-    ("admin.conf", "O = kubeadm:cluster-admins, CN = kubernetes-admin", "https://cp.example.com:6443"),
-    ("super-admin.conf", "O = system:masters, CN = kubernetes-super-admin", "https://cp.example.com:6443"),
-    ("controller-manager.conf", "CN = system:kube-controller-manager", "https://192.0.2.10:6443"),
-    ("scheduler.conf", "CN = system:kube-scheduler", "https://192.0.2.10:6443"),
-    ("kubelet.conf", "O = system:nodes, CN = system:node:cp-1", "https://cp.example.com:6443"),
+    (
+        "admin.conf",
+        "O = kubeadm:cluster-admins, CN = kubernetes-admin",
+        "https://cp.example.com:6443",
+    ),
+    (
+        "super-admin.conf",
+        "O = system:masters, CN = kubernetes-super-admin",
+        "https://cp.example.com:6443",
+    ),
+    (
+        "controller-manager.conf",
+        "CN = system:kube-controller-manager",
+        "https://192.0.2.10:6443",
+    ),
+    (
+        "scheduler.conf",
+        "CN = system:kube-scheduler",
+        "https://192.0.2.10:6443",
+    ),
+    (
+        "kubelet.conf",
+        "O = system:nodes, CN = system:node:cp-1",
+        "https://cp.example.com:6443",
+    ),
 ];
 
 fn openssl(args: &[&str], input_file: &Path) -> String {
@@ -151,14 +171,34 @@ fn check_key(key: &Path, alg: &str) {
     let text = openssl(&["pkey", "-noout", "-text"], key);
     match alg {
         "RSA-2048" | "RSA-3072" | "RSA-4096" => {
-            assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{}: kubeadm writes PKCS#1", key.display());
+            assert!(
+                pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+                "{}: kubeadm writes PKCS#1",
+                key.display()
+            );
             let bits = &alg[4..];
-            assert!(text.contains(&format!("Private-Key: ({bits} bit")), "{}: {text:.60}", key.display());
+            assert!(
+                text.contains(&format!("Private-Key: ({bits} bit")),
+                "{}: {text:.60}",
+                key.display()
+            );
         }
         "ECDSA-P256" | "ECDSA-P384" => {
-            assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{}: kubeadm writes SEC1", key.display());
-            let curve = if alg == "ECDSA-P256" { "prime256v1" } else { "secp384r1" };
-            assert!(text.contains(&format!("ASN1 OID: {curve}")), "{}: curve", key.display());
+            assert!(
+                pem.starts_with("-----BEGIN EC PRIVATE KEY-----"),
+                "{}: kubeadm writes SEC1",
+                key.display()
+            );
+            let curve = if alg == "ECDSA-P256" {
+                "prime256v1"
+            } else {
+                "secp384r1"
+            };
+            assert!(
+                text.contains(&format!("ASN1 OID: {curve}")),
+                "{}: curve",
+                key.display()
+            );
         }
         _ => unreachable!(),
     }
@@ -202,7 +242,10 @@ fn set(v: &[&str]) -> BTreeSet<String> {
 }
 
 fn subject(cert: &Path) -> String {
-    openssl(&["x509", "-noout", "-subject"], cert).trim().trim_start_matches("subject=").to_string()
+    openssl(&["x509", "-noout", "-subject"], cert)
+        .trim()
+        .trim_start_matches("subject=")
+        .to_string()
 }
 
 fn days_valid(cert: &Path) -> i64 {
@@ -233,7 +276,11 @@ fn contract(alg: &str) {
             alg,
         ],
     );
-    assert!(stdout(&out).contains(&format!("Generating 16 {alg} keys")), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("Generating 16 {alg} keys")),
+        "{}",
+        stdout(&out)
+    );
     let pki = d.join("pki");
 
     for (base, subj) in CAS {
@@ -242,12 +289,22 @@ fn contract(alg: &str) {
         assert_eq!(mode(&crt), 0o644, "{} mode", crt.display());
         check_key(&key, alg);
         assert_eq!(subject(&crt), *subj);
-        assert_eq!(pubkey_of_cert(&crt), pubkey_of_key(&key), "{base}: key matches cert");
+        assert_eq!(
+            pubkey_of_cert(&crt),
+            pubkey_of_key(&key),
+            "{base}: key matches cert"
+        );
         let bc = x509_field(&crt, "basicConstraints");
-        assert!(bc.contains("critical") && bc.contains("CA:TRUE"), "{base}: {bc}");
+        assert!(
+            bc.contains("critical") && bc.contains("CA:TRUE"),
+            "{base}: {bc}"
+        );
         let ku = x509_field(&crt, "keyUsage");
         assert!(ku.contains("critical"), "{base}: {ku}");
-        assert!(ku.contains("Digital Signature, Key Encipherment, Certificate Sign"), "{base}: {ku}");
+        assert!(
+            ku.contains("Digital Signature, Key Encipherment, Certificate Sign"),
+            "{base}: {ku}"
+        );
         verify(&crt, &crt, "any");
         assert_eq!(days_valid(&crt), 3650, "{base}: 10 years (+5 min backdate)");
     }
@@ -258,22 +315,45 @@ fn contract(alg: &str) {
         let ca = pki.join(format!("{}.crt", e.ca));
         assert_eq!(mode(&crt), 0o644, "{} mode", crt.display());
         check_key(&key, alg);
-        assert_eq!(pubkey_of_cert(&crt), pubkey_of_key(&key), "{}: key matches cert", e.name);
+        assert_eq!(
+            pubkey_of_cert(&crt),
+            pubkey_of_key(&key),
+            "{}: key matches cert",
+            e.name
+        );
         assert_eq!(subject(&crt), e.subject, "{} subject", e.name);
         for p in e.purposes {
             verify(&ca, &crt, p);
         }
         let ku = x509_field(&crt, "keyUsage");
-        assert!(ku.contains("critical") && ku.contains("Digital Signature, Key Encipherment"), "{}: {ku}", e.name);
-        assert!(!ku.contains("Certificate Sign"), "{}: a leaf must not sign certificates", e.name);
+        assert!(
+            ku.contains("critical") && ku.contains("Digital Signature, Key Encipherment"),
+            "{}: {ku}",
+            e.name
+        );
+        assert!(
+            !ku.contains("Certificate Sign"),
+            "{}: a leaf must not sign certificates",
+            e.name
+        );
         let eku = x509_field(&crt, "extendedKeyUsage");
-        assert_eq!(eku.lines().nth(1).map(str::trim), Some(e.eku), "{} EKU", e.name);
+        assert_eq!(
+            eku.lines().nth(1).map(str::trim),
+            Some(e.eku),
+            "{} EKU",
+            e.name
+        );
         let bc = x509_field(&crt, "basicConstraints");
         assert!(!bc.contains("CA:TRUE"), "{}: {bc}", e.name);
         let (dns, ips) = san_sets(&crt);
         assert_eq!(dns, set(e.dns), "{} DNS SANs", e.name);
         assert_eq!(ips, set(e.ips), "{} IP SANs", e.name);
-        assert_eq!(days_valid(&crt), 365, "{}: 1 year (+5 min backdate)", e.name);
+        assert_eq!(
+            days_valid(&crt),
+            365,
+            "{}: 1 year (+5 min backdate)",
+            e.name
+        );
         // A leaf is not trusted by a CA that did not sign it.
         let other = if e.ca == "ca" { "front-proxy-ca" } else { "ca" };
         let bad = Command::new("openssl")
@@ -282,13 +362,20 @@ fn contract(alg: &str) {
             .arg(&crt)
             .output()
             .unwrap();
-        assert!(!bad.status.success(), "{} must not verify against {other}", e.name);
+        assert!(
+            !bad.status.success(),
+            "{} must not verify against {other}",
+            e.name
+        );
     }
 
     // sa.key / sa.pub: a matching pair.
     check_key(&pki.join("sa.key"), alg);
     assert_eq!(mode(&pki.join("sa.pub")), 0o644);
-    assert_eq!(fs::read_to_string(pki.join("sa.pub")).unwrap(), pubkey_of_key(&pki.join("sa.key")));
+    assert_eq!(
+        fs::read_to_string(pki.join("sa.pub")).unwrap(),
+        pubkey_of_key(&pki.join("sa.key"))
+    );
 
     // Kubeconfigs, read back by kubectl itself.
     let ca_pem = fs::read_to_string(pki.join("ca.crt")).unwrap();
@@ -296,11 +383,21 @@ fn contract(alg: &str) {
         let kc = d.join(file);
         assert_eq!(mode(&kc), 0o600, "{file} mode");
         let view = |path: &str| {
-            let o = run_ok(kubectl(&kc).args(["config", "view", "--raw", "-o", &format!("jsonpath={path}")]));
+            let o = run_ok(kubectl(&kc).args([
+                "config",
+                "view",
+                "--raw",
+                "-o",
+                &format!("jsonpath={path}"),
+            ]));
             stdout(&o)
         };
         assert_eq!(view("{.clusters[0].name}"), "kubernetes");
-        assert_eq!(view("{.clusters[0].cluster.server}"), *server, "{file} server");
+        assert_eq!(
+            view("{.clusters[0].cluster.server}"),
+            *server,
+            "{file} server"
+        );
         let user = view("{.users[0].name}");
         assert_eq!(view("{.current-context}"), format!("{user}@kubernetes"));
         let b64 = |s: String| {
@@ -314,17 +411,32 @@ fn contract(alg: &str) {
             c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
             String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
         };
-        assert_eq!(b64(view("{.clusters[0].cluster.certificate-authority-data}")), ca_pem, "{file} CA data");
+        assert_eq!(
+            b64(view("{.clusters[0].cluster.certificate-authority-data}")),
+            ca_pem,
+            "{file} CA data"
+        );
         let cert = d.join(format!("{file}.crt"));
         let key = d.join(format!("{file}.key"));
         fs::write(&cert, b64(view("{.users[0].user.client-certificate-data}"))).unwrap();
         fs::write(&key, b64(view("{.users[0].user.client-key-data}"))).unwrap();
         assert_eq!(subject(&cert), *subj, "{file} subject");
-        assert!(subj.ends_with(&format!("CN = {user}")), "{file}: user name is the CN");
+        assert!(
+            subj.ends_with(&format!("CN = {user}")),
+            "{file}: user name is the CN"
+        );
         verify(&pki.join("ca.crt"), &cert, "sslclient");
-        assert_eq!(pubkey_of_cert(&cert), pubkey_of_key(&key), "{file}: key matches cert");
+        assert_eq!(
+            pubkey_of_cert(&cert),
+            pubkey_of_key(&key),
+            "{file}: key matches cert"
+        );
         let pem = fs::read_to_string(&key).unwrap();
-        assert!(pem.contains(if alg.starts_with("RSA") { "RSA PRIVATE KEY" } else { "EC PRIVATE KEY" }));
+        assert!(pem.contains(if alg.starts_with("RSA") {
+            "RSA PRIVATE KEY"
+        } else {
+            "EC PRIVATE KEY"
+        }));
     }
 }
 
@@ -358,14 +470,32 @@ fn contract_ecdsa_p384() {
 fn init_is_idempotent_and_never_overwrites() {
     let dir = scratch();
     let d = dir.path();
-    init_node(d, NODE, IP.parse().unwrap(), &["--encryption-algorithm", "ECDSA-P256"]);
+    init_node(
+        d,
+        NODE,
+        IP.parse().unwrap(),
+        &["--encryption-algorithm", "ECDSA-P256"],
+    );
     let before = snapshot(d);
-    let out = init_node(d, NODE, IP.parse().unwrap(), &["--encryption-algorithm", "ECDSA-P256"]);
+    let out = init_node(
+        d,
+        NODE,
+        IP.parse().unwrap(),
+        &["--encryption-algorithm", "ECDSA-P256"],
+    );
     assert_eq!(snapshot(d), before);
     let text = stdout(&out);
     assert!(!text.contains("Generated"), "{text}");
-    assert_eq!(text.matches("Using the existing").count(), 3 + 7 + 1, "{text}");
-    assert_eq!(text.matches("Using existing kubeconfig file").count(), 5, "{text}");
+    assert_eq!(
+        text.matches("Using the existing").count(),
+        3 + 7 + 1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Using existing kubeconfig file").count(),
+        5,
+        "{text}"
+    );
 }
 
 /// An existing CA signs what is missing; a removed leaf is re-created under the same CA.
@@ -373,17 +503,37 @@ fn init_is_idempotent_and_never_overwrites() {
 fn existing_ca_signs_missing_files() {
     let dir = scratch();
     let d = dir.path();
-    init_node(d, NODE, IP.parse().unwrap(), &["--encryption-algorithm", "ECDSA-P256"]);
+    init_node(
+        d,
+        NODE,
+        IP.parse().unwrap(),
+        &["--encryption-algorithm", "ECDSA-P256"],
+    );
     let ca_before = fs::read(d.join("pki/ca.crt")).unwrap();
     fs::remove_file(d.join("pki/apiserver.crt")).unwrap();
     fs::remove_file(d.join("pki/apiserver.key")).unwrap();
     fs::remove_file(d.join("admin.conf")).unwrap();
-    let out = init_node(d, NODE, IP.parse().unwrap(), &["--encryption-algorithm", "ECDSA-P256"]);
+    let out = init_node(
+        d,
+        NODE,
+        IP.parse().unwrap(),
+        &["--encryption-algorithm", "ECDSA-P256"],
+    );
     let text = stdout(&out);
-    assert!(text.contains("Generated \"apiserver\" certificate and key"), "{text}");
-    assert!(text.contains("Wrote \"admin.conf\" kubeconfig file"), "{text}");
+    assert!(
+        text.contains("Generated \"apiserver\" certificate and key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Wrote \"admin.conf\" kubeconfig file"),
+        "{text}"
+    );
     assert_eq!(fs::read(d.join("pki/ca.crt")).unwrap(), ca_before);
-    verify(&d.join("pki/ca.crt"), &d.join("pki/apiserver.crt"), "sslserver");
+    verify(
+        &d.join("pki/ca.crt"),
+        &d.join("pki/apiserver.crt"),
+        "sslserver",
+    );
 }
 
 /// --dry-run prints the plan and writes nothing.
@@ -392,15 +542,28 @@ fn dry_run_writes_nothing() {
     let dir = scratch();
     let d = dir.path();
     let mut c = kubepki();
-    c.args(["init", "--dry-run", "--node-name", "n1", "--apiserver-advertise-address", "10.0.0.1"])
-        .arg("--cert-dir")
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d);
+    c.args([
+        "init",
+        "--dry-run",
+        "--node-name",
+        "n1",
+        "--apiserver-advertise-address",
+        "10.0.0.1",
+    ])
+    .arg("--cert-dir")
+    .arg(d.join("pki"))
+    .arg("--kubeconfig-dir")
+    .arg(d);
     let out = run_ok(&mut c);
     let text = stdout(&out);
-    assert!(text.contains("[dry-run] [certs] Would generate \"ca\" certificate and key"), "{text}");
-    assert!(text.contains("Would write \"admin.conf\" kubeconfig file"), "{text}");
+    assert!(
+        text.contains("[dry-run] [certs] Would generate \"ca\" certificate and key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Would write \"admin.conf\" kubeconfig file"),
+        "{text}"
+    );
     assert!(snapshot(d).is_empty(), "dry run wrote files");
 }
 
@@ -442,17 +605,36 @@ etcd:
         .as_bytes(),
     );
     let mut c = kubepki();
-    c.arg("init").arg("--config").arg(&cfg).arg("--kubeconfig-dir").arg(d);
+    c.arg("init")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--kubeconfig-dir")
+        .arg(d);
     run_ok(&mut c);
     let pki = d.join("pki");
-    assert!(!pki.join("etcd").exists(), "external etcd: no etcd certificates");
+    assert!(
+        !pki.join("etcd").exists(),
+        "external etcd: no etcd certificates"
+    );
     assert!(!pki.join("apiserver-etcd-client.crt").exists());
     let (dns, ips) = san_sets(&pki.join("apiserver.crt"));
-    assert!(dns.contains("kubernetes.default.svc.prod.local") && dns.contains("api.prod.example") && dns.contains("cfg-node"));
-    assert!(ips.contains("10.200.0.1") && ips.contains("10.1.2.3"), "{ips:?}");
+    assert!(
+        dns.contains("kubernetes.default.svc.prod.local")
+            && dns.contains("api.prod.example")
+            && dns.contains("cfg-node")
+    );
+    assert!(
+        ips.contains("10.200.0.1") && ips.contains("10.1.2.3"),
+        "{ips:?}"
+    );
     assert_eq!(days_valid(&pki.join("apiserver.crt")), 30);
     assert_eq!(days_valid(&pki.join("ca.crt")), 1825);
     check_key(&pki.join("apiserver.key"), "ECDSA-P384");
-    let o = run_ok(kubectl(&d.join("admin.conf")).args(["config", "view", "-o", "jsonpath={.clusters[0].name} {.clusters[0].cluster.server}"]));
+    let o = run_ok(kubectl(&d.join("admin.conf")).args([
+        "config",
+        "view",
+        "-o",
+        "jsonpath={.clusters[0].name} {.clusters[0].cluster.server}",
+    ]));
     assert_eq!(stdout(&o), "prod https://10.1.2.3:7443");
 }

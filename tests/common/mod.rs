@@ -75,7 +75,12 @@ pub fn free_port(ip: IpAddr) -> u16 {
 }
 
 /// Polls `f` until it returns `Some`, at most `attempts` times and for at most `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, attempts: u32, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    attempts: u32,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     let pause = timeout / attempts.max(1);
     for _ in 0..attempts {
@@ -124,7 +129,9 @@ impl Proc {
 
     /// None while running; the exit status once it has exited.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn log_text(&self) -> String {
@@ -159,7 +166,11 @@ impl Drop for Proc {
 /// The repository's sibling `shared` directory (fixtures, tools).
 pub fn shared_dir() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(p.is_dir(), "{} is missing: the tests need ../shared beside the repository", p.display());
+    assert!(
+        p.is_dir(),
+        "{} is missing: the tests need ../shared beside the repository",
+        p.display()
+    );
     p
 }
 
@@ -189,8 +200,14 @@ pub fn ensure_installed(bin: &str, packages: &[&str]) {
           (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {pk}))'",
         pk = packages.join(" ")
     );
-    let st = Command::new("sh").args(["-c", &script]).status().expect("running apt-get");
-    assert!(st.success() && have(bin), "could not install {packages:?} for {bin}");
+    let st = Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .expect("running apt-get");
+    assert!(
+        st.success() && have(bin),
+        "could not install {packages:?} for {bin}"
+    );
 }
 
 pub fn ensure_etcd() {
@@ -210,7 +227,11 @@ pub fn k8s_bin_dir() -> PathBuf {
         let out = run_ok(Command::new("bash").arg(&tool));
         let last = stdout(&out).lines().last().unwrap_or("").trim().to_string();
         let dir = PathBuf::from(last);
-        assert!(dir.join("kube-apiserver").is_file(), "{} has no kube-apiserver", dir.display());
+        assert!(
+            dir.join("kube-apiserver").is_file(),
+            "{} has no kube-apiserver",
+            dir.display()
+        );
         dir
     })
     .clone()
@@ -218,15 +239,24 @@ pub fn k8s_bin_dir() -> PathBuf {
 
 /// kubectl, preinstalled on these machines.
 pub fn kubectl(kubeconfig: &Path) -> Command {
-    assert!(have("kubectl"), "kubectl is expected at /usr/bin/kubectl on these machines");
+    assert!(
+        have("kubectl"),
+        "kubectl is expected at /usr/bin/kubectl on these machines"
+    );
     let mut c = Command::new("kubectl");
-    c.arg("--kubeconfig").arg(kubeconfig).arg("--request-timeout=10s").stdin(Stdio::null());
+    c.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--request-timeout=10s")
+        .stdin(Stdio::null());
     c
 }
 
 /// A fresh scratch directory removed when the guard drops.
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("kubepki-test-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("kubepki-test-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// Every file below `root` with its bytes and mode: to prove "nothing changed".
@@ -243,7 +273,11 @@ pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
                 out.push((p.clone(), Vec::new(), md.permissions().mode()));
                 walk(&p, out);
             } else {
-                out.push((p.clone(), fs::read(&p).unwrap_or_default(), md.permissions().mode()));
+                out.push((
+                    p.clone(),
+                    fs::read(&p).unwrap_or_default(),
+                    md.permissions().mode(),
+                ));
             }
         }
     }
