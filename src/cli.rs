@@ -135,6 +135,102 @@ as externally managed. Missing files are listed as !MISSING!.\n\n\
 -o json and -o yaml print kubeadm's output.kubeadm.k8s.io/v1alpha3 CertificateExpirationInfo."
     )]
     CheckExpiration(CheckExpirationArgs),
+
+    /// Renew certificates with the existing CAs, backing up the old files first.
+    #[command(
+        long_about = "Renew certificates as `kubeadm certs renew` does (CN, O, SANs and \
+usages from the existing certificate; fresh keys; kubeconfigs get a new client certificate and \
+the CA from ca.crt), safely:\n\n- the old files are copied to a backup directory first (printed; restore it with `kubepki certs \
+restore DIR`);\n- new files are staged and swapped in all at once; a run killed at any point is completed or \
+rolled back by the next kubepki run;\n- a lock keeps two runs apart;\n- --expiring-within renews only what expires within that window (for timers);\n- --add-sans and --config add SANs to apiserver and the etcd server/peer certificates;\n- a certificate whose CA key is absent (external CA) is reported and skipped.\n\nNAMES: all, or any of admin.conf, apiserver, apiserver-etcd-client, apiserver-kubelet-client, \
+controller-manager.conf, etcd-healthcheck-client, etcd-peer, etcd-server, front-proxy-client, \
+scheduler.conf, super-admin.conf, kubelet.conf (never part of `all`).\n\nAfterwards it says which control-plane components must restart; --restart-static-pods restarts \
+them the way the kubeadm docs describe (manifest moved out of the manifests directory for longer \
+than the kubelet's fileCheckFrequency, then back) and waits for each to answer its liveness probe."
+    )]
+    Renew(RenewArgs),
+
+    /// Put the files of a backup (made by renew or restore) back in place.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RenewArgs {
+    /// What to renew: `all` or certificate names
+    #[arg(value_name = "NAME", required = true, num_args = 1..)]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// Renew only certificates that expire within this window, e.g. 720h or 30d
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expiring_within: Option<std::time::Duration>,
+
+    /// Validity of the renewed certificates [default: certificateValidityPeriod from --config, else 8760h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub validity: Option<std::time::Duration>,
+
+    /// SANs (IPs or DNS names, comma-separated) to add to apiserver, etcd-server and etcd-peer
+    #[arg(long, value_name = "SANS", value_delimiter = ',')]
+    pub add_sans: Vec<String>,
+
+    /// Key algorithm for the new keys [default: encryptionAlgorithm from --config, else each certificate's current one]
+    #[arg(long, value_name = "ALG", value_parser = parse_alg)]
+    pub encryption_algorithm: Option<KeyAlgorithm>,
+
+    /// Where to copy the old files [default: <kubeconfig-dir>/kubepki-backups/<UTC time>]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Print what would be renewed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub restart: RestartArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestartArgs {
+    /// Restart the static pods whose certificates changed, one at a time
+    #[arg(long)]
+    pub restart_static_pods: bool,
+
+    /// The kubelet's static pod manifest directory
+    #[arg(long, value_name = "DIR", default_value = "/etc/kubernetes/manifests")]
+    pub manifests_dir: PathBuf,
+
+    /// How often the kubelet rescans the manifests directory (its fileCheckFrequency)
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub file_check_frequency: std::time::Duration,
+
+    /// How long to wait for a restarted component to answer its liveness probe
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub restart_timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A backup directory (it holds MANIFEST.json)
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
+
+    /// Where the current files are first backed up [default: <backup>.before-restore-<UTC time>]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Print what would be restored; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod detect;
+mod restart;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ fn main() -> ExitCode {
         cli::Command::Certs(cli::CertsCommand::CheckExpiration(args)) => {
             cmd::certs::check_expiration(&args, now)
         }
+        cli::Command::Certs(cli::CertsCommand::Renew(args)) => cmd::renew::run(&args, now),
+        cli::Command::Certs(cli::CertsCommand::Restore(args)) => cmd::renew::restore(&args, now),
         cli::Command::Kubeconfig(cli::KubeconfigCommand::User(args)) => {
             cmd::kubeconfig::user(&args, now)
         }

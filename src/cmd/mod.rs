@@ -1,6 +1,7 @@
 pub mod certs;
 pub mod init;
 pub mod kubeconfig;
+pub mod renew;
 
 use std::path::PathBuf;
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::key::pem_encode;
+use crate::key::{KeyAlgorithm, pem_encode};
 
 /// Key usage bits kubeadm sets (RFC 5280 4.2.1.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct Certificate {
     spki: Vec<u8>,
     pub subject_key_id: Option<Vec<u8>>,
     pub serial_hex: String,
+    /// The subject key's algorithm, when it is one kubeadm supports.
+    pub key_algorithm: Option<KeyAlgorithm>,
 }
 
 impl Certificate {
@@ -73,6 +75,7 @@ impl Certificate {
             spki: x.public_key().raw.to_vec(),
             subject_key_id: None,
             serial_hex: x.raw_serial_as_string(),
+            key_algorithm: key_algorithm(x.public_key()),
         };
         for cn in x.subject().iter_common_name() {
             c.common_name = cn
@@ -196,6 +199,30 @@ impl Certificate {
 
     pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
         self.not_before <= now && now <= self.not_after
+    }
+}
+
+fn key_algorithm(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Option<KeyAlgorithm> {
+    use x509_parser::oid_registry::{OID_EC_P256, OID_NIST_EC_P384};
+    use x509_parser::public_key::PublicKey;
+    match spki.parsed().ok()? {
+        PublicKey::RSA(r) => match r.key_size() {
+            2048 => Some(KeyAlgorithm::Rsa2048),
+            3072 => Some(KeyAlgorithm::Rsa3072),
+            4096 => Some(KeyAlgorithm::Rsa4096),
+            _ => None,
+        },
+        PublicKey::EC(_) => {
+            let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+            if curve == OID_EC_P256 {
+                Some(KeyAlgorithm::EcdsaP256)
+            } else if curve == OID_NIST_EC_P384 {
+                Some(KeyAlgorithm::EcdsaP384)
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 

@@ -58,6 +58,12 @@ pub enum Error {
     },
     #[error("{path} already exists")]
     Exists { path: PathBuf },
+    #[error(
+        "{path}: another kubepki run is working on this directory (it holds the lock); retry when it finishes, or pass --wait"
+    )]
+    Locked { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Journal { path: PathBuf, reason: String },
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
     #[error("building certificate: {0}")]

@@ -183,7 +183,7 @@ impl Report {
     pub fn to_info(&self, now: OffsetDateTime) -> ExpirationInfo {
         let entry = |r: &Row| Entry {
             name: r.name.to_string(),
-            expiration_date: r.not_after.map(rfc3339),
+            expiration_date: r.not_after.map(rfc3339_utc),
             residual_time: r.residual_seconds(now),
             ca_name: r.ca_name.map(str::to_string),
             externally_managed: r.externally_managed,
@@ -198,7 +198,8 @@ impl Report {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// `2006-01-02T15:04:05Z`, as metav1.Time marshals.
+pub fn rfc3339_utc(t: OffsetDateTime) -> String {
     let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.to_offset(time::UtcOffset::UTC)
         .format(&fmt)
@@ -241,10 +242,10 @@ impl ExpirationInfo {
         String::from_utf8(buf).expect("JSON is UTF-8")
     }
 
-    /// sigs.k8s.io/yaml goes through JSON, so keys come out sorted; serde_json's map sorts too.
+    /// sigs.k8s.io/yaml goes through JSON and a map, so keys come out sorted.
     pub fn to_yaml(&self) -> String {
         let v = serde_json::to_value(self).expect("serializing to a Value");
-        crate::yaml::to_string(&v).expect("a Value always serializes")
+        crate::yaml::to_string_sorted(&v).expect("a Value always serializes")
     }
 }
 

@@ -327,6 +327,89 @@ pub fn parse_credentials(text: &str, path: &Path) -> Result<Credentials> {
     })
 }
 
+/// Puts a new client certificate and key (embedded) into the current context's user, and the
+/// CA into its cluster's `certificate-authority-data` when the file embeds one. Everything
+/// else in the file is kept; keys come out sorted, as clientcmd writes them.
+pub fn replace_credentials(
+    text: &str,
+    path: &Path,
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+) -> Result<String> {
+    let err = |reason: String| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Resolve names through the lenient reader first: it knows the current-context rules.
+    let creds = parse_credentials_shallow(text, path)?;
+    let mut v: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {e}")))?;
+    let find = |list: &mut serde_json::Value, name: &str| -> Option<usize> {
+        list.as_array()?
+            .iter()
+            .position(|e| e.get("name").and_then(|n| n.as_str()) == Some(name))
+    };
+    let users = v.get_mut("users").ok_or_else(|| err("no users".into()))?;
+    let ui =
+        find(users, &creds.1).ok_or_else(|| err(format!("user {:?} is not defined", creds.1)))?;
+    let user = users[ui]
+        .get_mut("user")
+        .and_then(|u| u.as_object_mut())
+        .ok_or_else(|| err(format!("user {:?} has no credentials", creds.1)))?;
+    if user.contains_key("client-certificate") || user.contains_key("client-key") {
+        return Err(err(format!(
+            "user {:?} reads its certificate from a file, not embedded data; kubepki does not rewrite such files",
+            creds.1
+        )));
+    }
+    user.insert(
+        "client-certificate-data".into(),
+        B64.encode(cert_pem).into(),
+    );
+    user.insert("client-key-data".into(), B64.encode(key_pem).into());
+    if let Some(clusters) = v.get_mut("clusters")
+        && let Some(ci) = find(clusters, &creds.0)
+        && let Some(c) = clusters[ci]
+            .get_mut("cluster")
+            .and_then(|c| c.as_object_mut())
+        && c.contains_key("certificate-authority-data")
+    {
+        c.insert(
+            "certificate-authority-data".into(),
+            B64.encode(ca_pem).into(),
+        );
+    }
+    crate::yaml::to_string_sorted(&v).map_err(err)
+}
+
+/// (cluster name, user name) of the current context.
+fn parse_credentials_shallow(text: &str, path: &Path) -> Result<(String, String)> {
+    let err = |reason: String| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let kc: AnyKubeconfig =
+        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {e}")))?;
+    if kc.current_context.is_empty() {
+        return match (kc.clusters.as_slice(), kc.users.as_slice()) {
+            ([c], [u]) => Ok((c.name.clone(), u.name.clone())),
+            _ => Err(err("no current-context set".into())),
+        };
+    }
+    let ctx = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == kc.current_context)
+        .ok_or_else(|| {
+            err(format!(
+                "current-context {:?} is not defined",
+                kc.current_context
+            ))
+        })?;
+    Ok((ctx.context.cluster.clone(), ctx.context.user.clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +471,31 @@ mod tests {
         // kubeadm's own pre-bootstrap kubelet.conf embeds its credentials.
         let c = read_credentials(&fixture("kubelet.conf")).unwrap();
         assert_eq!(c.cert_source, Source::Embedded);
+    }
+
+    #[test]
+    fn replacing_credentials_keeps_the_rest_and_kubeadm_format() {
+        let path = fixture("admin.conf");
+        let original = std::fs::read_to_string(&path).unwrap();
+        let c = read_credentials(&path).unwrap();
+        // Same credentials in: same bytes out.
+        let same = replace_credentials(
+            &original,
+            &path,
+            std::str::from_utf8(&c.cert_pem).unwrap(),
+            std::str::from_utf8(c.key_pem.as_ref().unwrap()).unwrap(),
+            std::str::from_utf8(c.ca_pem.as_ref().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(same, original);
+        let extra = original.replace("preferences: {}", "preferences:\n  colors: true");
+        let out = replace_credentials(&extra, &path, "CERT", "KEY", "CA").unwrap();
+        assert!(out.contains("colors: true"));
+        let back = parse_credentials(&out, &path).unwrap();
+        assert_eq!(back.cert_pem, b"CERT");
+        assert_eq!(back.key_pem.unwrap(), b"KEY");
+        assert_eq!(back.ca_pem.unwrap(), b"CA");
+        assert_eq!(back.user_name, "kubernetes-admin");
     }
 
     #[test]

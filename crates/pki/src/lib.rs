@@ -3,6 +3,7 @@
 //! The library decides nothing about output or prompts: it plans, issues, reads and writes, and
 //! returns precise errors. Time is always passed in.
 
+pub mod backup;
 pub mod cert;
 pub mod check;
 pub mod config;
@@ -17,6 +18,8 @@ pub mod key;
 pub mod kubeconfig;
 pub mod layout;
 pub mod params;
+pub mod renew;
+pub mod txn;
 mod yaml;
 
 pub use error::{Error, Result};

@@ -8,3 +8,25 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, String> {
     opts.prefer_block_scalars = false;
     serde_saphyr::to_string_with_options(value, opts).map_err(|e| e.to_string())
 }
+
+/// Serializes a JSON value with every mapping's keys sorted, as sigs.k8s.io/yaml does
+/// (whatever key order serde_json's map was built with).
+pub fn to_string_sorted(value: &serde_json::Value) -> Result<String, String> {
+    to_string(&sorted(value))
+}
+
+fn sorted(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                out.insert(k.clone(), sorted(&m[k]));
+            }
+            serde_json::Value::Object(out)
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
