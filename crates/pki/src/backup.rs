@@ -199,7 +199,7 @@ mod tests {
         );
         // A second backup into the same directory is refused.
         assert!(matches!(
-            create(&bdir, &pki, &[a.clone()], "renew", "x"),
+            create(&bdir, &pki, std::slice::from_ref(&a), "renew", "x"),
             Err(Error::Exists { .. })
         ));
 
