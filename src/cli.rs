@@ -72,6 +72,25 @@ pub struct DirArgs {
 #[derive(Args, Debug, Clone)]
 pub struct InitArgs {
     #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Validity of new leaf certificates, e.g. 8760h [default: 8760h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub cert_validity: Option<std::time::Duration>,
+
+    /// Validity of new CA certificates, e.g. 87600h [default: 87600h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ca_validity: Option<std::time::Duration>,
+
+    /// Print what would be written; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What a node's certificates must say: kubeadm init's flags.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    #[command(flatten)]
     pub dirs: DirArgs,
 
     /// This node's name: CN of the etcd certificates, a SAN of apiserver [default: hostname]
@@ -106,22 +125,10 @@ pub struct InitArgs {
     #[arg(long, value_name = "ALG", value_parser = parse_alg)]
     pub encryption_algorithm: Option<KeyAlgorithm>,
 
-    /// Validity of new leaf certificates, e.g. 8760h [default: 8760h]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub cert_validity: Option<std::time::Duration>,
-
-    /// Validity of new CA certificates, e.g. 87600h [default: 87600h]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub ca_validity: Option<std::time::Duration>,
-
     /// Target Kubernetes version; before v1.29 admins are in system:masters and there is no
     /// super-admin.conf [default: a current version]
     #[arg(long, value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
-
-    /// Print what would be written; write nothing
-    #[arg(long)]
-    pub dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -152,6 +159,65 @@ than the kubelet's fileCheckFrequency, then back) and waits for each to answer i
 
     /// Put the files of a backup (made by renew or restore) back in place.
     Restore(RestoreArgs),
+
+    /// Write a key and a CSR for each certificate an external CA must sign.
+    #[command(
+        long_about = "Write a private key and a certificate signing request for each \
+certificate an external CA must sign (SPEC §2), as `kubeadm certs generate-csr` does: \
+<cert-dir>/<name>.key + <name>.csr for certificates, and a partial kubeconfig (key, no \
+certificate) + <name>.csr in --kubeconfig-dir for kubeconfigs. The CSRs carry the subject and \
+SANs; the CA decides usages. Give the signed certificate back as <name>.crt beside its CSR, then \
+run `kubepki certs import`.\n\nNothing is overwritten. For certificates that already exist (renewal through the external CA), \
+pass --csr-dir: the request copies the existing certificate's names, and `import --csr-dir` \
+swaps the result in with a backup."
+    )]
+    GenerateCsr(GenerateCsrArgs),
+
+    /// Check certificates returned by an external CA and install them.
+    #[command(
+        long_about = "Check the certificates an external CA returned for the CSRs \
+written by generate-csr (<name>.crt beside <name>.csr) and install them all at once: the \
+chain must lead to the CA in --cert-dir, the key must match, subject and SANs must be the \
+requested ones, and the usages must suit the slot (serverAuth for apiserver, both for etcd \
+server and peer, clientAuth for clients). Any failure installs nothing."
+    )]
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateCsrArgs {
+    /// Which certificates: `all` or names (kubeadm's, plus kubelet.conf)
+    #[arg(value_name = "NAME", default_value = "all")]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Write keys, CSRs and partial kubeconfigs here instead of the cert and kubeconfig dirs
+    #[arg(long, value_name = "DIR")]
+    pub csr_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// Where generate-csr wrote the requests [default: the cert and kubeconfig dirs]
+    #[arg(long, value_name = "DIR")]
+    pub csr_dir: Option<PathBuf>,
+
+    /// Where to copy files that get replaced [default: <kubeconfig-dir>/kubepki-backups/<UTC time>]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Check only; install nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

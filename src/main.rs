@@ -24,6 +24,10 @@ fn main() -> ExitCode {
         }
         cli::Command::Certs(cli::CertsCommand::Renew(args)) => cmd::renew::run(&args, now),
         cli::Command::Certs(cli::CertsCommand::Restore(args)) => cmd::renew::restore(&args, now),
+        cli::Command::Certs(cli::CertsCommand::GenerateCsr(args)) => {
+            cmd::external::generate_csr(&args)
+        }
+        cli::Command::Certs(cli::CertsCommand::Import(args)) => cmd::external::import(&args, now),
         cli::Command::Kubeconfig(cli::KubeconfigCommand::User(args)) => {
             cmd::kubeconfig::user(&args, now)
         }

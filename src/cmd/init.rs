@@ -5,11 +5,11 @@ use kubepki_pki::init::{self, Artifact, Decision, Event, Step};
 use kubepki_pki::params::{ClusterParams, KubeVersion};
 use time::OffsetDateTime;
 
-use crate::cli::InitArgs;
+use crate::cli::{ClusterArgs, InitArgs};
 use crate::detect;
 
 /// Flags over --config over detected defaults.
-pub fn params(args: &InitArgs) -> Result<ClusterParams> {
+pub fn params(args: &ClusterArgs) -> Result<ClusterParams> {
     let r = super::resolve(&args.dirs)?;
     let cfg = r.config.clone().unwrap_or_default();
     let node_name = match args.node_name.clone().or(cfg.node_name.clone()) {
@@ -47,12 +47,6 @@ pub fn params(args: &InitArgs) -> Result<ClusterParams> {
     if let Some(v) = args.encryption_algorithm {
         p.key_algorithm = v;
     }
-    if let Some(v) = args.cert_validity {
-        p.cert_validity = v;
-    }
-    if let Some(v) = args.ca_validity {
-        p.ca_validity = v;
-    }
     if let Some(v) = &args.kubernetes_version {
         p.kubernetes_version = Some(KubeVersion::parse(v).map_err(anyhow::Error::msg)?);
     }
@@ -60,7 +54,13 @@ pub fn params(args: &InitArgs) -> Result<ClusterParams> {
 }
 
 pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    let p = params(args)?;
+    let mut p = params(&args.cluster)?;
+    if let Some(v) = args.cert_validity {
+        p.cert_validity = v;
+    }
+    if let Some(v) = args.ca_validity {
+        p.ca_validity = v;
+    }
     let plan = init::plan(&p, now)?;
     let dry = args.dry_run;
 

@@ -1,4 +1,5 @@
 pub mod certs;
+pub mod external;
 pub mod init;
 pub mod kubeconfig;
 pub mod renew;

@@ -37,7 +37,7 @@ pub fn lock_and_recover(layout: &Layout, wait: bool) -> Result<DirLock> {
     Ok(lock)
 }
 
-fn stamp(now: OffsetDateTime) -> String {
+pub fn stamp(now: OffsetDateTime) -> String {
     now.format(&format_description!(
         "[year][month][day]T[hour][minute][second]Z"
     ))
@@ -45,7 +45,7 @@ fn stamp(now: OffsetDateTime) -> String {
 }
 
 /// A directory name that does not exist yet: `<base>`, else `<base>-2`, `<base>-3`, ...
-fn fresh_dir(base: PathBuf) -> PathBuf {
+pub fn fresh_dir(base: PathBuf) -> PathBuf {
     if !base.exists() {
         return base;
     }

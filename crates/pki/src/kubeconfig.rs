@@ -33,8 +33,11 @@ struct NamedCluster {
 
 #[derive(Serialize, Debug)]
 struct Cluster {
-    #[serde(rename = "certificate-authority-data")]
-    certificate_authority_data: String,
+    #[serde(
+        rename = "certificate-authority-data",
+        skip_serializing_if = "Option::is_none"
+    )]
+    certificate_authority_data: Option<String>,
     server: String,
 }
 
@@ -84,7 +87,7 @@ impl Kubeconfig {
         Self::build(
             cluster_name,
             server,
-            ca_pem,
+            Some(ca_pem),
             user,
             AuthInfo {
                 client_certificate: None,
@@ -107,7 +110,7 @@ impl Kubeconfig {
         Self::build(
             cluster_name,
             server,
-            ca_pem,
+            Some(ca_pem),
             user,
             AuthInfo {
                 client_certificate: Some(cert_path.display().to_string()),
@@ -118,13 +121,19 @@ impl Kubeconfig {
         )
     }
 
-    fn build(cluster_name: &str, server: &str, ca_pem: &str, user: &str, auth: AuthInfo) -> Self {
+    fn build(
+        cluster_name: &str,
+        server: &str,
+        ca_pem: Option<&str>,
+        user: &str,
+        auth: AuthInfo,
+    ) -> Self {
         let context = format!("{user}@{cluster_name}");
         Kubeconfig {
             api_version: "v1",
             clusters: vec![NamedCluster {
                 cluster: Cluster {
-                    certificate_authority_data: B64.encode(ca_pem),
+                    certificate_authority_data: ca_pem.map(|c| B64.encode(c)),
                     server: server.to_string(),
                 },
                 name: cluster_name.to_string(),
@@ -144,6 +153,23 @@ impl Kubeconfig {
                 user: auth,
             }],
         }
+    }
+
+    /// What `generate-csr` leaves for a kubeconfig: the key, no certificate, no CA (kubeadm's
+    /// partial kubeconfig); `import` completes it.
+    pub fn key_only(cluster_name: &str, server: &str, user: &str, key_pem: &str) -> Self {
+        Self::build(
+            cluster_name,
+            server,
+            None,
+            user,
+            AuthInfo {
+                client_certificate: None,
+                client_certificate_data: None,
+                client_key: None,
+                client_key_data: Some(B64.encode(key_pem)),
+            },
+        )
     }
 
     pub fn to_yaml(&self) -> String {
@@ -232,6 +258,30 @@ pub struct Credentials {
     pub cert_source: Source,
     pub key_pem: Option<Vec<u8>>,
     pub key_source: Source,
+}
+
+/// The embedded client key of a partial kubeconfig (one written by `generate-csr`).
+pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let (_, user) = parse_credentials_shallow(&text, path)?;
+    let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        reason: format!("not a valid kubeconfig: {e}"),
+    })?;
+    let data = kc
+        .users
+        .iter()
+        .find(|u| u.name == user)
+        .and_then(|u| u.user.client_key_data.clone())
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| Error::Kubeconfig {
+            path: path.to_path_buf(),
+            reason: format!("user {user:?} has no embedded client key"),
+        })?;
+    B64.decode(data.trim()).map_err(|e| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        reason: format!("client-key-data is not base64: {e}"),
+    })
 }
 
 /// Reads the current context's cluster and client credentials.
@@ -337,6 +387,19 @@ pub fn replace_credentials(
     key_pem: &str,
     ca_pem: &str,
 ) -> Result<String> {
+    update_credentials(text, path, cert_pem, key_pem, ca_pem, false)
+}
+
+/// As [`replace_credentials`]; with `always_set_ca` the CA data is written even where the file
+/// had none (completing a partial kubeconfig).
+pub fn update_credentials(
+    text: &str,
+    path: &Path,
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+    always_set_ca: bool,
+) -> Result<String> {
     let err = |reason: String| Error::Kubeconfig {
         path: path.to_path_buf(),
         reason,
@@ -373,7 +436,8 @@ pub fn replace_credentials(
         && let Some(c) = clusters[ci]
             .get_mut("cluster")
             .and_then(|c| c.as_object_mut())
-        && c.contains_key("certificate-authority-data")
+        && (always_set_ca || c.contains_key("certificate-authority-data"))
+        && !c.contains_key("certificate-authority")
     {
         c.insert(
             "certificate-authority-data".into(),

@@ -1,0 +1,117 @@
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use kubepki_pki::external;
+use kubepki_pki::layout::Layout;
+use kubepki_pki::renew::Selection;
+use time::OffsetDateTime;
+
+use crate::cli::{GenerateCsrArgs, ImportArgs};
+
+fn selection(names: &[String]) -> Result<Selection> {
+    if names.iter().any(|n| n == "all") {
+        if names.len() > 1 {
+            bail!("`all` cannot be combined with other names");
+        }
+        return Ok(Selection::All);
+    }
+    Ok(Selection::Named(names.to_vec()))
+}
+
+pub fn generate_csr(args: &GenerateCsrArgs) -> Result<ExitCode> {
+    let p = super::init::params(&args.cluster)?;
+    let jobs = external::plan_csrs(&p, &selection(&args.names)?, args.csr_dir.as_deref())?;
+    external::write_csrs(&jobs, &p, p.key_algorithm)?;
+    for j in &jobs {
+        println!(
+            "[csr] {}: wrote {} and {}{}",
+            j.item.name(),
+            j.key_path.display(),
+            j.csr_path.display(),
+            if j.from_existing {
+                " (names copied from the current certificate)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "[csr] have the external CA sign each CSR, put the certificate beside it as <name>.crt, then run `kubepki certs import`"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let r = super::resolve(&args.dirs)?;
+    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
+    let local_etcd = !r.config.as_ref().is_some_and(|c| c.external_etcd);
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(super::renew::lock_and_recover(&layout, args.wait)?)
+    };
+    let plan = external::plan_import(&layout, args.csr_dir.as_deref(), local_etcd, now)?;
+    for w in &plan.findings.warnings {
+        println!("[import] WARNING: {w}");
+    }
+    for w in &plan.waiting {
+        println!(
+            "[import] {}: no signed certificate beside it yet",
+            w.display()
+        );
+    }
+    if !plan.findings.is_ok() {
+        for p in &plan.findings.problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("error: nothing was installed");
+        return Ok(ExitCode::FAILURE);
+    }
+    if plan.items.is_empty() {
+        if plan.waiting.is_empty() {
+            bail!(
+                "no CSRs found in {}; run `kubepki certs generate-csr` first",
+                args.csr_dir.as_ref().unwrap_or(&layout.cert_dir).display()
+            );
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    for i in &plan.items {
+        let what = if i.already {
+            "already in place"
+        } else if args.dry_run {
+            "would be installed"
+        } else {
+            "installed"
+        };
+        println!(
+            "[import] {}: {} {what}",
+            i.item.name(),
+            i.returned.display()
+        );
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let backup_dir = args.backup_dir.clone().unwrap_or_else(|| {
+        super::renew::fresh_dir(
+            layout
+                .kubeconfig_dir
+                .join("kubepki-backups")
+                .join(super::renew::stamp(now)),
+        )
+    });
+    let written = external::execute_import(&plan, &layout, &backup_dir, now)?;
+    if backup_dir.exists() {
+        println!(
+            "[import] replaced files were backed up to {}",
+            backup_dir.display()
+        );
+    }
+    println!("[import] {} files written", written.len());
+    Ok(if plan.waiting.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
