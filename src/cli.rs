@@ -307,6 +307,11 @@ pub struct CheckExpirationArgs {
     /// Output format
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+
+    /// Also report the kubelet's certificates in this directory (e.g. /var/lib/kubelet):
+    /// pki/kubelet-client-current.pem, its serving certificate, and kubelet.conf's own
+    #[arg(long, value_name = "DIR")]
+    pub kubelet_dir: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,6 +332,56 @@ The API server address comes from --server, else from --config (controlPlaneEndp
 advertise address), else from the existing admin.conf in --kubeconfig-dir."
     )]
     User(UserArgs),
+
+    /// Rebuild a node's kubelet.conf (recovery when its client certificate expired).
+    #[command(
+        long_about = "Rebuild a node's kubelet.conf: the documented recovery for a kubelet \
+whose client certificate expired, automated.\n\n1. On a control-plane node (it needs ca.key): `kubepki kubeconfig kubelet --node-name N > \
+kubelet.conf` makes a kubeconfig with a fresh client certificate for system:node:N (group \
+system:nodes). Copy it to the node as /etc/kubernetes/kubelet.conf and restart the kubelet.\n2. Once the kubelet has rotated its certificate into /var/lib/kubelet/pki/kubelet-client-current.pem, \
+run on the node `kubepki kubeconfig kubelet --node-name N --rotated --write` to point kubelet.conf \
+at that file again, then restart the kubelet.\n\n--write installs the result as <kubeconfig-dir>/kubelet.conf (backing up the old one) instead of \
+printing it."
+    )]
+    Kubelet(KubeletArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KubeletArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// The node's name (the certificate is for system:node:<NAME>)
+    #[arg(long, value_name = "NAME")]
+    pub node_name: String,
+
+    /// The API server URL [default: the server in the existing kubelet.conf or admin.conf]
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// How long the new client certificate is valid
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
+    pub validity_period: std::time::Duration,
+
+    /// Key algorithm [default: encryptionAlgorithm from --config, else RSA-2048]
+    #[arg(long, value_name = "ALG", value_parser = parse_alg)]
+    pub encryption_algorithm: Option<KeyAlgorithm>,
+
+    /// Point at the kubelet's rotated certificate file instead of embedding a new one
+    #[arg(long)]
+    pub rotated: bool,
+
+    /// The kubelet's directory (for --rotated)
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
+
+    /// Install as <kubeconfig-dir>/kubelet.conf (with a backup) instead of printing
+    #[arg(long)]
+    pub write: bool,
+
+    /// Where to back up the replaced kubelet.conf [default: <kubeconfig-dir>/kubepki-backups/<UTC time>]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         cli::Command::Kubeconfig(cli::KubeconfigCommand::User(args)) => {
             cmd::kubeconfig::user(&args, now)
         }
+        cli::Command::Kubeconfig(cli::KubeconfigCommand::Kubelet(args)) => {
+            cmd::kubeconfig::kubelet(&args, now)
+        }
     };
     match result {
         Ok(code) => code,

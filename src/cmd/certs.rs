@@ -14,11 +14,36 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
         local_etcd: !r.config.as_ref().is_some_and(|c| c.external_etcd),
         kubernetes_version: r.config.as_ref().and_then(|c| c.kubernetes_version),
     };
-    let report = expiry::collect(&Layout::new(&r.cert_dir, &r.kubeconfig_dir), scope)?;
+    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
+    if layout.cert_dir.join(kubepki_pki::txn::JOURNAL).exists() {
+        eprintln!(
+            "warning: an interrupted kubepki run left {}; the next renew, import or restore completes it",
+            layout.cert_dir.join(kubepki_pki::txn::JOURNAL).display()
+        );
+    }
+    let report = expiry::collect(&layout, scope)?;
+    let kubelet = args
+        .kubelet_dir
+        .as_deref()
+        .map(|d| expiry::collect_kubelet(&layout, d))
+        .transpose()?;
     let out = match args.output {
-        OutputFormat::Text => report.to_text(now),
-        OutputFormat::Json => report.to_info(now).to_json(),
-        OutputFormat::Yaml => report.to_info(now).to_yaml(),
+        OutputFormat::Text => {
+            let mut t = report.to_text(now);
+            if let Some(k) = &kubelet {
+                t.push_str(&expiry::kubelet_text(k, now));
+            }
+            t
+        }
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let mut info = report.to_info(now);
+            info.kubelet_certificates = kubelet.as_deref().map(|k| expiry::kubelet_entries(k, now));
+            if args.output == OutputFormat::Json {
+                info.to_json()
+            } else {
+                info.to_yaml()
+            }
+        }
     };
     std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)

@@ -1,30 +1,35 @@
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use kubepki_pki::cert::Certificate;
 use kubepki_pki::inventory::{self, CaId, ServerRule};
 use kubepki_pki::issue::{self, CertTemplate, Signer};
-use kubepki_pki::key::PrivateKey;
+use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
 use kubepki_pki::kubeconfig::{self, Kubeconfig};
 use kubepki_pki::layout::{self, Layout};
 use kubepki_pki::params::{BACKDATE, ClusterParams, DEFAULT_CLUSTER_NAME};
+use kubepki_pki::{backup, fsio, txn};
 use time::OffsetDateTime;
 
-use crate::cli::UserArgs;
+use crate::cli::{KubeletArgs, UserArgs};
 
-pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    if args.client_name.is_empty() {
-        bail!("--client-name must not be empty");
-    }
-    let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
+/// A client certificate signed by the cluster CA, as PEM: (cert, key, ca.crt file).
+fn sign_client(
+    layout: &Layout,
+    template: &CertTemplate,
+    validity: std::time::Duration,
+    alg: KeyAlgorithm,
+    now: OffsetDateTime,
+) -> Result<(String, String, String)> {
     let ca_spec = inventory::ca(CaId::Ca);
     let (crt_path, key_path) = (layout.ca_cert(ca_spec), layout.ca_key(ca_spec));
     let ca_cert = layout::read_cert(&crt_path)?
         .with_context(|| format!("{}: no such file; is --cert-dir right?", crt_path.display()))?;
     let Some(ca_key) = layout::read_key(&key_path)? else {
         bail!(
-            "{}: no such file; the cluster CA is external, so kubepki cannot sign a user certificate",
+            "{}: no such file; the cluster CA is external, so kubepki cannot sign a client certificate",
             key_path.display()
         );
     };
@@ -32,26 +37,8 @@ pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
     if let Some(p) = found.problems.into_iter().next() {
         return Err(p.into());
     }
-
-    let server = server_url(args, &r, &layout)?;
-    let cluster_name = r
-        .config
-        .as_ref()
-        .and_then(|c| c.cluster_name.clone())
-        .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.into());
-    let alg = args
-        .encryption_algorithm
-        .or(r.config.as_ref().and_then(|c| c.encryption_algorithm))
-        .unwrap_or_default();
-
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
-    let template = CertTemplate {
-        common_name: args.client_name.clone(),
-        organizations: args.orgs.clone(),
-        client_auth: true,
-        ..Default::default()
-    };
-    let mut not_after = now + time::Duration::try_from(args.validity_period)?;
+    let mut not_after = now + time::Duration::try_from(validity)?;
     if not_after > ca_cert.not_after {
         eprintln!(
             "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
@@ -60,7 +47,7 @@ pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
         not_after = ca_cert.not_after;
     }
     let cert = issue::issue(
-        &template,
+        template,
         key.public_key_der(),
         Signer::Ca {
             cert: &ca_cert,
@@ -72,23 +59,63 @@ pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
     .map_err(anyhow::Error::msg)?;
     let ca_pem =
         std::fs::read_to_string(&crt_path).with_context(|| crt_path.display().to_string())?;
+    Ok((
+        cert.to_pem(),
+        key.to_pem().map_err(anyhow::Error::msg)?,
+        ca_pem,
+    ))
+}
+
+fn cluster_name(r: &super::Resolved) -> String {
+    r.config
+        .as_ref()
+        .and_then(|c| c.cluster_name.clone())
+        .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.into())
+}
+
+fn algorithm(flag: Option<KeyAlgorithm>, r: &super::Resolved) -> KeyAlgorithm {
+    flag.or(r.config.as_ref().and_then(|c| c.encryption_algorithm))
+        .unwrap_or_default()
+}
+
+pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    if args.client_name.is_empty() {
+        bail!("--client-name must not be empty");
+    }
+    let r = super::resolve(&args.dirs)?;
+    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
+    let server = match &args.server {
+        Some(s) => s.clone(),
+        None => server_url(&r, &layout, &["admin.conf"])?,
+    };
+    let template = CertTemplate {
+        common_name: args.client_name.clone(),
+        organizations: args.orgs.clone(),
+        client_auth: true,
+        ..Default::default()
+    };
+    let (cert, key, ca) = sign_client(
+        &layout,
+        &template,
+        args.validity_period,
+        algorithm(args.encryption_algorithm, &r),
+        now,
+    )?;
     let yaml = Kubeconfig::embedded(
-        &cluster_name,
+        &cluster_name(&r),
         &server,
-        &ca_pem,
+        &ca,
         &args.client_name,
-        &cert.to_pem(),
-        &key.to_pem().map_err(anyhow::Error::msg)?,
+        &cert,
+        &key,
     )
     .to_yaml();
     std::io::stdout().lock().write_all(yaml.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn server_url(args: &UserArgs, r: &super::Resolved, layout: &Layout) -> Result<String> {
-    if let Some(s) = &args.server {
-        return Ok(s.clone());
-    }
+/// --config's endpoint, else the server of the first existing kubeconfig in `from`.
+fn server_url(r: &super::Resolved, layout: &Layout, from: &[&str]) -> Result<String> {
     if let Some(c) = &r.config
         && (c.control_plane_endpoint.is_some() || c.advertise_address.is_some())
     {
@@ -99,11 +126,131 @@ fn server_url(args: &UserArgs, r: &super::Resolved, layout: &Layout) -> Result<S
         c.apply_to(&mut p);
         return Ok(p.server_url(ServerRule::ControlPlaneEndpoint));
     }
-    let admin = layout.kubeconfig(inventory::kubeconfig("admin.conf").expect("in the inventory"));
-    if layout::exists(&admin)? {
-        return Ok(kubeconfig::read_credentials(&admin)?.server);
+    for name in from {
+        let path = layout.kubeconfig(inventory::kubeconfig(name).expect("in the inventory"));
+        if layout::exists(&path)? {
+            return Ok(kubeconfig::read_server(&path)?);
+        }
     }
     bail!(
         "cannot tell the API server address: pass --server, or --config with controlPlaneEndpoint"
     )
+}
+
+pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    kubepki_pki::params::validate_node_name(&args.node_name).map_err(anyhow::Error::msg)?;
+    let r = super::resolve(&args.dirs)?;
+    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
+    let user = format!("system:node:{}", args.node_name);
+    let server = match &args.server {
+        Some(s) => s.clone(),
+        None => server_url(&r, &layout, &["kubelet.conf", "admin.conf"])?,
+    };
+    let yaml = if args.rotated {
+        // The kubelet resolves relative paths against kubelet.conf's directory: write it absolute.
+        let pem = std::path::absolute(args.kubelet_dir.join("pki/kubelet-client-current.pem"))?;
+        check_rotated(&pem, &layout, &user, now)?;
+        let ca_path = layout.ca_cert(inventory::ca(CaId::Ca));
+        let ca =
+            std::fs::read_to_string(&ca_path).with_context(|| ca_path.display().to_string())?;
+        Kubeconfig::with_files(&cluster_name(&r), &server, &ca, &user, &pem, &pem).to_yaml()
+    } else {
+        let template = CertTemplate {
+            common_name: user.clone(),
+            organizations: vec!["system:nodes".into()],
+            client_auth: true,
+            ..Default::default()
+        };
+        let (cert, key, ca) = sign_client(
+            &layout,
+            &template,
+            args.validity_period,
+            algorithm(args.encryption_algorithm, &r),
+            now,
+        )?;
+        Kubeconfig::embedded(&cluster_name(&r), &server, &ca, &user, &cert, &key).to_yaml()
+    };
+    if !args.write {
+        std::io::stdout().lock().write_all(yaml.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target =
+        layout.kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
+    let _lock = super::renew::lock_and_recover(&layout, false)?;
+    if target.exists() {
+        let dir = args.backup_dir.clone().unwrap_or_else(|| {
+            super::renew::fresh_dir(
+                layout
+                    .kubeconfig_dir
+                    .join("kubepki-backups")
+                    .join(super::renew::stamp(now)),
+            )
+        });
+        backup::create(
+            &dir,
+            &layout.cert_dir,
+            std::slice::from_ref(&target),
+            "kubeconfig kubelet",
+            &kubepki_pki::expiry::rfc3339_utc(now),
+        )?;
+        println!(
+            "[kubeconfig] backed up {} to {}",
+            target.display(),
+            dir.display()
+        );
+    }
+    let mut t = txn::Replacement::new(&layout.cert_dir, "kubeconfig kubelet");
+    t.stage(&target, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
+    t.commit()?;
+    println!(
+        "[kubeconfig] wrote {}; restart the kubelet: systemctl restart kubelet",
+        target.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rotated certificate must be this node's, from the cluster CA, and current.
+fn check_rotated(pem: &Path, layout: &Layout, user: &str, now: OffsetDateTime) -> Result<()> {
+    let bytes = std::fs::read(pem).with_context(|| {
+        format!(
+            "{}: the kubelet has not rotated its certificate yet",
+            pem.display()
+        )
+    })?;
+    let chain = Certificate::from_pem_chain(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", pem.display()))?;
+    let key =
+        PrivateKey::from_pem(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", pem.display()))?;
+    let c = &chain[0];
+    if !key.matches_public_key(c.public_key_der()) {
+        bail!(
+            "{}: the key in the file does not match its certificate",
+            pem.display()
+        );
+    }
+    if c.common_name != user {
+        bail!(
+            "{}: the certificate is for {:?}, not {user:?}",
+            pem.display(),
+            c.common_name
+        );
+    }
+    let ca_path = layout.ca_cert(inventory::ca(CaId::Ca));
+    let ca = layout::read_cert(&ca_path)?
+        .with_context(|| format!("{}: no such file", ca_path.display()))?;
+    if !c.is_signed_by(&ca) {
+        bail!(
+            "{}: not signed by the CA in {}",
+            pem.display(),
+            ca_path.display()
+        );
+    }
+    if now > c.not_after {
+        bail!(
+            "{}: expired on {}",
+            pem.display(),
+            kubepki_pki::expiry::format_date(c.not_after)
+        );
+    }
+    Ok(())
 }

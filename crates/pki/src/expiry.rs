@@ -102,6 +102,127 @@ pub fn collect(layout: &Layout, scope: Scope) -> Result<Report> {
     })
 }
 
+/// A kubelet certificate: not part of kubeadm's report, shown with `--kubelet-dir`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KubeletRow {
+    pub name: &'static str,
+    pub path: std::path::PathBuf,
+    pub not_after: Option<OffsetDateTime>,
+    /// "ca", "self-signed", or "unknown" (signed by something else).
+    pub issuer: &'static str,
+}
+
+/// The kubelet's own certificates: its rotated client certificate (what kubelet.conf points
+/// at after bootstrap), its serving certificate, and kubelet.conf's embedded one if any.
+pub fn collect_kubelet(layout: &Layout, kubelet_dir: &std::path::Path) -> Result<Vec<KubeletRow>> {
+    let ca = layout::read_cert(&layout.ca_cert(inventory::ca(CaId::Ca)))
+        .ok()
+        .flatten();
+    let issuer = |c: &Certificate| -> &'static str {
+        if ca.as_ref().is_some_and(|ca| c.is_signed_by(ca)) {
+            "ca"
+        } else if c.is_self_issued() && c.is_signed_by(c) {
+            "self-signed"
+        } else {
+            "unknown"
+        }
+    };
+    let mut rows = Vec::new();
+    let pki = kubelet_dir.join("pki");
+    for (name, file, always) in [
+        ("kubelet-client", "kubelet-client-current.pem", true),
+        ("kubelet-serving", "kubelet-server-current.pem", false),
+        ("kubelet-serving", "kubelet.crt", false),
+    ] {
+        let path = pki.join(file);
+        match layout::read_cert(&path)? {
+            Some(c) => rows.push(KubeletRow {
+                name,
+                path,
+                not_after: Some(c.not_after),
+                issuer: issuer(&c),
+            }),
+            None if always => rows.push(KubeletRow {
+                name,
+                path,
+                not_after: None,
+                issuer: "",
+            }),
+            None => {}
+        }
+    }
+    let kc = layout.kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
+    if layout::exists(&kc)? {
+        let creds = kubeconfig::read_credentials(&kc);
+        if let Ok(c) = creds
+            && c.cert_source == kubeconfig::Source::Embedded
+            && let Ok(chain) = Certificate::from_pem_chain(&c.cert_pem)
+        {
+            rows.push(KubeletRow {
+                name: "kubelet.conf",
+                path: kc,
+                not_after: Some(chain[0].not_after),
+                issuer: issuer(&chain[0]),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The kubelet table, in kubeadm's tabwriter style, appended after kubeadm's two tables.
+pub fn kubelet_text(rows: &[KubeletRow], now: OffsetDateTime) -> String {
+    let mut lines = String::from(
+        "\nKUBELET CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tFILE\n",
+    );
+    for r in rows {
+        match r.not_after {
+            None => lines.push_str(&format!(
+                "!MISSING! {}\t\t\t\t{}\n",
+                r.name,
+                r.path.display()
+            )),
+            Some(t) => lines.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                r.name,
+                format_date(t),
+                crate::duration::human((t - now).whole_seconds()),
+                r.issuer,
+                r.path.display()
+            )),
+        }
+    }
+    let mut tw = tabwriter::TabWriter::new(Vec::new()).minwidth(7).padding(3);
+    tw.write_all(lines.as_bytes()).expect("writing to a Vec");
+    String::from_utf8(tw.into_inner().expect("flushing to a Vec")).expect("UTF-8")
+}
+
+/// JSON/YAML entries for the kubelet view.
+#[derive(Serialize, Debug)]
+pub struct KubeletEntry {
+    pub name: String,
+    pub path: String,
+    #[serde(rename = "expirationDate")]
+    pub expiration_date: Option<String>,
+    #[serde(rename = "residualTime")]
+    pub residual_time: i64,
+    #[serde(rename = "caName")]
+    pub ca_name: String,
+    pub missing: bool,
+}
+
+pub fn kubelet_entries(rows: &[KubeletRow], now: OffsetDateTime) -> Vec<KubeletEntry> {
+    rows.iter()
+        .map(|r| KubeletEntry {
+            name: r.name.to_string(),
+            path: r.path.display().to_string(),
+            expiration_date: r.not_after.map(rfc3339_utc),
+            residual_time: r.not_after.map(|t| (t - now).whole_seconds()).unwrap_or(0),
+            ca_name: r.issuer.to_string(),
+            missing: r.not_after.is_none(),
+        })
+        .collect()
+}
+
 /// The certificate a row reports: a leaf's `.crt` or a kubeconfig's client certificate.
 pub fn read_item_cert(layout: &Layout, item: Item) -> Result<Option<Certificate>> {
     let path = layout.item_file(item);
@@ -194,6 +315,7 @@ impl Report {
             api_version: "output.kubeadm.k8s.io/v1alpha3",
             certificates: self.certificates.iter().map(entry).collect(),
             certificate_authorities: self.authorities.iter().map(entry).collect(),
+            kubelet_certificates: None,
         }
     }
 }
@@ -215,6 +337,12 @@ pub struct ExpirationInfo {
     pub certificates: Vec<Entry>,
     #[serde(rename = "certificateAuthorities")]
     pub certificate_authorities: Vec<Entry>,
+    /// kubepki's addition, present only with `--kubelet-dir`.
+    #[serde(
+        rename = "kubeletCertificates",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub kubelet_certificates: Option<Vec<KubeletEntry>>,
 }
 
 #[derive(Serialize, Debug)]

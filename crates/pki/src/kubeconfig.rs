@@ -260,6 +260,25 @@ pub struct Credentials {
     pub key_source: Source,
 }
 
+/// The current context's API server URL, without loading any credentials.
+pub fn read_server(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let (cluster, _) = parse_credentials_shallow(&text, path)?;
+    let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        reason: format!("not a valid kubeconfig: {e}"),
+    })?;
+    kc.clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .map(|c| c.cluster.server.clone())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::Kubeconfig {
+            path: path.to_path_buf(),
+            reason: format!("cluster {cluster:?} has no server"),
+        })
+}
+
 /// The embedded client key of a partial kubeconfig (one written by `generate-csr`).
 pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
