@@ -5,6 +5,8 @@
 //! guard drops (also on panic). A component a test needs is installed if absent, never skipped.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};

@@ -1,0 +1,229 @@
+//! Control-plane servers for the integration tests: etcd, kube-apiserver v1.20.2 and
+//! kube-controller-manager v1.20.2, started with the flags kubeadm writes into its static pod
+//! manifests, on files that kubepki wrote. Each is a `Proc`, stopped by PID when dropped.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::*;
+
+/// The running servers and the files kubepki wrote for them.
+pub struct Cluster {
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    pub ip: IpAddr,
+    pub api_port: u16,
+    pub etcd_url: String,
+    // Field order is drop order: the controller manager, then kube-apiserver, then the etcd
+    // it writes to.
+    pub kcm: Option<Proc>,
+    pub apiserver: Proc,
+    pub etcd: Proc,
+}
+
+impl Cluster {
+    pub fn pki(&self, f: &str) -> PathBuf {
+        self.dir.join("pki").join(f)
+    }
+
+    pub fn conf(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+
+    pub fn server(&self) -> String {
+        format!("https://{}:{}", self.ip, self.api_port)
+    }
+
+    /// The last lines of every server's log, for failure messages.
+    pub fn log_tails(&self) -> String {
+        let mut s = String::new();
+        for p in [Some(&self.etcd), Some(&self.apiserver), self.kcm.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            s.push_str(&format!(
+                "\n--- {} (pid {}) log {}, last 40 lines:\n{}",
+                p.name,
+                p.pid(),
+                p.log.display(),
+                tail(&p.log_text(), 40)
+            ));
+        }
+        s
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Panics with the log tail of `p` if it has exited.
+pub fn assert_running(p: &mut Proc) {
+    if let Some(st) = p.try_wait() {
+        panic!(
+            "{} exited early with {st}; log {}:\n{}",
+            p.name,
+            p.log.display(),
+            tail(&p.log_text(), 60)
+        );
+    }
+}
+
+pub fn start_etcd(dir: &Path, name: &str, ip: IpAddr) -> (Proc, String) {
+    let client_port = free_port(ip);
+    let peer_port = free_port(ip);
+    let client_url = format!("https://{ip}:{client_port}");
+    let peer_url = format!("https://{ip}:{peer_port}");
+    let pki = dir.join("pki/etcd");
+    let mut c = Command::new("etcd");
+    c.arg("--name")
+        .arg(name)
+        .arg("--data-dir")
+        .arg(dir.join("etcd-data"))
+        .arg("--listen-client-urls")
+        .arg(&client_url)
+        .arg("--advertise-client-urls")
+        .arg(&client_url)
+        .arg("--listen-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-cluster")
+        .arg(format!("{name}={peer_url}"))
+        .arg("--initial-cluster-state")
+        .arg("new")
+        .arg("--cert-file")
+        .arg(pki.join("server.crt"))
+        .arg("--key-file")
+        .arg(pki.join("server.key"))
+        .arg("--trusted-ca-file")
+        .arg(pki.join("ca.crt"))
+        .arg("--client-cert-auth")
+        .arg("--peer-cert-file")
+        .arg(pki.join("peer.crt"))
+        .arg("--peer-key-file")
+        .arg(pki.join("peer.key"))
+        .arg("--peer-trusted-ca-file")
+        .arg(pki.join("ca.crt"))
+        .arg("--peer-client-cert-auth")
+        .arg("--snapshot-count")
+        .arg("10000");
+    let p = Proc::spawn("etcd", c, &dir.join("etcd.log"));
+    (p, client_url)
+}
+
+/// kube-apiserver with the flags kubeadm v1.20 writes into its static pod manifest, every file
+/// one that `kubepki init` wrote.
+pub fn start_apiserver(bin: &Path, dir: &Path, ip: IpAddr, port: u16, etcd_url: &str) -> Proc {
+    let pki = |f: &str| dir.join("pki").join(f).display().to_string();
+    let flags: Vec<String> = vec![
+        format!("--advertise-address={ip}"),
+        format!("--bind-address={ip}"),
+        format!("--secure-port={port}"),
+        "--insecure-port=0".into(),
+        "--allow-privileged=true".into(),
+        "--authorization-mode=Node,RBAC".into(),
+        format!("--client-ca-file={}", pki("ca.crt")),
+        "--enable-admission-plugins=NodeRestriction".into(),
+        "--enable-bootstrap-token-auth=true".into(),
+        format!("--etcd-cafile={}", pki("etcd/ca.crt")),
+        format!("--etcd-certfile={}", pki("apiserver-etcd-client.crt")),
+        format!("--etcd-keyfile={}", pki("apiserver-etcd-client.key")),
+        format!("--etcd-servers={etcd_url}"),
+        format!(
+            "--kubelet-client-certificate={}",
+            pki("apiserver-kubelet-client.crt")
+        ),
+        format!(
+            "--kubelet-client-key={}",
+            pki("apiserver-kubelet-client.key")
+        ),
+        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname".into(),
+        format!("--proxy-client-cert-file={}", pki("front-proxy-client.crt")),
+        format!("--proxy-client-key-file={}", pki("front-proxy-client.key")),
+        "--requestheader-allowed-names=front-proxy-client".into(),
+        format!(
+            "--requestheader-client-ca-file={}",
+            pki("front-proxy-ca.crt")
+        ),
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+        "--requestheader-group-headers=X-Remote-Group".into(),
+        // The flag is plural in kube-apiserver (kubeadm writes it so too).
+        "--requestheader-username-headers=X-Remote-User".into(),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!("--service-account-key-file={}", pki("sa.pub")),
+        format!("--service-account-signing-key-file={}", pki("sa.key")),
+        "--service-cluster-ip-range=10.96.0.0/12".into(),
+        format!("--tls-cert-file={}", pki("apiserver.crt")),
+        format!("--tls-private-key-file={}", pki("apiserver.key")),
+        // Where it would write self-signed serving certs: never used here, kept in scratch.
+        format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+    ];
+    let mut c = Command::new(bin.join("kube-apiserver"));
+    c.args(&flags);
+    Proc::spawn("kube-apiserver", c, &dir.join("kube-apiserver.log"))
+}
+
+/// kubectl as `conf`, its discovery cache kept in the scratch dir beside the kubeconfig (not in
+/// $HOME, where every run's fresh port would leave one more cache behind).
+pub fn kctl(conf: &Path) -> Command {
+    let mut c = kubectl(conf);
+    c.arg("--cache-dir")
+        .arg(conf.parent().unwrap().join("kube-cache"));
+    c
+}
+
+/// kube-controller-manager v1.20.2 as kubeadm runs it (controller-manager.conf for its own and
+/// for delegated authentication/authorization, sa.key to sign service-account tokens, one
+/// service account per controller), running only `controllers` (its `--controllers` list).
+pub fn start_kcm(bin: &Path, dir: &Path, ip: IpAddr, controllers: &str) -> Proc {
+    let pki = |f: &str| dir.join("pki").join(f).display().to_string();
+    let conf = dir.join("controller-manager.conf").display().to_string();
+    let flags: Vec<String> = vec![
+        format!("--kubeconfig={conf}"),
+        format!("--authentication-kubeconfig={conf}"),
+        format!("--authorization-kubeconfig={conf}"),
+        format!("--bind-address={ip}"),
+        format!("--secure-port={}", free_port(ip)),
+        "--port=0".into(),
+        format!("--cert-dir={}", dir.join("kcm-certs").display()),
+        format!("--client-ca-file={}", pki("ca.crt")),
+        format!(
+            "--requestheader-client-ca-file={}",
+            pki("front-proxy-ca.crt")
+        ),
+        format!("--root-ca-file={}", pki("ca.crt")),
+        format!("--service-account-private-key-file={}", pki("sa.key")),
+        format!("--cluster-signing-cert-file={}", pki("ca.crt")),
+        format!("--cluster-signing-key-file={}", pki("ca.key")),
+        "--use-service-account-credentials=true".into(),
+        "--leader-elect=false".into(),
+        format!("--controllers={controllers}"),
+    ];
+    let mut c = Command::new(bin.join("kube-controller-manager"));
+    c.args(&flags);
+    Proc::spawn(
+        "kube-controller-manager",
+        c,
+        &dir.join("kube-controller-manager.log"),
+    )
+}
+
+/// Runs kubectl with `conf`; the output whatever the exit status.
+pub fn kc(conf: &Path, args: &[&str]) -> Output {
+    kctl(conf)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl {args:?}: {e}"))
+}
+
+pub fn show(o: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
