@@ -34,6 +34,12 @@ pub fn lock_and_recover(layout: &Layout, wait: bool) -> Result<DirLock> {
             removed.len()
         ),
     }
+    for b in backup::remove_incomplete(&layout.kubeconfig_dir.join("kubepki-backups"))? {
+        println!(
+            "[recover] removed {}, a backup an interrupted run had not finished",
+            b.display()
+        );
+    }
     Ok(lock)
 }
 

@@ -1,8 +1,10 @@
 //! Backups of files about to be replaced, and putting a backup back.
 //!
 //! A backup directory mirrors each file's absolute path (`etc/kubernetes/pki/apiserver.crt`)
-//! and holds `MANIFEST.json` with original paths, modes and SHA-256 sums. The manifest is
-//! written last: a directory without it is not a backup (an interrupted copy).
+//! and holds `MANIFEST.json` with original paths, modes and SHA-256 sums. It is built under a
+//! temporary name (`.kubepki-backup-*` beside it), the manifest last, and renamed into place
+//! complete: a run killed while copying leaves only the temporary directory, which
+//! [`remove_incomplete`] deletes on the next run.
 
 use std::fs;
 use std::io::Write;
@@ -15,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::txn::{self, Replacement, op, sha256_hex};
 
 pub const MANIFEST: &str = "MANIFEST.json";
+const STAGING_PREFIX: &str = ".kubepki-backup-";
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct BackupFile {
@@ -35,7 +38,8 @@ pub struct Manifest {
 }
 
 /// Copies `files` into the new directory `dir`. Fails, removing what it wrote, if `dir`
-/// exists or any copy fails (a full disk, say); the originals are only read.
+/// exists or any copy fails (a full disk, say); the originals are only read. `dir` appears
+/// only once complete.
 pub fn create(
     dir: &Path,
     cert_dir: &Path,
@@ -48,22 +52,34 @@ pub fn create(
             path: dir.to_path_buf(),
         });
     }
-    let res = copy_all(dir, cert_dir, files, operation, created);
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(STAGING_PREFIX)
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(dir, e))?
+        .keep();
+    op();
+    let res = copy_all(&staging, dir, cert_dir, files, operation, created);
     if res.is_err() {
-        let _ = fs::remove_dir_all(dir);
+        let _ = fs::remove_dir_all(&staging);
     }
     res
 }
 
 fn copy_all(
+    staging: &Path,
     dir: &Path,
     cert_dir: &Path,
     files: &[PathBuf],
     operation: &str,
     created: &str,
 ) -> Result<Manifest> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
+    fs::set_permissions(staging, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))?;
     op();
     let mut manifest = Manifest {
         kubepki_backup: 1,
@@ -84,7 +100,7 @@ fn copy_all(
             .components()
             .filter(|c| matches!(c, Component::Normal(_)))
             .collect();
-        let dest = dir.join(&stored);
+        let dest = staging.join(&stored);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
@@ -106,11 +122,40 @@ fn copy_all(
         });
     }
     let text = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    txn::write_atomic(&dir.join(MANIFEST), &text, 0o600)?;
+    txn::write_atomic(&staging.join(MANIFEST), &text, 0o600)?;
+    // Renaming a directory never replaces a non-empty one: a `dir` made meanwhile is kept.
+    fs::rename(staging, dir).map_err(|e| Error::io(dir, e))?;
+    op();
     if let Some(parent) = dir.parent() {
         txn::sync_dir(parent)?;
     }
     Ok(manifest)
+}
+
+/// Deletes the temporary directories of backups interrupted while being made in `parent`
+/// (the caller holds the cert dir lock, so none is in progress). Returns what it removed.
+pub fn remove_incomplete(parent: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    if !crate::layout::exists(parent)? {
+        return Ok(removed);
+    }
+    for entry in fs::read_dir(parent).map_err(|e| Error::io(parent, e))? {
+        let entry = entry.map_err(|e| Error::io(parent, e))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            op();
+            removed.push(entry.path());
+        }
+    }
+    if !removed.is_empty() {
+        txn::sync_dir(parent)?;
+    }
+    Ok(removed)
 }
 
 trait Mode0600 {
@@ -228,5 +273,26 @@ mod tests {
         let missing = d.path().join("nope.crt");
         assert!(create(&bdir, d.path(), &[missing], "renew", "x").is_err());
         assert!(!bdir.exists());
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            0,
+            "no staging left"
+        );
+    }
+
+    #[test]
+    fn interrupted_backups_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let staged = d.path().join(".kubepki-backup-abc");
+        fs::create_dir_all(staged.join("etc")).unwrap();
+        fs::write(staged.join("etc/x"), "x").unwrap();
+        fs::create_dir(d.path().join("20260101T000000Z")).unwrap();
+        assert_eq!(remove_incomplete(d.path()).unwrap(), vec![staged.clone()]);
+        assert!(!staged.exists() && d.path().join("20260101T000000Z").exists());
+        assert!(
+            remove_incomplete(&d.path().join("absent"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }
