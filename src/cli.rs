@@ -52,6 +52,155 @@ then flags, which win."
     /// Kubeconfig operations (user).
     #[command(subcommand)]
     Kubeconfig(KubeconfigCommand),
+
+    /// Run the in-cluster controller that approves kubelet serving certificates.
+    #[command(
+        long_about = "Run the in-cluster controller that decides CertificateSigningRequests for the signer kubernetes.io/kubelet-serving (kubelets with serverTLSBootstrap: true).\n\nA request is approved only when it is bound to the node that owns it: the requester is system:node:<name> in group system:nodes and is the request's CN; O is exactly [system:nodes]; the usages are what the built-in signer issues; the Node object exists; every IP SAN is one of its status.addresses; every DNS SAN is its name or one of its Hostname/InternalDNS/ExternalDNS addresses (exactly; --allowed-dns-pattern adds more); no email or URI SANs; at least one SAN; RSA keys of at least 2048 bits or ECDSA P-256/P-384; expirationSeconds within --max-expiration; and no older pending request from the same node. Anything else is denied with a reason (or left pending with --no-deny). Every decision is also recorded as an Event.\n\nCredentials: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the in-cluster service account. With --leader-elect (the default) only the holder of a Lease reconciles, so several replicas are safe; every decision is also written with the request's resourceVersion as a precondition.",
+        after_help = "Endpoints: /metrics (Prometheus), /healthz, /readyz on --metrics-bind-address and --health-probe-bind-address. Logs: RUST_LOG (default info), --log-format json|text."
+    )]
+    Controller(ControllerArgs),
+
+    /// Inspect and approve CertificateSigningRequests with the controller's rules.
+    #[command(subcommand)]
+    Csr(CsrCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KubeClientArgs {
+    /// Kubeconfig to reach the API server [default: $KUBECONFIG, ~/.kube/config, or in-cluster]
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Longest certificate lifetime a request may ask for (spec.expirationSeconds)
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
+    pub max_expiration: std::time::Duration,
+
+    /// Also allow DNS SANs matching this regular expression (anchored; `{node}` stands for the
+    /// node name), e.g. '{node}\.example\.com'; repeat for several
+    #[arg(long = "allowed-dns-pattern", value_name = "REGEX")]
+    pub allowed_dns_patterns: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub client: KubeClientArgs,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Leave requests the rules reject pending instead of denying them
+    #[arg(long)]
+    pub no_deny: bool,
+
+    /// Also sign approved requests (for clusters whose controller-manager does not)
+    #[arg(long, requires_all = ["ca_cert", "ca_key"])]
+    pub sign: bool,
+
+    /// CA certificate for --sign (e.g. /etc/kubernetes/pki/ca.crt)
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// CA key for --sign (e.g. /etc/kubernetes/pki/ca.key)
+    #[arg(long, value_name = "FILE")]
+    pub ca_key: Option<PathBuf>,
+
+    /// Lifetime of certificates issued with --sign (as kube-controller-manager's
+    /// --cluster-signing-duration)
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
+    pub signing_duration: std::time::Duration,
+
+    /// Where /metrics, /healthz and /readyz are served ("0" to disable)
+    #[arg(long, value_name = "ADDR", default_value = ":8080")]
+    pub metrics_bind_address: String,
+
+    /// Where /healthz and /readyz are served too ("0" to disable)
+    #[arg(long, value_name = "ADDR", default_value = ":8081")]
+    pub health_probe_bind_address: String,
+
+    /// Elect a leader on a Lease so that only one replica acts
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub leader_elect: bool,
+
+    /// Name of the leader election Lease
+    #[arg(long, value_name = "NAME", default_value = "kubepki-controller")]
+    pub leader_elect_resource_name: String,
+
+    /// Namespace of the leader election Lease [default: $POD_NAMESPACE, else kube-system]
+    #[arg(long, value_name = "NAMESPACE")]
+    pub leader_elect_resource_namespace: Option<String>,
+
+    /// How long a lease holds without renewal
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: std::time::Duration,
+
+    /// How long before the lease expires the holder renews it
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub leader_elect_renew_grace: std::time::Duration,
+
+    /// This replica's identity in the Lease and in Events [default: $POD_NAME, else the hostname
+    /// and process ID]
+    #[arg(long, value_name = "ID")]
+    pub identity: Option<String>,
+
+    /// Log format
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CsrCommand {
+    /// List CertificateSigningRequests with the verdict the controller's rules give and why.
+    #[command(
+        long_about = "List CertificateSigningRequests with the verdict the controller's rules would give and why. By default only pending requests; --all shows decided ones too. Requests for other signers are listed with the verdict \"-\" (not the controller's business)."
+    )]
+    List(CsrListArgs),
+
+    /// Approve a request, refusing one the rules reject unless --force.
+    Approve(CsrApproveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CsrListArgs {
+    #[command(flatten)]
+    pub client: KubeClientArgs,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Also list approved and denied requests
+    #[arg(long)]
+    pub all: bool,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct CsrApproveArgs {
+    #[command(flatten)]
+    pub client: KubeClientArgs,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// The CertificateSigningRequests to approve
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+
+    /// Approve even if the rules reject the request (the reason is still printed)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone, Default)]

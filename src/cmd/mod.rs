@@ -1,4 +1,5 @@
 pub mod certs;
+pub mod csr;
 pub mod external;
 pub mod init;
 pub mod kubeconfig;

@@ -81,26 +81,60 @@ pub struct CsrInfo {
     pub key_bits: usize,
     pub is_rsa: bool,
     pub is_ec: bool,
+    /// For ECDSA keys: "P-256", "P-384" or "P-521"; None for other curves and key types.
+    pub ec_curve: Option<&'static str>,
 }
 
 /// Parses a PEM CSR and checks its self-signature (proof that the requester holds the key).
 pub fn parse_pem(pem_bytes: &[u8]) -> Result<CsrInfo, String> {
-    let blocks = pem::parse_many(pem_bytes).map_err(|e| format!("not valid PEM: {e}"))?;
-    let block = blocks
-        .iter()
-        .find(|b| b.tag() == "CERTIFICATE REQUEST" || b.tag() == "NEW CERTIFICATE REQUEST")
-        .ok_or("no CERTIFICATE REQUEST PEM block found")?;
-    parse_der(block.contents())
+    parse_der(&pem_der(pem_bytes)?)
 }
 
-pub fn parse_der(der: &[u8]) -> Result<CsrInfo, String> {
+/// Parses a PEM CSR without checking its signature: for callers that judge the key first
+/// (the signature library refuses weak keys with a less helpful message).
+pub fn parse_pem_unverified(pem_bytes: &[u8]) -> Result<CsrInfo, String> {
+    let der = pem_der(pem_bytes)?;
+    let (_, req) = from_der_exact(&der)?;
+    info_of(&req)
+}
+
+/// Checks a PEM CSR's self-signature.
+pub fn verify_pem(pem_bytes: &[u8]) -> Result<(), String> {
+    let der = pem_der(pem_bytes)?;
+    let (_, req) = from_der_exact(&der)?;
+    verify(&req)
+}
+
+fn pem_der(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let blocks = pem::parse_many(pem_bytes).map_err(|e| format!("not valid PEM: {e}"))?;
+    let block = blocks
+        .into_iter()
+        .find(|b| b.tag() == "CERTIFICATE REQUEST" || b.tag() == "NEW CERTIFICATE REQUEST")
+        .ok_or("no CERTIFICATE REQUEST PEM block found")?;
+    Ok(block.into_contents())
+}
+
+fn from_der_exact(der: &[u8]) -> Result<((), X509CertificationRequest<'_>), String> {
     let (rest, req) =
         X509CertificationRequest::from_der(der).map_err(|e| format!("not a valid CSR: {e}"))?;
     if !rest.is_empty() {
         return Err("trailing data after the CSR".into());
     }
+    Ok(((), req))
+}
+
+fn verify(req: &X509CertificationRequest<'_>) -> Result<(), String> {
     req.verify_signature()
-        .map_err(|e| format!("the CSR's signature does not verify: {e}"))?;
+        .map_err(|e| format!("the CSR's signature does not verify: {e}"))
+}
+
+pub fn parse_der(der: &[u8]) -> Result<CsrInfo, String> {
+    let (_, req) = from_der_exact(der)?;
+    verify(&req)?;
+    info_of(&req)
+}
+
+fn info_of(req: &X509CertificationRequest<'_>) -> Result<CsrInfo, String> {
     let info = &req.certification_request_info;
     let mut out = CsrInfo {
         common_name: String::new(),
@@ -114,6 +148,7 @@ pub fn parse_der(der: &[u8]) -> Result<CsrInfo, String> {
         key_bits: 0,
         is_rsa: false,
         is_ec: false,
+        ec_curve: None,
     };
     for cn in info.subject.iter_common_name() {
         out.common_name = cn
@@ -156,8 +191,29 @@ pub fn parse_der(der: &[u8]) -> Result<CsrInfo, String> {
         }
         Ok(PublicKey::EC(ec)) => {
             out.is_ec = true;
-            out.key_bits = ec.key_size();
-            out.key_description = format!("ECDSA-P{}", ec.key_size());
+            // The point length alone cannot tell P-256 from secp256k1: name the curve by OID.
+            let curve = info
+                .subject_pki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            out.ec_curve = match curve.as_deref() {
+                Some("1.2.840.10045.3.1.7") => Some("P-256"),
+                Some("1.3.132.0.34") => Some("P-384"),
+                Some("1.3.132.0.35") => Some("P-521"),
+                _ => None,
+            };
+            out.key_bits = match out.ec_curve {
+                Some("P-521") => 521,
+                _ => ec.key_size(),
+            };
+            out.key_description = match (out.ec_curve, curve) {
+                (Some(c), _) => format!("ECDSA-{}", c.replace('-', "")),
+                (None, Some(oid)) => format!("ECDSA on curve {oid}"),
+                (None, None) => "ECDSA on an unnamed curve".into(),
+            };
         }
         Ok(other) => {
             out.key_description = format!("{other:?}")

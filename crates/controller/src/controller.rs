@@ -1,0 +1,457 @@
+//! The in-cluster controller: watches kubelet-serving CSRs, judges each with `rules`, and records
+//! the decision. The reconcile function is a pure decision (facts + rules) followed by thin API
+//! calls. Decisions are written with the object's resourceVersion as a precondition, so a
+//! second writer (a replica that just lost the lease, or a human) makes the API server refuse
+//! the stale one: one decision per request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::facts;
+use crate::metrics::Metrics;
+use crate::rules::{self, Policy, Verdict};
+use crate::sign::SigningCa;
+
+pub const CONTROLLER_NAME: &str = "kubepki-controller";
+
+/// Leader election on a coordination.k8s.io Lease.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    pub namespace: String,
+    pub lease_duration: Duration,
+    /// How long before expiry the holder renews.
+    pub renew_grace: Duration,
+}
+
+pub struct Config {
+    pub policy: Policy,
+    /// Leave requests the rules reject pending instead of denying them.
+    pub no_deny: bool,
+    pub signing: Option<Arc<SigningCa>>,
+    pub identity: String,
+    pub leader_election: Option<LeaderElection>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub health_addr: Option<SocketAddr>,
+}
+
+struct Ctx {
+    client: Client,
+    csrs: Api<CertificateSigningRequest>,
+    nodes: Api<Node>,
+    node_store: Store<Node>,
+    csr_store: Store<CertificateSigningRequest>,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    policy: Policy,
+    no_deny: bool,
+    signing: Option<Arc<SigningCa>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{operation} {name}: {source}")]
+    Api {
+        operation: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("signing {name}: {message}")]
+    Sign { name: String, message: String },
+}
+
+/// Runs until SIGTERM/SIGINT. With leader election, only the lease holder reconciles.
+pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    for addr in [cfg.metrics_addr, cfg.health_addr].into_iter().flatten() {
+        crate::http::serve(addr, metrics.clone()).await?;
+    }
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let cfg = Arc::new(cfg);
+
+    let Some(le) = cfg.leader_election.clone() else {
+        metrics.leader.set(1);
+        tokio::select! {
+            r = reconcile_all(client.clone(), cfg.clone(), metrics.clone()) => return r,
+            _ = &mut shutdown => { info!("shutting down"); return Ok(()); }
+        }
+    };
+
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease_name)
+        .with_namespace(&le.namespace)
+        .with_identity(&cfg.identity)
+        .with_duration(le.lease_duration.as_secs().max(1))
+        .with_grace(le.renew_grace.as_secs().max(1))
+        .build()
+        .await?;
+    let (mut leader, lease_task) = manager.watch().await;
+    // Standing by is a ready state: the replica is healthy and will take over when needed.
+    metrics.set_ready(true);
+    info!(identity = %cfg.identity, lease = %le.lease_name, namespace = %le.namespace, "waiting for the leader lease");
+    loop {
+        // Wait until we hold the lease.
+        while !*leader.borrow_and_update() {
+            tokio::select! {
+                r = leader.changed() => if r.is_err() { anyhow::bail!("the lease manager stopped") },
+                _ = &mut shutdown => { drop(leader); let _ = lease_task.await; return Ok(()); }
+            }
+        }
+        info!(identity = %cfg.identity, "acquired the leader lease; reconciling");
+        metrics.leader.set(1);
+        let lost = async {
+            loop {
+                if leader.changed().await.is_err() || !*leader.borrow_and_update() {
+                    return;
+                }
+            }
+        };
+        let stop = tokio::select! {
+            r = reconcile_all(client.clone(), cfg.clone(), metrics.clone()) => { r?; false }
+            _ = lost => { warn!("lost the leader lease; standing by"); false }
+            _ = &mut shutdown => true,
+        };
+        metrics.leader.set(0);
+        if stop {
+            info!("shutting down; releasing the lease");
+            drop(leader);
+            let _ = lease_task.await;
+            return Ok(());
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Watches Nodes (a cache for the address checks) and kubelet-serving CSRs, and reconciles.
+async fn reconcile_all(
+    client: Client,
+    cfg: Arc<Config>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let (node_store, node_writer) = reflector::store();
+    let node_watch = reflector::reflector(
+        node_writer,
+        watcher(nodes.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    let node_task = tokio::spawn(node_watch);
+
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    // Only our signer's requests: kubelet client CSRs are the built-in approver's business.
+    let wc =
+        watcher::Config::default().fields(&format!("spec.signerName={}", rules::KUBELET_SERVING));
+    let controller = Controller::new(csrs.clone(), wc);
+    let csr_store = controller.store();
+    let ready_nodes = node_store.clone();
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        csrs,
+        nodes,
+        node_store,
+        csr_store,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: CONTROLLER_NAME.into(),
+                instance: Some(cfg.identity.clone()),
+            },
+        ),
+        metrics: metrics.clone(),
+        policy: cfg.policy.clone(),
+        no_deny: cfg.no_deny,
+        signing: cfg.signing.clone(),
+    });
+    // Judge nothing before the Node cache is complete: a missing entry would read as "no Node".
+    ready_nodes.wait_until_ready().await?;
+    metrics.set_ready(true);
+    info!("node cache synced; reconciling kubelet-serving requests");
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| {
+            if let Err(e) = r {
+                warn!(error = %e, "reconcile failed");
+            }
+            futures::future::ready(())
+        })
+        .await;
+    node_task.abort();
+    Ok(())
+}
+
+fn error_policy(_csr: Arc<CertificateSigningRequest>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    warn!(error = %err, "will retry");
+    let _ = &ctx.client;
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let name = csr.name_any();
+    let all = ctx.csr_store.state();
+    ctx.metrics.queue_depth.set(
+        all.iter()
+            .filter(|c| facts::is_pending(c) && c.spec.signer_name == rules::KUBELET_SERVING)
+            .count() as i64,
+    );
+    if !facts::is_pending(&csr) {
+        if ctx.signing.is_some()
+            && facts::is_approved(&csr)
+            && !facts::is_denied(&csr)
+            && !facts::is_failed(&csr)
+            && !facts::has_certificate(&csr)
+            && csr.spec.signer_name == rules::KUBELET_SERVING
+        {
+            sign(&csr, &ctx).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let group = facts::pending_group(&csr, all.iter().map(|c| c.as_ref()));
+    let node_name =
+        rules::node_name_of(csr.spec.username.as_deref().unwrap_or("")).map(str::to_string);
+    let mut node = node_name
+        .as_deref()
+        .and_then(|n| ctx.node_store.get(&ObjectRef::new(n)))
+        .map(|n| facts::node_info(&n));
+    let mut verdict = facts::verdict_in_group(&csr, &group, node.as_ref(), &ctx.policy);
+    // The cache may lag a Node created a moment ago: ask the API server before denying.
+    if let (Verdict::Deny(rules::Reason::NodeNotFound { .. }), Some(n)) = (&verdict, &node_name) {
+        match ctx.nodes.get_opt(n).await {
+            Ok(Some(found)) => {
+                node = Some(facts::node_info(&found));
+                verdict = facts::verdict_in_group(&csr, &group, node.as_ref(), &ctx.policy);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                ctx.metrics.error("node_lookup");
+                return Err(Error::Api {
+                    operation: "get node",
+                    name: n.clone(),
+                    source: e,
+                });
+            }
+        }
+    }
+    let signer = csr.spec.signer_name.clone();
+    match verdict {
+        Verdict::NotOurs => Ok(Action::await_change()),
+        Verdict::Approve => {
+            let msg = format!(
+                "kubepki: {} is Node {:?}'s own serving certificate request and every SAN belongs to it",
+                name,
+                node_name.unwrap_or_default()
+            );
+            if decide(&csr, &ctx, "Approved", "KubepkiApproved", &msg).await? {
+                ctx.metrics.decision(&signer, "approve", "valid");
+                info!(csr = %name, "approved");
+                publish(&ctx, &csr, EventType::Normal, "Approved", "Approve", msg).await;
+            }
+            Ok(Action::await_change())
+        }
+        Verdict::Deny(reason) => {
+            let msg = format!("kubepki: {reason}");
+            if ctx.no_deny {
+                ctx.metrics.decision(&signer, "skip", reason.code());
+                info!(csr = %name, reason = %reason, "left pending (--no-deny)");
+                publish(
+                    &ctx,
+                    &csr,
+                    EventType::Warning,
+                    "NotApproved",
+                    "LeavePending",
+                    msg,
+                )
+                .await;
+                // A later change (a Node appearing, a sibling decided) may change the answer.
+                return Ok(Action::requeue(Duration::from_secs(60)));
+            }
+            if decide(&csr, &ctx, "Denied", deny_reason(&reason), &msg).await? {
+                ctx.metrics.decision(&signer, "deny", reason.code());
+                info!(csr = %name, reason = %reason, "denied");
+                publish(&ctx, &csr, EventType::Warning, "Denied", "Deny", msg).await;
+            }
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// The condition reason for a denial: CamelCase, as condition reasons are.
+fn deny_reason(r: &rules::Reason) -> &'static str {
+    use rules::Reason::*;
+    match r {
+        Malformed(_) => "KubepkiMalformedRequest",
+        RequesterNotNode { .. } => "KubepkiRequesterNotNode",
+        CommonNameMismatch { .. } => "KubepkiCommonNameMismatch",
+        Organization { .. } => "KubepkiOrganization",
+        Usages { .. } => "KubepkiUsages",
+        NoSubjectAltNames => "KubepkiNoSubjectAltNames",
+        EmailSan { .. } => "KubepkiEmailSAN",
+        UriSan { .. } => "KubepkiURISAN",
+        KeyTooWeak { .. } => "KubepkiKeyTooWeak",
+        KeyType { .. } => "KubepkiKeyType",
+        ExpirationTooLong { .. } => "KubepkiExpirationTooLong",
+        NodeNotFound { .. } => "KubepkiNodeNotFound",
+        IpNotNodeAddress { .. } => "KubepkiIPNotNodeAddress",
+        DnsNotNodeName { .. } => "KubepkiDNSNotNodeName",
+        Duplicate { .. } => "KubepkiDuplicate",
+    }
+}
+
+/// Writes an Approved/Denied condition with the object's resourceVersion as precondition.
+/// Ok(false): someone else changed the request first (it will be looked at again).
+async fn decide(
+    csr: &CertificateSigningRequest,
+    ctx: &Ctx,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> Result<bool, Error> {
+    let name = csr.name_any();
+    match set_condition(&ctx.csrs, csr, kind, reason, message).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            info!(csr = %name, "changed meanwhile; looking again");
+            Ok(false)
+        }
+        Err(e) => {
+            ctx.metrics.error(if kind == "Approved" {
+                "approve"
+            } else {
+                "deny"
+            });
+            Err(Error::Api {
+                operation: if kind == "Approved" {
+                    "approve"
+                } else {
+                    "deny"
+                },
+                name,
+                source: e,
+            })
+        }
+    }
+}
+
+/// PUT .../approval with one more condition. Public for `kubepki csr approve`.
+pub async fn set_condition(
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+    kind: &str,
+    reason: &str,
+    message: &str,
+) -> Result<CertificateSigningRequest, kube::Error> {
+    let mut updated = csr.clone();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = updated.status.get_or_insert_with(Default::default);
+    status
+        .conditions
+        .get_or_insert_with(Vec::new)
+        .push(CertificateSigningRequestCondition {
+            type_: kind.into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_update_time: Some(now.clone()),
+            last_transition_time: Some(now),
+        });
+    api.replace_subresource(
+        "approval",
+        &csr.name_any(),
+        &PostParams::default(),
+        &updated,
+    )
+    .await
+}
+
+async fn sign(csr: &CertificateSigningRequest, ctx: &Ctx) -> Result<(), Error> {
+    let Some(ca) = &ctx.signing else {
+        return Ok(());
+    };
+    let name = csr.name_any();
+    let info = kubepki_pki::csr::parse_pem(&csr.spec.request.0).map_err(|m| Error::Sign {
+        name: name.clone(),
+        message: m,
+    })?;
+    let pem = ca
+        .issue(
+            &info,
+            csr.spec.expiration_seconds.map(i64::from),
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|m| Error::Sign {
+            name: name.clone(),
+            message: m,
+        })?;
+    let mut updated = csr.clone();
+    updated
+        .status
+        .get_or_insert_with(Default::default)
+        .certificate = Some(k8s_openapi::ByteString(pem.into_bytes()));
+    match ctx
+        .csrs
+        .replace_status(&name, &PostParams::default(), &updated)
+        .await
+    {
+        Ok(_) => {
+            ctx.metrics.signed.inc();
+            info!(csr = %name, "signed");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => {
+            ctx.metrics.error("sign");
+            Err(Error::Api {
+                operation: "sign",
+                name,
+                source: e,
+            })
+        }
+    }
+}
+
+async fn publish(
+    ctx: &Ctx,
+    csr: &CertificateSigningRequest,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        // The Events API caps notes at 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &csr.object_ref(&())).await {
+        ctx.metrics.error("event");
+        warn!(error = %e, "cannot record event");
+    }
+}

@@ -1,0 +1,122 @@
+//! From Kubernetes objects to the rules' inputs, and the state questions about a CSR
+//! (decided? issued?). Pure: no API calls.
+
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+
+use crate::rules::{self, NodeAddress, NodeInfo, Policy, Request, Verdict};
+
+/// Borrowed view of a CSR for the rules. Missing fields read as empty, which the rules refuse.
+pub fn request(csr: &CertificateSigningRequest) -> Request<'_> {
+    let spec = &csr.spec;
+    Request {
+        name: csr.metadata.name.as_deref().unwrap_or(""),
+        signer_name: &spec.signer_name,
+        username: spec.username.as_deref().unwrap_or(""),
+        groups: spec.groups.as_deref().unwrap_or(&[]),
+        usages: spec.usages.as_deref().unwrap_or(&[]),
+        pem: &spec.request.0,
+        expiration_seconds: spec.expiration_seconds.map(i64::from),
+    }
+}
+
+pub fn node_info(node: &Node) -> NodeInfo {
+    NodeInfo {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        addresses: node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .map(|a| {
+                a.iter()
+                    .map(|a| NodeAddress {
+                        kind: a.type_.clone(),
+                        address: a.address.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn has_condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status != "False"))
+}
+
+pub fn is_approved(csr: &CertificateSigningRequest) -> bool {
+    has_condition(csr, "Approved")
+}
+
+pub fn is_denied(csr: &CertificateSigningRequest) -> bool {
+    has_condition(csr, "Denied")
+}
+
+pub fn is_failed(csr: &CertificateSigningRequest) -> bool {
+    has_condition(csr, "Failed")
+}
+
+/// Neither approved nor denied: waiting for a decision.
+pub fn is_pending(csr: &CertificateSigningRequest) -> bool {
+    !is_approved(csr) && !is_denied(csr)
+}
+
+pub fn has_certificate(csr: &CertificateSigningRequest) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .is_some_and(|c| !c.0.is_empty())
+}
+
+/// Sort key: creation time, then name (the API server gives second resolution).
+fn age_key(csr: &CertificateSigningRequest) -> (Option<i64>, &str) {
+    (
+        csr.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second()),
+        csr.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+/// The pending kubelet-serving requests of `csr`'s requester among `all`, oldest first
+/// (always including `csr` itself).
+pub fn pending_group<'a>(
+    csr: &'a CertificateSigningRequest,
+    all: impl IntoIterator<Item = &'a CertificateSigningRequest>,
+) -> Vec<&'a CertificateSigningRequest> {
+    let user = csr.spec.username.as_deref();
+    let name = csr.metadata.name.as_deref();
+    let mut group: Vec<&CertificateSigningRequest> = all
+        .into_iter()
+        .filter(|c| {
+            c.metadata.name.as_deref() != name
+                && c.spec.signer_name == rules::KUBELET_SERVING
+                && c.spec.username.as_deref() == user
+                && is_pending(c)
+        })
+        .collect();
+    group.push(csr);
+    group.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+    group
+}
+
+/// The verdict on `csr` given its pending siblings (from `pending_group`) and its Node.
+pub fn verdict_in_group(
+    csr: &CertificateSigningRequest,
+    group: &[&CertificateSigningRequest],
+    node: Option<&NodeInfo>,
+    policy: &Policy,
+) -> Verdict {
+    let reqs: Vec<Request<'_>> = group.iter().map(|c| request(c)).collect();
+    let verdicts = rules::decide_group(&reqs, node, policy);
+    let me = csr.metadata.name.as_deref();
+    group
+        .iter()
+        .zip(verdicts)
+        .find(|(c, _)| c.metadata.name.as_deref() == me)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| rules::decide(&request(csr), node, policy))
+}

@@ -1,0 +1,353 @@
+//! `kubepki controller`, `kubepki csr list`, `kubepki csr approve`: thin wrappers around the
+//! kubepki-controller crate (the rules live there, so a human sees the controller's verdict).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, ResourceExt};
+use kubepki_controller::controller::{self, LeaderElection};
+use kubepki_controller::facts;
+use kubepki_controller::rules::{self, NodeInfo, Policy, Verdict};
+use kubepki_controller::sign::SigningCa;
+use serde::Serialize;
+
+use crate::cli::{
+    ControllerArgs, CsrApproveArgs, CsrListArgs, KubeClientArgs, LogFormat, OutputFormat,
+    PolicyArgs,
+};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn client(args: &KubeClientArgs) -> Result<Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("{}: cannot read kubeconfig", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("{}: unusable kubeconfig", path.display()))?
+        }
+        None => Config::infer().await.context(
+            "no kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config) and not in a cluster",
+        )?,
+    };
+    Client::try_from(config).context("cannot build the API client")
+}
+
+fn policy(args: &PolicyArgs) -> Result<Policy> {
+    let p = Policy {
+        max_expiration_seconds: i64::try_from(args.max_expiration.as_secs()).unwrap_or(i64::MAX),
+        extra_dns_patterns: args.allowed_dns_patterns.clone(),
+        ..Policy::default()
+    };
+    p.validate().map_err(|e| anyhow!(e))?;
+    Ok(p)
+}
+
+/// ":8080" means every interface, as controller-runtime reads it; "0" disables.
+fn bind_address(flag: &str, s: &str) -> Result<Option<SocketAddr>> {
+    if s == "0" || s.is_empty() {
+        return Ok(None);
+    }
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map(Some)
+        .map_err(|e| anyhow!("{flag} {s:?}: not HOST:PORT ({e})"))
+}
+
+pub fn controller(args: &ControllerArgs) -> Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let policy = policy(&args.policy)?;
+    let signing = if args.sign {
+        let (c, k) = (
+            args.ca_cert.as_deref().expect("clap requires --ca-cert"),
+            args.ca_key.as_deref().expect("clap requires --ca-key"),
+        );
+        Some(Arc::new(
+            SigningCa::load(c, k, args.signing_duration).map_err(|e| anyhow!(e))?,
+        ))
+    } else {
+        None
+    };
+    let metrics_addr = bind_address("--metrics-bind-address", &args.metrics_bind_address)?;
+    let health_addr = bind_address(
+        "--health-probe-bind-address",
+        &args.health_probe_bind_address,
+    )?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}-{}", std::process::id())
+        })
+    });
+    let leader_election = args.leader_elect.then(|| LeaderElection {
+        lease_name: args.leader_elect_resource_name.clone(),
+        namespace: args
+            .leader_elect_resource_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "kube-system".into()),
+        lease_duration: args.leader_elect_lease_duration,
+        renew_grace: args.leader_elect_renew_grace,
+    });
+    let cfg = controller::Config {
+        policy,
+        no_deny: args.no_deny,
+        signing,
+        identity,
+        leader_election,
+        metrics_addr,
+        health_addr,
+    };
+    runtime()?.block_on(async {
+        let client = client(&args.client).await?;
+        controller::run(client, cfg).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `csr list`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row {
+    name: String,
+    age: String,
+    signer_name: String,
+    requestor: String,
+    condition: String,
+    verdict: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_code: Option<String>,
+    reason: String,
+}
+
+fn condition(csr: &CertificateSigningRequest) -> String {
+    let mut parts = Vec::new();
+    if facts::is_approved(csr) {
+        parts.push("Approved");
+    }
+    if facts::is_denied(csr) {
+        parts.push("Denied");
+    }
+    if facts::is_failed(csr) {
+        parts.push("Failed");
+    }
+    if facts::has_certificate(csr) {
+        parts.push("Issued");
+    }
+    if parts.is_empty() {
+        "Pending".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+fn age(csr: &CertificateSigningRequest) -> String {
+    let Some(t) = &csr.metadata.creation_timestamp else {
+        return "<unknown>".into();
+    };
+    let secs = k8s_openapi::jiff::Timestamp::now().as_second() - t.0.as_second();
+    kubepki_pki::duration::human(secs.max(0))
+}
+
+/// Everything the rules need for a set of requests: all CSRs and all Nodes.
+async fn world(
+    client: &Client,
+) -> Result<(Vec<CertificateSigningRequest>, HashMap<String, NodeInfo>)> {
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let all = csrs
+        .list(&ListParams::default())
+        .await
+        .context("cannot list CertificateSigningRequests")?
+        .items;
+    let nodes = nodes
+        .list(&ListParams::default())
+        .await
+        .context("cannot list Nodes")?
+        .items
+        .iter()
+        .map(|n| (n.name_any(), facts::node_info(n)))
+        .collect();
+    Ok((all, nodes))
+}
+
+fn verdict_for(
+    csr: &CertificateSigningRequest,
+    all: &[CertificateSigningRequest],
+    nodes: &HashMap<String, NodeInfo>,
+    policy: &Policy,
+) -> Verdict {
+    let group = facts::pending_group(csr, all.iter());
+    let node =
+        rules::node_name_of(csr.spec.username.as_deref().unwrap_or("")).and_then(|n| nodes.get(n));
+    facts::verdict_in_group(csr, &group, node, policy)
+}
+
+pub fn list(args: &CsrListArgs) -> Result<ExitCode> {
+    let policy = policy(&args.policy)?;
+    let (all, nodes) = runtime()?.block_on(async {
+        let client = client(&args.client).await?;
+        world(&client).await
+    })?;
+    let mut rows = Vec::new();
+    for csr in &all {
+        if !args.all && !facts::is_pending(csr) {
+            continue;
+        }
+        let verdict = verdict_for(csr, &all, &nodes, &policy);
+        let (v, code, reason) = match &verdict {
+            Verdict::NotOurs => (
+                "-".to_string(),
+                None,
+                format!("signer {} is not kubelet-serving", csr.spec.signer_name),
+            ),
+            Verdict::Approve => ("approve".to_string(), None, "bound to its node".to_string()),
+            Verdict::Deny(r) => (
+                "deny".to_string(),
+                Some(r.code().to_string()),
+                r.to_string(),
+            ),
+        };
+        rows.push(Row {
+            name: csr.name_any(),
+            age: age(csr),
+            signer_name: csr.spec.signer_name.clone(),
+            requestor: csr.spec.username.clone().unwrap_or_default(),
+            condition: condition(csr),
+            verdict: v,
+            reason_code: code,
+            reason,
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
+        OutputFormat::Yaml => write!(out, "{}", serde_saphyr::to_string(&rows)?)?,
+        OutputFormat::Text => {
+            if rows.is_empty() {
+                eprintln!(
+                    "No {}CertificateSigningRequests found.",
+                    if args.all { "" } else { "pending " }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut tw = tabwriter::TabWriter::new(Vec::new()).padding(3);
+            writeln!(
+                tw,
+                "NAME\tAGE\tSIGNERNAME\tREQUESTOR\tCONDITION\tVERDICT\tREASON"
+            )?;
+            for r in &rows {
+                writeln!(
+                    tw,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.name, r.age, r.signer_name, r.requestor, r.condition, r.verdict, r.reason
+                )?;
+            }
+            out.write_all(&tw.into_inner()?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn approve(args: &CsrApproveArgs) -> Result<ExitCode> {
+    let policy = policy(&args.policy)?;
+    runtime()?.block_on(async {
+        let client = client(&args.client).await?;
+        let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+        let mut failed = false;
+        for name in &args.names {
+            if let Err(e) = approve_one(&client, &api, name, &policy, args.force).await {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
+
+async fn approve_one(
+    client: &Client,
+    api: &Api<CertificateSigningRequest>,
+    name: &str,
+    policy: &Policy,
+    force: bool,
+) -> Result<()> {
+    // Two attempts: a conflict means the request changed between reading and writing.
+    for _ in 0..2 {
+        let csr = api
+            .get_opt(name)
+            .await
+            .with_context(|| format!("cannot read certificatesigningrequest {name}"))?
+            .ok_or_else(|| anyhow!("certificatesigningrequest {name:?} not found"))?;
+        if facts::is_approved(&csr) {
+            println!("certificatesigningrequest.certificates.k8s.io/{name} already approved");
+            return Ok(());
+        }
+        if facts::is_denied(&csr) {
+            bail!(
+                "certificatesigningrequest {name} is already denied; a denied request cannot be approved"
+            );
+        }
+        let (all, nodes) = world(client).await?;
+        let verdict = verdict_for(&csr, &all, &nodes, policy);
+        let note = match &verdict {
+            Verdict::Approve => "approved with kubepki csr approve: bound to its node".to_string(),
+            Verdict::NotOurs if force => format!(
+                "approved with kubepki csr approve --force (signer {} is not judged by kubepki's rules)",
+                csr.spec.signer_name
+            ),
+            Verdict::NotOurs => bail!(
+                "{name}: signer {} is not kubernetes.io/kubelet-serving, which is all kubepki's rules judge; use --force to approve it anyway",
+                csr.spec.signer_name
+            ),
+            Verdict::Deny(r) if force => {
+                eprintln!("warning: {name}: approving despite the rules (--force): {r}");
+                format!("approved with kubepki csr approve --force despite: {r}")
+            }
+            Verdict::Deny(r) => bail!("{name}: refused: {r} (use --force to approve anyway)"),
+        };
+        match controller::set_condition(api, &csr, "Approved", "KubepkiManualApprove", &note).await
+        {
+            Ok(_) => {
+                println!("certificatesigningrequest.certificates.k8s.io/{name} approved");
+                return Ok(());
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot approve {name}")),
+        }
+    }
+    bail!("{name}: the request kept changing while approving it; try again")
+}
