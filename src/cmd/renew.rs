@@ -129,7 +129,10 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     for w in &plan.warnings {
         println!("[renew] WARNING: {w}");
     }
-    for t in &plan.targets {
+    // "renewed" is said once it is true: after the swap (a dry run says "would be renewed").
+    let done_later =
+        |t: &&renew::Target| !args.dry_run && matches!(t.action, renew::Action::Renew { .. });
+    for t in plan.targets.iter().filter(|t| !done_later(t)) {
         println!("[renew] {}", renew::describe(t, args.dry_run));
     }
     if !plan.problems.is_empty() {
@@ -153,7 +156,22 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
                 .join(stamp(now)),
         ),
     };
-    let outcome = renew::execute(&plan, &req, now, &backup_dir)?;
+    let outcome = match renew::execute(&plan, &req, now, &backup_dir) {
+        Ok(o) => o,
+        Err(e) => {
+            // One line per failure, naming the file (not anyhow's repeated source chain).
+            eprintln!("error: {e}");
+            if layout.cert_dir.join(txn::JOURNAL).exists() {
+                eprintln!("error: the renewal stopped half-way; the next kubepki run completes it");
+            } else {
+                eprintln!("error: nothing was changed");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for t in plan.targets.iter().filter(done_later) {
+        println!("[renew] {}", renew::describe(t, false));
+    }
     if outcome.renewed.is_empty() {
         println!("[renew] nothing to renew");
         return Ok(ExitCode::SUCCESS);

@@ -101,18 +101,20 @@ fn copy_all(
             .filter(|c| matches!(c, Component::Normal(_)))
             .collect();
         let dest = staging.join(&stored);
+        // Errors name the file where it would end up, not the temporary directory.
+        let shown = dir.join(&stored);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            fs::create_dir_all(parent).map_err(|e| Error::io(&shown, e))?;
         }
         let mut out = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode_0600()
             .open(&dest)
-            .map_err(|e| Error::io(&dest, e))?;
-        out.write_all(&bytes).map_err(|e| Error::io(&dest, e))?;
+            .map_err(|e| Error::io(&shown, e))?;
+        out.write_all(&bytes).map_err(|e| Error::io(&shown, e))?;
         op();
-        out.sync_all().map_err(|e| Error::io(&dest, e))?;
+        out.sync_all().map_err(|e| Error::io(&shown, e))?;
         op();
         manifest.files.push(BackupFile {
             original,
@@ -122,7 +124,10 @@ fn copy_all(
         });
     }
     let text = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    txn::write_atomic(&staging.join(MANIFEST), &text, 0o600)?;
+    txn::write_atomic(&staging.join(MANIFEST), &text, 0o600).map_err(|e| match e {
+        Error::Io { source, .. } => Error::io(dir.join(MANIFEST), source),
+        e => e,
+    })?;
     // Renaming a directory never replaces a non-empty one: a `dir` made meanwhile is kept.
     fs::rename(staging, dir).map_err(|e| Error::io(dir, e))?;
     op();

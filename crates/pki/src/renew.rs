@@ -144,6 +144,49 @@ fn regular_file(path: &Path, roots: &[&Path]) -> Result<()> {
     }
 }
 
+/// The private key of `item` (its `.key` file, or the kubeconfig's client key) is present,
+/// readable and belongs to `cert`.
+fn key_matches(layout: &Layout, item: Item, cert: &Certificate) -> Result<()> {
+    match item {
+        Item::Leaf(l) => {
+            let (crt, key) = (layout.leaf_cert(l), layout.leaf_key(l));
+            match layout::read_key(&key)? {
+                None => Err(Error::Io {
+                    path: key,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("not found, though {} exists", crt.display()),
+                    ),
+                }),
+                Some(k) if !k.matches_public_key(cert.public_key_der()) => {
+                    Err(Error::KeyMismatch { cert: crt, key })
+                }
+                Some(_) => Ok(()),
+            }
+        }
+        Item::Kubeconfig(k) => {
+            let path = layout.kubeconfig(k);
+            let creds = kubeconfig::read_credentials(&path)?;
+            let err = |reason: String| Error::Kubeconfig {
+                path: path.clone(),
+                reason,
+            };
+            let pem = creds
+                .key_pem
+                .ok_or_else(|| err("the client certificate has no client key".into()))?;
+            let key =
+                PrivateKey::from_pem(&pem).map_err(|e| err(format!("invalid client key: {e}")))?;
+            if key.matches_public_key(cert.public_key_der()) {
+                Ok(())
+            } else {
+                Err(err(
+                    "client key does not match the client certificate".into()
+                ))
+            }
+        }
+    }
+}
+
 pub fn plan(layout: &Layout, req: &Request, now: OffsetDateTime) -> Result<Plan> {
     let valid = renewable_names(req.local_etcd);
     let items: Vec<Item> = match &req.selection {
@@ -285,6 +328,12 @@ pub fn plan(layout: &Layout, req: &Request, now: OffsetDateTime) -> Result<Plan>
             plan.targets.push(target);
             continue;
         }
+        // The old key must be the certificate's: a mismatch or an unreadable key means the
+        // pair is not what it seems (a half-done manual change, a file from elsewhere), and
+        // renewing would hide that. Like init, refuse and name the files.
+        if let Err(e) = key_matches(layout, item, &old) {
+            plan.problems.push(e);
+        }
         let mut template = CertTemplate::from_certificate(&old);
         let extra: &[String] = match item {
             Item::Leaf(l) if l.name == "apiserver" => &req.extra_sans.apiserver,
@@ -425,6 +474,13 @@ pub fn execute(
         }
     }
 
+    // Stage first (a read-only or full cert dir fails here, before anything else exists),
+    // then back up, then swap. Until the journal exists a failure changes nothing: the staged
+    // files go when `r` drops, and the backup of a renewal that did not happen is removed.
+    let mut r = Replacement::new(&plan.layout.cert_dir, "renew");
+    for (p, c, m) in &contents {
+        r.stage(p, c, *m)?;
+    }
     let old_files: Vec<PathBuf> = contents.iter().map(|(p, _, _)| p.clone()).collect();
     let stamp = crate::expiry::rfc3339_utc(now);
     backup::create(
@@ -434,11 +490,15 @@ pub fn execute(
         "renew",
         &stamp,
     )?;
-    let mut r = Replacement::new(&plan.layout.cert_dir, "renew");
-    for (p, c, m) in &contents {
-        r.stage(p, c, *m)?;
-    }
-    let written = r.commit()?;
+    let written = match r.commit() {
+        Ok(w) => w,
+        Err(e) => {
+            if !plan.layout.cert_dir.join(crate::txn::JOURNAL).exists() {
+                let _ = std::fs::remove_dir_all(backup_dir);
+            }
+            return Err(e);
+        }
+    };
     Ok(Outcome {
         renewed: targets.iter().map(|t| t.name()).collect(),
         backup: Some(backup_dir.to_path_buf()),
