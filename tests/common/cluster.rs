@@ -71,47 +71,13 @@ pub fn assert_running(p: &mut Proc) {
     }
 }
 
+/// A single-member etcd on `ip` (free ports), certificates from `dir/pki/etcd`, data in
+/// `dir/etcd-data`, log in `dir/etcd.log`; returns it and its client URL.
 pub fn start_etcd(dir: &Path, name: &str, ip: IpAddr) -> (Proc, String) {
-    let client_port = free_port(ip);
-    let peer_port = free_port(ip);
-    let client_url = format!("https://{ip}:{client_port}");
-    let peer_url = format!("https://{ip}:{peer_port}");
-    let pki = dir.join("pki/etcd");
-    let mut c = Command::new("etcd");
-    c.arg("--name")
-        .arg(name)
-        .arg("--data-dir")
-        .arg(dir.join("etcd-data"))
-        .arg("--listen-client-urls")
-        .arg(&client_url)
-        .arg("--advertise-client-urls")
-        .arg(&client_url)
-        .arg("--listen-peer-urls")
-        .arg(&peer_url)
-        .arg("--initial-advertise-peer-urls")
-        .arg(&peer_url)
-        .arg("--initial-cluster")
-        .arg(format!("{name}={peer_url}"))
-        .arg("--initial-cluster-state")
-        .arg("new")
-        .arg("--cert-file")
-        .arg(pki.join("server.crt"))
-        .arg("--key-file")
-        .arg(pki.join("server.key"))
-        .arg("--trusted-ca-file")
-        .arg(pki.join("ca.crt"))
-        .arg("--client-cert-auth")
-        .arg("--peer-cert-file")
-        .arg(pki.join("peer.crt"))
-        .arg("--peer-key-file")
-        .arg(pki.join("peer.key"))
-        .arg("--peer-trusted-ca-file")
-        .arg(pki.join("ca.crt"))
-        .arg("--peer-client-cert-auth")
-        .arg("--snapshot-count")
-        .arg("10000");
-    let p = Proc::spawn("etcd", c, &dir.join("etcd.log"));
-    (p, client_url)
+    let m = EtcdMember::new(name, dir, ip);
+    let mut p = start_etcd_member(&m, &initial_cluster(std::slice::from_ref(&m)), "new");
+    p.name = "etcd".into();
+    (p, m.client_url())
 }
 
 /// kube-apiserver with the flags kubeadm v1.20 writes into its static pod manifest, every file
@@ -226,4 +192,135 @@ pub fn show(o: &Output) -> String {
         stdout(o),
         stderr(o)
     )
+}
+
+/// One member of a (possibly multi-member) etcd cluster: its name, the node directory kubepki
+/// wrote (`dir/pki/etcd/*`; data in `dir/etcd-data`, log in `dir/etcd.log`), its address and
+/// the ports it listens on (picked free once, kept across restarts).
+#[derive(Clone, Debug)]
+pub struct EtcdMember {
+    pub name: String,
+    pub dir: PathBuf,
+    pub ip: IpAddr,
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+impl EtcdMember {
+    pub fn new(name: &str, dir: &Path, ip: IpAddr) -> EtcdMember {
+        let client_port = free_port(ip);
+        let mut peer_port = free_port(ip);
+        for _ in 0..20 {
+            if peer_port != client_port {
+                break;
+            }
+            peer_port = free_port(ip);
+        }
+        assert_ne!(client_port, peer_port, "no second free port on {ip}");
+        EtcdMember {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            ip,
+            client_port,
+            peer_port,
+        }
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("https://{}:{}", self.ip, self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("https://{}:{}", self.ip, self.peer_port)
+    }
+
+    /// A file below the node's cert dir, e.g. `etcd/server.crt`.
+    pub fn pki(&self, f: &str) -> PathBuf {
+        self.dir.join("pki").join(f)
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("etcd.log")
+    }
+}
+
+/// `--initial-cluster` for these members: `name=peer-url,...`.
+pub fn initial_cluster(members: &[EtcdMember]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts `m` with the flags kubeadm writes into its etcd static pod manifest (server cert for
+/// clients with `--client-cert-auth`, peer cert for peers with `--peer-client-cert-auth`, both
+/// trusting `etcd/ca.crt`), `state` being `new` or `existing`. The log is appended to across
+/// restarts.
+pub fn start_etcd_member(m: &EtcdMember, initial_cluster: &str, state: &str) -> Proc {
+    let pki = m.dir.join("pki/etcd");
+    let client_url = m.client_url();
+    let peer_url = m.peer_url();
+    let mut c = Command::new("etcd");
+    c.arg(format!("--name={}", m.name))
+        .arg(format!("--data-dir={}", m.dir.join("etcd-data").display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        .arg(format!("--initial-cluster-state={state}"))
+        .arg(format!("--cert-file={}", pki.join("server.crt").display()))
+        .arg(format!("--key-file={}", pki.join("server.key").display()))
+        .arg(format!(
+            "--trusted-ca-file={}",
+            pki.join("ca.crt").display()
+        ))
+        .arg("--client-cert-auth=true")
+        .arg(format!(
+            "--peer-cert-file={}",
+            pki.join("peer.crt").display()
+        ))
+        .arg(format!(
+            "--peer-key-file={}",
+            pki.join("peer.key").display()
+        ))
+        .arg(format!(
+            "--peer-trusted-ca-file={}",
+            pki.join("ca.crt").display()
+        ))
+        .arg("--peer-client-cert-auth=true")
+        .arg("--snapshot-count=10000");
+    Proc::spawn(&m.name, c, &m.log())
+}
+
+/// etcdctl (API v3) against `endpoints` (comma-separated) with a CA and a client certificate,
+/// short dial and command timeouts, and the whole run bounded by coreutils `timeout` (which
+/// kills it by PID).
+pub fn etcdctl(endpoints: &str, ca: &Path, cert: &Path, key: &Path) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "2", "20", "etcdctl"])
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(["--dial-timeout=2s", "--command-timeout=4s"])
+        .arg(format!("--cacert={}", ca.display()))
+        .arg(format!("--cert={}", cert.display()))
+        .arg(format!("--key={}", key.display()))
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// The last `n` lines of the log of every process, for failure messages.
+pub fn log_tails<'a>(procs: impl IntoIterator<Item = &'a Proc>, n: usize) -> String {
+    let mut s = String::new();
+    for p in procs {
+        s.push_str(&format!(
+            "\n--- {} (pid {}) log {}, last {n} lines:\n{}",
+            p.name,
+            p.pid(),
+            p.log.display(),
+            tail(&p.log_text(), n)
+        ));
+    }
+    s
 }
