@@ -113,48 +113,14 @@ fn user_kubeconfig(c: &Cluster, file: &str, args: &[&str]) -> PathBuf {
 #[test]
 fn kube_apiserver_v1_20_runs_on_kubepki_init_pki() {
     let started = Instant::now();
-    ensure_etcd();
-    ensure_openssl();
-    ensure_installed("curl", &["curl"]);
-    let bin = k8s_bin_dir();
+    let bin = ensure_control_plane_tools();
 
     let tmp = scratch();
-    let dir = tmp.path().to_path_buf();
-    let ip = loopback(LOOPBACK);
-    let api_port = free_port(ip);
-    let endpoint = format!("{ip}:{api_port}");
-    init_node(
-        &dir,
-        NODE,
-        ip,
-        &[
-            "--control-plane-endpoint",
-            &endpoint,
-            "--apiserver-bind-port",
-            &api_port.to_string(),
-        ],
-    );
-
-    let (etcd, etcd_url) = start_etcd(&dir, NODE, ip);
-    let apiserver = start_apiserver(&bin, &dir, ip, api_port, &etcd_url);
-    let mut cluster = Cluster {
-        bin,
-        dir,
-        ip,
-        api_port,
-        etcd_url,
-        kcm: None,
-        apiserver,
-        etcd,
-    };
+    let mut cluster = Cluster::start(bin, tmp.path(), NODE, loopback(LOOPBACK));
 
     let result = panic::catch_unwind(AssertUnwindSafe(|| checks(&mut cluster)));
     if let Err(e) = result {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "(non-string panic)".into());
+        let msg = panic_message(&*e);
         panic!("{msg}\n{}", cluster.log_tails());
     }
     eprintln!(

@@ -519,11 +519,7 @@ fn external_ca_generate_csr_openssl_ca_import_then_etcd_and_apiserver_run() {
         repaired_import_is_installed(tmp.path(), &node, &mut cluster);
     }));
     if let Err(e) = result {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "(non-string panic)".into());
+        let msg = panic_message(&*e);
         panic!("{msg}\n{}", cluster.log_tails());
     }
     eprintln!(

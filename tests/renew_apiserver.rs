@@ -178,28 +178,11 @@ fn kubepki_dirs(p: &Plane, args: &[&str]) -> Command {
 #[test]
 fn renewed_pki_works_on_kube_apiserver_v1_20_after_restart() {
     let started = Instant::now();
-    ensure_etcd();
-    ensure_openssl();
-    ensure_installed("curl", &["curl"]);
-    let bin = k8s_bin_dir();
+    let bin = ensure_control_plane_tools();
     let tmp = scratch();
     let dir = tmp.path().to_path_buf();
     let ip = loopback(LOOPBACK);
-    let port = free_port(ip);
-    let endpoint = format!("{ip}:{port}");
-    init_node(
-        &dir,
-        NODE,
-        ip,
-        &[
-            "--control-plane-endpoint",
-            &endpoint,
-            "--apiserver-bind-port",
-            &port.to_string(),
-            "--encryption-algorithm",
-            "ECDSA-P256",
-        ],
-    );
+    let port = init_control_plane(&dir, NODE, ip, &["--encryption-algorithm", "ECDSA-P256"]);
     let (etcd, etcd_url) = start_etcd(&dir, NODE, ip);
     let mut plane = Plane {
         bin,
@@ -215,11 +198,7 @@ fn renewed_pki_works_on_kube_apiserver_v1_20_after_restart() {
 
     let result = panic::catch_unwind(AssertUnwindSafe(|| checks(&mut plane)));
     if let Err(e) = result {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "(non-string panic)".into());
+        let msg = panic_message(&*e);
         panic!("{msg}\n{}", plane.log_tails());
     }
     eprintln!("renew apiserver test: passed in {:?}", started.elapsed());

@@ -324,3 +324,55 @@ pub fn log_tails<'a>(procs: impl IntoIterator<Item = &'a Proc>, n: usize) -> Str
     }
     s
 }
+
+/// `kubepki init` for a control-plane node at `ip` whose API server will listen on a free port
+/// of `ip` (the control-plane endpoint in every kubeconfig). Returns that port.
+pub fn init_control_plane(dir: &Path, node: &str, ip: IpAddr, extra: &[&str]) -> u16 {
+    let port = free_port(ip);
+    let endpoint = format!("{ip}:{port}");
+    let port_s = port.to_string();
+    let mut args = vec![
+        "--control-plane-endpoint",
+        &endpoint,
+        "--apiserver-bind-port",
+        &port_s,
+    ];
+    args.extend_from_slice(extra);
+    init_node(dir, node, ip, &args);
+    port
+}
+
+impl Cluster {
+    /// `kubepki init` in `dir`, then etcd and kube-apiserver v1.20.2 on what it wrote.
+    pub fn start(bin: PathBuf, dir: &Path, node: &str, ip: IpAddr) -> Cluster {
+        let api_port = init_control_plane(dir, node, ip, &[]);
+        let (etcd, etcd_url) = start_etcd(dir, node, ip);
+        let apiserver = start_apiserver(&bin, dir, ip, api_port, &etcd_url);
+        Cluster {
+            bin,
+            dir: dir.to_path_buf(),
+            ip,
+            api_port,
+            etcd_url,
+            kcm: None,
+            apiserver,
+            etcd,
+        }
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(non-string panic)".into())
+}
+
+/// What the control-plane tests need installed; returns the Kubernetes binaries' directory.
+pub fn ensure_control_plane_tools() -> PathBuf {
+    ensure_etcd();
+    ensure_openssl();
+    ensure_installed("curl", &["curl"]);
+    k8s_bin_dir()
+}

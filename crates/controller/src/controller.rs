@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -61,6 +62,7 @@ struct Ctx {
     policy: Policy,
     no_deny: bool,
     signing: Option<Arc<SigningCa>>,
+    events_in_default: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +189,7 @@ async fn reconcile_all(
         policy: cfg.policy.clone(),
         no_deny: cfg.no_deny,
         signing: cfg.signing.clone(),
+        events_in_default: AtomicBool::new(false),
     });
     // Judge nothing before the Node cache is complete: a missing entry would read as "no Node".
     ready_nodes.wait_until_ready().await?;
@@ -257,6 +260,19 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
             }
         }
     }
+    // Deny the node's later duplicates first, whichever of them this reconcile is for: then
+    // the outcome does not depend on which request the controller looks at first.
+    if !ctx.no_deny {
+        let me = csr.metadata.name.as_deref();
+        let verdicts = facts::group_verdicts(&group, node.as_ref(), &ctx.policy);
+        for (other, v) in group.iter().zip(&verdicts) {
+            if let Verdict::Deny(r @ rules::Reason::Duplicate { .. }) = v
+                && other.metadata.name.as_deref() != me
+            {
+                deny(other, &ctx, r).await?;
+            }
+        }
+    }
     let signer = csr.spec.signer_name.clone();
     match verdict {
         Verdict::NotOurs => Ok(Action::await_change()),
@@ -274,10 +290,10 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
             Ok(Action::await_change())
         }
         Verdict::Deny(reason) => {
-            let msg = format!("kubepki: {reason}");
             if ctx.no_deny {
                 ctx.metrics.decision(&signer, "skip", reason.code());
                 info!(csr = %name, reason = %reason, "left pending (--no-deny)");
+                let msg = format!("kubepki: {reason}");
                 publish(
                     &ctx,
                     &csr,
@@ -290,14 +306,25 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
                 // A later change (a Node appearing, a sibling decided) may change the answer.
                 return Ok(Action::requeue(Duration::from_secs(60)));
             }
-            if decide(&csr, &ctx, "Denied", deny_reason(&reason), &msg).await? {
-                ctx.metrics.decision(&signer, "deny", reason.code());
-                info!(csr = %name, reason = %reason, "denied");
-                publish(&ctx, &csr, EventType::Warning, "Denied", "Deny", msg).await;
-            }
+            deny(&csr, &ctx, &reason).await?;
             Ok(Action::await_change())
         }
     }
+}
+
+async fn deny(
+    csr: &CertificateSigningRequest,
+    ctx: &Ctx,
+    reason: &rules::Reason,
+) -> Result<(), Error> {
+    let msg = format!("kubepki: {reason}");
+    if decide(csr, ctx, "Denied", deny_reason(reason), &msg).await? {
+        ctx.metrics
+            .decision(&csr.spec.signer_name, "deny", reason.code());
+        info!(csr = %csr.name_any(), reason = %reason, "denied");
+        publish(ctx, csr, EventType::Warning, "Denied", "Deny", msg).await;
+    }
+    Ok(())
 }
 
 /// The condition reason for a denial: CamelCase, as condition reasons are.
@@ -450,7 +477,24 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &csr.object_ref(&())).await {
+    let mut reference = csr.object_ref(&());
+    // API servers before 1.22 or so refuse events.k8s.io Events whose object has no namespace
+    // ("involvedObject.namespace does not match event.namespace"); for them the Event names
+    // the namespace it is stored in, "default".
+    if ctx.events_in_default.load(Ordering::Relaxed) {
+        reference.namespace = Some("default".into());
+    }
+    let mut result = ctx.recorder.publish(&ev, &reference).await;
+    if let Err(kube::Error::Api(s)) = &result
+        && s.code == 422
+        && reference.namespace.is_none()
+        && s.message.contains("namespace")
+    {
+        ctx.events_in_default.store(true, Ordering::Relaxed);
+        reference.namespace = Some("default".into());
+        result = ctx.recorder.publish(&ev, &reference).await;
+    }
+    if let Err(e) = result {
         ctx.metrics.error("event");
         warn!(error = %e, "cannot record event");
     }

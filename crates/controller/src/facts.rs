@@ -103,6 +103,16 @@ pub fn pending_group<'a>(
     group
 }
 
+/// The verdicts on every request of a `pending_group`, in its order.
+pub fn group_verdicts(
+    group: &[&CertificateSigningRequest],
+    node: Option<&NodeInfo>,
+    policy: &Policy,
+) -> Vec<Verdict> {
+    let reqs: Vec<Request<'_>> = group.iter().map(|c| request(c)).collect();
+    rules::decide_group(&reqs, node, policy)
+}
+
 /// The verdict on `csr` given its pending siblings (from `pending_group`) and its Node.
 pub fn verdict_in_group(
     csr: &CertificateSigningRequest,
@@ -110,12 +120,10 @@ pub fn verdict_in_group(
     node: Option<&NodeInfo>,
     policy: &Policy,
 ) -> Verdict {
-    let reqs: Vec<Request<'_>> = group.iter().map(|c| request(c)).collect();
-    let verdicts = rules::decide_group(&reqs, node, policy);
     let me = csr.metadata.name.as_deref();
     group
         .iter()
-        .zip(verdicts)
+        .zip(group_verdicts(group, node, policy))
         .find(|(c, _)| c.metadata.name.as_deref() == me)
         .map(|(_, v)| v)
         .unwrap_or_else(|| rules::decide(&request(csr), node, policy))

@@ -210,7 +210,7 @@ impl fmt::Display for Reason {
             }
             Reason::KeyType { key } => write!(
                 f,
-                "the request's key is {key}; accepted are RSA (2048 bits or more) and ECDSA P-256 or P-384"
+                "the request's key is {key}; accepted are RSA (2048 bits or more), ECDSA P-256 or P-384, and Ed25519"
             ),
             Reason::ExpirationTooLong { requested, max } => write!(
                 f,
@@ -306,7 +306,8 @@ pub fn check_request(req: &Request<'_>, policy: &Policy) -> Result<CsrInfo, Reas
                 min_bits: policy.min_rsa_bits,
             });
         }
-    } else if !matches!(info.ec_curve, Some("P-256" | "P-384")) {
+    } else if !matches!(info.ec_curve, Some("P-256" | "P-384")) && info.key_description != "Ed25519"
+    {
         return Err(Reason::KeyType {
             key: info.key_description.clone(),
         });

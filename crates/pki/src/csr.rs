@@ -215,6 +215,10 @@ fn info_of(req: &X509CertificationRequest<'_>) -> Result<CsrInfo, String> {
                 (None, None) => "ECDSA on an unnamed curve".into(),
             };
         }
+        // x509-parser has no Ed25519 variant: recognise it by its algorithm OID (RFC 8410).
+        Ok(_) if info.subject_pki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            out.key_description = "Ed25519".into();
+        }
         Ok(other) => {
             out.key_description = format!("{other:?}")
                 .split('(')
