@@ -11,7 +11,8 @@
 //!    a normal controller then denies each with the expected reason, records Events and
 //!    counts its decisions in /metrics;
 //! 4. two replicas with leader election: every request gets exactly one decision, from one
-//!    replica; when the leader is killed the other takes over.
+//!    replica; when the leader is killed the other takes over;
+//! 5. with the controller-manager stopped, `--sign` issues the certificate itself.
 //!
 //! Everything listens on 127.0.0.40; every process is stopped by PID.
 
@@ -327,6 +328,7 @@ fn phases(env: &mut Env) {
     let valid = no_deny_phase(env);
     matrix_phase(env, &valid);
     leader_phase(env);
+    signing_phase(env);
 }
 
 fn setup(env: &mut Env) {
@@ -1112,4 +1114,79 @@ fn leader_phase(env: &mut Env) {
         );
     }
     assert_eq!(approvals(sp), 5.0, "the survivor decided the new requests");
+}
+
+/// Phase 5: no controller-manager; `--sign` issues what it approves, with the extra RBAC of
+/// deploy/signing-rbac.yaml.
+fn signing_phase(env: &mut Env) {
+    if let Some(mut kcm) = env.c.kcm.take() {
+        kcm.stop(Duration::from_secs(10));
+    }
+    let signing = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/signing-rbac.yaml");
+    env.kc_ok(&["apply", "-f", signing.to_str().unwrap()]);
+    let (ca_crt, ca_key) = (env.c.pki("ca.crt"), env.c.pki("ca.key"));
+    let (mut ctl, port) = env.controller(
+        "signer",
+        &[
+            "--sign",
+            "--ca-cert",
+            ca_crt.to_str().unwrap(),
+            "--ca-key",
+            ca_key.to_str().unwrap(),
+            "--signing-duration",
+            "720h",
+        ],
+    );
+    wait_ready(env, &mut ctl, port);
+    env.create(&node_req(
+        "signed-by-kubepki",
+        "n2",
+        Some("DNS:n2,IP:10.0.0.2"),
+    ));
+    let cert = wait_for(
+        "signed-by-kubepki issued by the controller",
+        Duration::from_secs(60),
+        120,
+        || {
+            assert_running(&mut ctl);
+            let o = env.kc(&[
+                "get",
+                "csr",
+                "signed-by-kubepki",
+                "-o",
+                "jsonpath={.status.certificate}",
+            ]);
+            let c = stdout(&o);
+            (o.status.success() && !c.is_empty()).then_some(c)
+        },
+    );
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(cert.trim())
+        .unwrap();
+    let crt = env.work.join("signed-by-kubepki.crt");
+    write_file(&crt, &pem);
+    let o = run_ok(
+        Command::new("openssl")
+            .args(["verify", "-purpose", "sslserver", "-CAfile"])
+            .arg(env.ca())
+            .arg(&crt),
+    );
+    assert!(stdout(&o).contains(": OK"), "{}", stdout(&o));
+    let text = stdout(&run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&crt),
+    ));
+    for want in [
+        "Subject: O = system:nodes, CN = system:node:n2",
+        "DNS:n2, IP Address:10.0.0.2",
+        "TLS Web Server Authentication",
+    ] {
+        assert!(text.contains(want), "issued cert lacks {want:?}:\n{text}");
+    }
+    assert!(!text.contains("TLS Web Client Authentication"), "{text}");
+    let m = env.metrics(port).unwrap();
+    assert_eq!(metric_sum(&m, "kubepki_csr_signed_total", &[]), 1.0, "{m}");
+    ctl.stop(Duration::from_secs(10));
 }
