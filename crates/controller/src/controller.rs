@@ -52,7 +52,6 @@ pub struct Config {
 }
 
 struct Ctx {
-    client: Client,
     csrs: Api<CertificateSigningRequest>,
     nodes: Api<Node>,
     node_store: Store<Node>,
@@ -173,7 +172,6 @@ async fn reconcile_all(
     let csr_store = controller.store();
     let ready_nodes = node_store.clone();
     let ctx = Arc::new(Ctx {
-        client: client.clone(),
         csrs,
         nodes,
         node_store,
@@ -208,9 +206,8 @@ async fn reconcile_all(
     Ok(())
 }
 
-fn error_policy(_csr: Arc<CertificateSigningRequest>, err: &Error, ctx: Arc<Ctx>) -> Action {
+fn error_policy(_csr: Arc<CertificateSigningRequest>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     warn!(error = %err, "will retry");
-    let _ = &ctx.client;
     Action::requeue(Duration::from_secs(5))
 }
 
