@@ -113,6 +113,10 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
     pub signing_duration: std::time::Duration,
 
+    /// Requests decided at once (API writes in flight); 0 means unbounded
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub concurrency: u16,
+
     /// Where /metrics, /healthz and /readyz are served ("0" to disable)
     #[arg(long, value_name = "ADDR", default_value = ":8080")]
     pub metrics_bind_address: String,

@@ -126,6 +126,7 @@ pub fn controller(args: &ControllerArgs) -> Result<ExitCode> {
         leader_election,
         metrics_addr,
         health_addr,
+        concurrency: args.concurrency,
     };
     runtime()?.block_on(async {
         let client = client(&args.client).await?;

@@ -5,11 +5,11 @@
 //! the stale one: one decision per request.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -49,6 +49,9 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     pub metrics_addr: Option<SocketAddr>,
     pub health_addr: Option<SocketAddr>,
+    /// Reconciles in flight at once (0: unbounded). Bounded so that a backlog of thousands of
+    /// requests is decided steadily instead of all at once.
+    pub concurrency: u16,
 }
 
 struct Ctx {
@@ -56,6 +59,7 @@ struct Ctx {
     nodes: Api<Node>,
     node_store: Store<Node>,
     csr_store: Store<CertificateSigningRequest>,
+    pending: Arc<Mutex<facts::PendingIndex>>,
     recorder: Recorder,
     metrics: Arc<Metrics>,
     policy: Policy,
@@ -168,14 +172,26 @@ async fn reconcile_all(
     // Only our signer's requests: kubelet client CSRs are the built-in approver's business.
     let wc =
         watcher::Config::default().fields(&format!("spec.signerName={}", rules::KUBELET_SERVING));
-    let controller = Controller::new(csrs.clone(), wc);
-    let csr_store = controller.store();
+    let (csr_store, csr_writer) = reflector::store();
+    let pending = Arc::new(Mutex::new(facts::PendingIndex::default()));
+    let index = pending.clone();
+    let csr_events = watcher(csrs.clone(), wc)
+        .default_backoff()
+        .map_ok(move |ev| {
+            index.lock().expect("pending index").observe(&ev);
+            ev
+        })
+        .reflect(csr_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(csr_events, csr_store.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(cfg.concurrency));
     let ready_nodes = node_store.clone();
     let ctx = Arc::new(Ctx {
         csrs,
         nodes,
         node_store,
         csr_store,
+        pending,
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -213,12 +229,16 @@ fn error_policy(_csr: Arc<CertificateSigningRequest>, err: &Error, _ctx: Arc<Ctx
 
 async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = csr.name_any();
-    let all = ctx.csr_store.state();
-    ctx.metrics.queue_depth.set(
-        all.iter()
-            .filter(|c| facts::is_pending(c) && c.spec.signer_name == rules::KUBELET_SERVING)
-            .count() as i64,
-    );
+    // The requester's pending siblings come from the index (a scan of the whole cache per
+    // reconcile would be quadratic in a mass rotation); each is re-read from the cache.
+    let siblings: Vec<Arc<CertificateSigningRequest>> = {
+        let index = ctx.pending.lock().expect("pending index");
+        ctx.metrics.queue_depth.set(index.len() as i64);
+        index.names_of(csr.spec.username.as_deref().unwrap_or(""))
+    }
+    .into_iter()
+    .filter_map(|n| ctx.csr_store.get(&ObjectRef::new(&n)))
+    .collect();
     if !facts::is_pending(&csr) {
         if ctx.signing.is_some()
             && facts::is_approved(&csr)
@@ -231,20 +251,22 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
         }
         return Ok(Action::await_change());
     }
-    let group = facts::pending_group(&csr, all.iter().map(|c| c.as_ref()));
+    let group = facts::pending_group(&csr, siblings.iter().map(|c| c.as_ref()));
     let node_name =
         rules::node_name_of(csr.spec.username.as_deref().unwrap_or("")).map(str::to_string);
     let mut node = node_name
         .as_deref()
         .and_then(|n| ctx.node_store.get(&ObjectRef::new(n)))
         .map(|n| facts::node_info(&n));
-    let mut verdict = facts::verdict_in_group(&csr, &group, node.as_ref(), &ctx.policy);
+    let (mut verdict, mut verdicts) =
+        facts::verdicts_in_group(&csr, &group, node.as_ref(), &ctx.policy);
     // The cache may lag a Node created a moment ago: ask the API server before denying.
     if let (Verdict::Deny(rules::Reason::NodeNotFound { .. }), Some(n)) = (&verdict, &node_name) {
         match ctx.nodes.get_opt(n).await {
             Ok(Some(found)) => {
                 node = Some(facts::node_info(&found));
-                verdict = facts::verdict_in_group(&csr, &group, node.as_ref(), &ctx.policy);
+                (verdict, verdicts) =
+                    facts::verdicts_in_group(&csr, &group, node.as_ref(), &ctx.policy);
             }
             Ok(None) => {}
             Err(e) => {
@@ -261,7 +283,6 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
     // the outcome does not depend on which request the controller looks at first.
     if !ctx.no_deny {
         let me = csr.metadata.name.as_deref();
-        let verdicts = facts::group_verdicts(&group, node.as_ref(), &ctx.policy);
         for (other, v) in group.iter().zip(&verdicts) {
             if let Verdict::Deny(r @ rules::Reason::Duplicate { .. }) = v
                 && other.metadata.name.as_deref() != me

@@ -1,8 +1,11 @@
 //! From Kubernetes objects to the rules' inputs, and the state questions about a CSR
 //! (decided? issued?). Pure: no API calls.
 
+use std::collections::{BTreeSet, HashMap};
+
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
+use kube::runtime::watcher;
 
 use crate::rules::{self, NodeAddress, NodeInfo, Policy, Request, Verdict};
 
@@ -120,11 +123,109 @@ pub fn verdict_in_group(
     node: Option<&NodeInfo>,
     policy: &Policy,
 ) -> Verdict {
+    verdicts_in_group(csr, group, node, policy).0
+}
+
+/// `csr`'s own verdict and those of its whole group (in the group's order), judged once:
+/// every judgement checks a self-signature, the dominant cost.
+pub fn verdicts_in_group(
+    csr: &CertificateSigningRequest,
+    group: &[&CertificateSigningRequest],
+    node: Option<&NodeInfo>,
+    policy: &Policy,
+) -> (Verdict, Vec<Verdict>) {
     let me = csr.metadata.name.as_deref();
-    group
+    let all = group_verdicts(group, node, policy);
+    let own = group
         .iter()
-        .zip(group_verdicts(group, node, policy))
+        .zip(&all)
         .find(|(c, _)| c.metadata.name.as_deref() == me)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| rules::decide(&request(csr), node, policy))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| rules::decide(&request(csr), node, policy));
+    (own, all)
+}
+
+/// The names of the pending kubelet-serving requests, by requester, kept current from the
+/// watch events. A reconcile looks up its requester's siblings here instead of scanning the
+/// whole cache: with thousands of nodes rotating at once, a scan per reconcile is quadratic.
+/// Follows the reflector's semantics: a relist (`Init` .. `InitDone`) replaces the index at once.
+#[derive(Debug, Default)]
+pub struct PendingIndex {
+    live: Entries,
+    relisting: Option<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    by_user: HashMap<String, BTreeSet<String>>,
+    user_of: HashMap<String, String>,
+}
+
+impl Entries {
+    fn remove(&mut self, name: &str) {
+        if let Some(user) = self.user_of.remove(name)
+            && let Some(names) = self.by_user.get_mut(&user)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+    }
+
+    fn apply(&mut self, csr: &CertificateSigningRequest) {
+        let Some(name) = csr.metadata.name.as_deref() else {
+            return;
+        };
+        self.remove(name);
+        if is_pending(csr) && csr.spec.signer_name == rules::KUBELET_SERVING {
+            let user = csr.spec.username.clone().unwrap_or_default();
+            self.by_user
+                .entry(user.clone())
+                .or_default()
+                .insert(name.to_string());
+            self.user_of.insert(name.to_string(), user);
+        }
+    }
+}
+
+impl PendingIndex {
+    pub fn observe(&mut self, event: &watcher::Event<CertificateSigningRequest>) {
+        match event {
+            watcher::Event::Apply(csr) => self.live.apply(csr),
+            watcher::Event::Delete(csr) => {
+                if let Some(name) = csr.metadata.name.as_deref() {
+                    self.live.remove(name);
+                }
+            }
+            watcher::Event::Init => self.relisting = Some(Entries::default()),
+            watcher::Event::InitApply(csr) => self
+                .relisting
+                .get_or_insert_with(Entries::default)
+                .apply(csr),
+            watcher::Event::InitDone => {
+                if let Some(fresh) = self.relisting.take() {
+                    self.live = fresh;
+                }
+            }
+        }
+    }
+
+    /// How many kubelet-serving requests wait for a decision.
+    pub fn len(&self) -> usize {
+        self.live.user_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pending requests of `username`, by name.
+    pub fn names_of(&self, username: &str) -> Vec<String> {
+        self.live
+            .by_user
+            .get(username)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
