@@ -161,9 +161,10 @@ async fn reconcile_all(
     let (node_store, node_writer) = reflector::store();
     let node_watch = reflector::reflector(
         node_writer,
-        watcher(nodes.clone(), watcher::Config::default()),
+        watcher(nodes.clone(), watcher::Config::default())
+            .default_backoff()
+            .modify(facts::strip_node),
     )
-    .default_backoff()
     .touched_objects()
     .for_each(|_| futures::future::ready(()));
     let node_task = tokio::spawn(node_watch);

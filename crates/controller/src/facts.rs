@@ -4,7 +4,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 
 use crate::rules::{self, NodeAddress, NodeInfo, Policy, Request, Verdict};
@@ -40,6 +41,25 @@ pub fn node_info(node: &Node) -> NodeInfo {
             })
             .unwrap_or_default(),
     }
+}
+
+/// Keeps only what the rules read (name and addresses): a real Node carries tens of KiB of
+/// images, conditions and managedFields, and the cache holds every Node of the cluster.
+pub fn strip_node(node: &mut Node) {
+    let addresses = node.status.as_mut().and_then(|s| s.addresses.take());
+    *node = Node {
+        metadata: ObjectMeta {
+            name: node.metadata.name.take(),
+            resource_version: node.metadata.resource_version.take(),
+            uid: node.metadata.uid.take(),
+            ..Default::default()
+        },
+        spec: None,
+        status: Some(NodeStatus {
+            addresses,
+            ..Default::default()
+        }),
+    };
 }
 
 fn has_condition(csr: &CertificateSigningRequest, kind: &str) -> bool {
