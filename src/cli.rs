@@ -114,7 +114,7 @@ pub struct ControllerArgs {
     pub signing_duration: std::time::Duration,
 
     /// Requests decided at once (API writes in flight); 0 means unbounded
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, value_name = "N", default_value_t = 64)]
     pub concurrency: u16,
 
     /// Where /metrics, /healthz and /readyz are served ("0" to disable)

@@ -959,29 +959,32 @@ fn matrix_phase(env: &mut Env, valid: &str) {
         "kubepki: the request's key is RSA-1024; RSA keys need at least 2048 bits"
     );
 
-    // Every decision is an Event on its request, and a metric.
-    let ev = env.kc_ok(&[
-        "get",
-        "events",
-        "-n",
-        "default",
-        "--field-selector",
-        "involvedObject.name=usage-extra",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
-    assert!(ev.contains("Denied"), "events for usage-extra: {ev:?}");
-    let ev = env.kc_ok(&[
-        "get",
-        "events",
-        "-n",
-        "default",
-        "--field-selector",
-        "involvedObject.name=dup-a",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
-    assert!(ev.contains("Approved"), "events for dup-a: {ev:?}");
+    // Every decision is an Event on its request (recorded just after the decision, off its
+    // path: allow a few seconds), and a metric.
+    let events_of = |name: &str| {
+        let selector = format!("involvedObject.name={name}");
+        env.kc_ok(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            &selector,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+    };
+    for (name, reason) in [("usage-extra", "Denied"), ("dup-a", "Approved")] {
+        let mut ev = String::new();
+        for _ in 0..40 {
+            ev = events_of(name);
+            if ev.contains(reason) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        assert!(ev.contains(reason), "events for {name}: {ev:?}");
+    }
     let m = env.metrics(port).expect("metrics");
     let denied = metric_sum(&m, "kubepki_csr_decisions_total", &["decision=\"deny\""]);
     assert_eq!(

@@ -60,12 +60,22 @@ struct Ctx {
     node_store: Store<Node>,
     csr_store: Store<CertificateSigningRequest>,
     pending: Arc<Mutex<facts::PendingIndex>>,
-    recorder: Recorder,
+    events: Arc<EventSink>,
     metrics: Arc<Metrics>,
     policy: Policy,
     no_deny: bool,
     signing: Option<Arc<SigningCa>>,
-    events_in_default: AtomicBool,
+}
+
+/// Records Events off the decision path: a decision waits for its own API write only, so a
+/// backlog is decided at the API server's write rate, not half of it.
+struct EventSink {
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    /// Set once the API server refused an Event for a cluster-scoped object (see `send`).
+    in_default: AtomicBool,
+    /// Events in flight; beyond this they queue.
+    slots: tokio::sync::Semaphore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,18 +203,22 @@ async fn reconcile_all(
         node_store,
         csr_store,
         pending,
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: CONTROLLER_NAME.into(),
-                instance: Some(cfg.identity.clone()),
-            },
-        ),
+        events: Arc::new(EventSink {
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: CONTROLLER_NAME.into(),
+                    instance: Some(cfg.identity.clone()),
+                },
+            ),
+            metrics: metrics.clone(),
+            in_default: AtomicBool::new(false),
+            slots: tokio::sync::Semaphore::new(32),
+        }),
         metrics: metrics.clone(),
         policy: cfg.policy.clone(),
         no_deny: cfg.no_deny,
         signing: cfg.signing.clone(),
-        events_in_default: AtomicBool::new(false),
     });
     // Judge nothing before the Node cache is complete: a missing entry would read as "no Node".
     ready_nodes.wait_until_ready().await?;
@@ -496,25 +510,37 @@ async fn publish(
         action: action.into(),
         secondary: None,
     };
-    let mut reference = csr.object_ref(&());
-    // API servers before 1.22 or so refuse events.k8s.io Events whose object has no namespace
-    // ("involvedObject.namespace does not match event.namespace"); for them the Event names
-    // the namespace it is stored in, "default".
-    if ctx.events_in_default.load(Ordering::Relaxed) {
-        reference.namespace = Some("default".into());
-    }
-    let mut result = ctx.recorder.publish(&ev, &reference).await;
-    if let Err(kube::Error::Api(s)) = &result
-        && s.code == 422
-        && reference.namespace.is_none()
-        && s.message.contains("namespace")
-    {
-        ctx.events_in_default.store(true, Ordering::Relaxed);
-        reference.namespace = Some("default".into());
-        result = ctx.recorder.publish(&ev, &reference).await;
-    }
-    if let Err(e) = result {
-        ctx.metrics.error("event");
-        warn!(error = %e, "cannot record event");
+    let reference = csr.object_ref(&());
+    let sink = ctx.events.clone();
+    tokio::spawn(async move {
+        let Ok(_slot) = sink.slots.acquire().await else {
+            return;
+        };
+        sink.send(&ev, reference).await;
+    });
+}
+
+impl EventSink {
+    async fn send(&self, ev: &Event, mut reference: k8s_openapi::api::core::v1::ObjectReference) {
+        // API servers before 1.22 or so refuse events.k8s.io Events whose object has no
+        // namespace ("involvedObject.namespace does not match event.namespace"); for them the
+        // Event names the namespace it is stored in, "default".
+        if self.in_default.load(Ordering::Relaxed) {
+            reference.namespace = Some("default".into());
+        }
+        let mut result = self.recorder.publish(ev, &reference).await;
+        if let Err(kube::Error::Api(s)) = &result
+            && s.code == 422
+            && reference.namespace.is_none()
+            && s.message.contains("namespace")
+        {
+            self.in_default.store(true, Ordering::Relaxed);
+            reference.namespace = Some("default".into());
+            result = self.recorder.publish(ev, &reference).await;
+        }
+        if let Err(e) = result {
+            self.metrics.error("event");
+            warn!(error = %e, "cannot record event");
+        }
     }
 }
