@@ -14,14 +14,7 @@ const NODE: &str = "n1";
 const IP: &str = "10.0.0.1";
 
 fn fresh() -> tempfile::TempDir {
-    let dir = scratch();
-    init_node(
-        dir.path(),
-        NODE,
-        IP.parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
-    dir
+    fresh_pki(NODE, IP, &[])
 }
 
 fn init_cmd(d: &Path) -> Command {

@@ -20,14 +20,7 @@ const INIT_NOW: &str = "2026-01-01T00:00:00Z";
 const RENEW_NOW: &str = "2026-06-01T00:00:00Z";
 
 fn fresh() -> tempfile::TempDir {
-    let dir = scratch();
-    init_node(
-        dir.path(),
-        NODE,
-        IP.parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256", "--now", INIT_NOW],
-    );
-    dir
+    fresh_pki(NODE, IP, &["--now", INIT_NOW])
 }
 
 fn renew_at(d: &Path, now: &str, names: &[&str]) -> Command {

@@ -37,15 +37,26 @@ fn sign_client(
     if let Some(p) = found.problems.into_iter().next() {
         return Err(p.into());
     }
-    let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
-    let mut not_after = now + time::Duration::try_from(validity)?;
-    if not_after > ca_cert.not_after {
-        eprintln!(
-            "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
-            kubepki_pki::expiry::format_date(ca_cert.not_after)
+    if validity.is_zero() {
+        bail!(
+            "--validity-period must be longer than 0s: a certificate valid for 0s is expired when written"
         );
-        not_after = ca_cert.not_after;
     }
+    let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
+    // None: beyond what a date can hold (`now + validity` would panic), so past the CA too.
+    let wanted = time::Duration::try_from(validity)
+        .ok()
+        .and_then(|v| now.checked_add(v));
+    let not_after = match wanted {
+        Some(t) if t <= ca_cert.not_after => t,
+        _ => {
+            eprintln!(
+                "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
+                kubepki_pki::expiry::format_date(ca_cert.not_after)
+            );
+            ca_cert.not_after
+        }
+    };
     let cert = issue::issue(
         template,
         key.public_key_der(),

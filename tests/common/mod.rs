@@ -338,3 +338,13 @@ pub fn init_node(dir: &Path, node: &str, ip: IpAddr, extra: &[&str]) -> Output {
         .args(extra);
     run_ok(&mut c)
 }
+
+/// A scratch directory holding an ECDSA-P256 PKI made by `kubepki init` for node `node` at
+/// `ip`, with `extra` flags (e.g. `--now`).
+pub fn fresh_pki(node: &str, ip: &str, extra: &[&str]) -> tempfile::TempDir {
+    let dir = scratch();
+    let mut args = vec!["--encryption-algorithm", "ECDSA-P256"];
+    args.extend_from_slice(extra);
+    init_node(dir.path(), node, ip.parse().expect("test IP"), &args);
+    dir
+}

@@ -67,6 +67,20 @@ pub fn human(seconds: i64) -> String {
     format!("{}y", hours / 24 / 365)
 }
 
+/// `start + d`, saturating at the last instant X.509 can express (9999-12-31T23:59:59Z): an
+/// absurd validity gives the longest certificate possible instead of an overflow.
+pub fn after(start: time::OffsetDateTime, d: Duration) -> time::OffsetDateTime {
+    let last = time::PrimitiveDateTime::new(
+        time::Date::from_calendar_date(9999, time::Month::December, 31).expect("valid date"),
+        time::Time::from_hms(23, 59, 59).expect("valid time"),
+    )
+    .assume_utc();
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| start.checked_add(d))
+        .map_or(last, |t| t.min(last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +135,21 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(human(*s), *want, "human({s})");
         }
+    }
+
+    #[test]
+    fn after_saturates_instead_of_overflowing() {
+        let now = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(
+            after(now, year) - now,
+            time::Duration::seconds(365 * 24 * 3600)
+        );
+        let last = after(now, Duration::MAX);
+        assert_eq!(
+            (last.year(), last.month() as u8, last.day()),
+            (9999, 12, 31)
+        );
+        assert_eq!(after(now, Duration::from_secs(u64::MAX / 2)), last);
     }
 }

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use crate::cert::Certificate;
 use crate::check::{self, Findings};
+use crate::duration;
 use crate::error::{Error, Result};
 use crate::fsio::{self, NewFiles};
 use crate::inventory::{self, CaId, CaSpec, KubeconfigSpec, LeafSpec};
@@ -237,7 +237,7 @@ fn warn_if_clamped(
     now: OffsetDateTime,
 ) {
     if let Some(CaMaterial::Existing { cert, .. }) = plan.cas.get(&id)
-        && now + to_time(params.cert_validity) > cert.not_after
+        && duration::after(now, params.cert_validity) > cert.not_after
     {
         let msg = format!(
             "{name}: the {} CA expires {}, so the new certificate will expire then too",
@@ -510,7 +510,7 @@ pub fn execute(
                 key.public_key_der(),
                 Signer::SelfSigned(key),
                 not_before,
-                now + to_time(params.ca_validity),
+                duration::after(now, params.ca_validity),
             )
             .map_err(Error::Crypto)?;
             new_ca_certs.insert(ca.id, cert);
@@ -541,7 +541,10 @@ pub fn execute(
             };
             let (ca_cert, ca_key) = &cas[&issuer];
             let key = &new_keys[s.artifact.name()];
-            let not_after = clamp(now + to_time(params.cert_validity), ca_cert.not_after);
+            let not_after = clamp(
+                duration::after(now, params.cert_validity),
+                ca_cert.not_after,
+            );
             let r = issue::issue(
                 s.template.as_ref().expect("leaf steps carry a template"),
                 key.public_key_der(),
@@ -671,10 +674,6 @@ pub fn execute(
 
 fn key_pem(k: &PrivateKey) -> Result<String> {
     k.to_pem().map_err(Error::Crypto)
-}
-
-fn to_time(d: Duration) -> time::Duration {
-    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
 
 /// A certificate never outlives its CA: past that date it could not be verified anyway.

@@ -428,7 +428,11 @@ pub fn execute(
         .map(|t| {
             let key = PrivateKey::generate(t.algorithm.expect("checked in plan"))?;
             let (ca_cert, ca_key) = &plan.cas[&t.item.issuer()];
-            let not_after = (now + validity).min(ca_cert.not_after);
+            // A validity beyond what a date can hold is cut at the CA's expiry like any other
+            // validity longer than the CA's (`now + validity` would panic).
+            let not_after = now
+                .checked_add(validity)
+                .map_or(ca_cert.not_after, |t| t.min(ca_cert.not_after));
             let cert = issue::issue(
                 t.template.as_ref().expect("renew targets carry a template"),
                 key.public_key_der(),
