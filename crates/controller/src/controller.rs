@@ -188,6 +188,9 @@ async fn reconcile_all(
     let index = pending.clone();
     let csr_events = watcher(csrs.clone(), wc)
         .default_backoff()
+        // managedFields are most of a cached CSR and never read; an update without them keeps
+        // the server's (the API server's field manager falls back to the live object's).
+        .modify(|csr: &mut CertificateSigningRequest| csr.managed_fields_mut().clear())
         .map_ok(move |ev| {
             index.lock().expect("pending index").observe(&ev);
             ev
