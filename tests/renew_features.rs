@@ -770,6 +770,12 @@ fn dry_run_changes_nothing() {
         "{}",
         stdout(&out)
     );
+    assert_eq!(
+        stdout(&out).lines().last(),
+        Some("[renew] nothing would be renewed"),
+        "{}",
+        stdout(&out)
+    );
     assert!(snapshot(d) == before, "a dry run changed files");
     assert!(!d.join(BACKUPS).exists());
 }
@@ -965,6 +971,11 @@ fn lock_fails_fast_or_waits() {
     let out = output_within(&mut restore(&backup, "2026-06-02T00:00:00Z", &[]), fast);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains(&message), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("restoring"),
+        "a refused restore claims to restore:\n{}",
+        stdout(&out)
+    );
     // A dry run only reads: it answers while the lock is held.
     let out = output_within(
         &mut renew(d, "2026-06-02T00:00:00Z", &["all"], &["--dry-run"]),

@@ -152,7 +152,11 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     }
     let names: Vec<&str> = plan.to_renew().map(|t| t.name()).collect();
     if args.dry_run {
-        advise(&renew::restart_needed(&names), true);
+        if names.is_empty() {
+            println!("[renew] nothing would be renewed");
+        } else {
+            advise(&renew::restart_needed(&names), true);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let backup_dir = match &args.backup_dir {
@@ -242,18 +246,10 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
             cert_dir.display()
         );
     }
-    for f in &m.files {
-        println!(
-            "[restore] {} {}",
-            if args.dry_run {
-                "would restore"
-            } else {
-                "restoring"
-            },
-            f.original.display()
-        );
-    }
     if args.dry_run {
+        for f in &m.files {
+            println!("[restore] would restore {}", f.original.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let kubeconfig_dirs: Vec<PathBuf> = m
@@ -270,6 +266,10 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
             .unwrap_or_else(|| cert_dir.clone()),
     );
     let _lock = lock_and_recover(&layout, args.wait)?;
+    // Only once the lock is held: a refused run must not claim to be restoring.
+    for f in &m.files {
+        println!("[restore] restoring {}", f.original.display());
+    }
 
     // What is there now is backed up too: a restore must be undoable.
     let current: Vec<PathBuf> = m
