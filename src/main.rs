@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Kubeconfig(cli::KubeconfigCommand::Kubelet(args)) => {
             cmd::kubeconfig::kubelet(&args, now)
         }
-        cli::Command::Controller(args) => cmd::csr::controller(&args),
+        cli::Command::Controller(args) => cmd::controller::run(&args, now),
         cli::Command::Csr(cli::CsrCommand::List(args)) => cmd::csr::list(&args),
         cli::Command::Csr(cli::CsrCommand::Approve(args)) => cmd::csr::approve(&args),
     };

@@ -1,11 +1,9 @@
-//! `kubepki controller`, `kubepki csr list`, `kubepki csr approve`: thin wrappers around the
-//! kubepki-controller crate (the rules live there, so a human sees the controller's verdict).
+//! `kubepki csr list`, `kubepki csr approve`: thin wrappers around the kubepki-controller
+//! crate (the rules live there, so a human sees the controller's verdict).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -13,25 +11,21 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
-use kubepki_controller::controller::{self, LeaderElection};
+use kubepki_controller::controller;
 use kubepki_controller::facts;
 use kubepki_controller::rules::{self, NodeInfo, Policy, Verdict};
-use kubepki_controller::sign::SigningCa;
 use serde::Serialize;
 
-use crate::cli::{
-    ControllerArgs, CsrApproveArgs, CsrListArgs, KubeClientArgs, LogFormat, OutputFormat,
-    PolicyArgs,
-};
+use crate::cli::{CsrApproveArgs, CsrListArgs, KubeClientArgs, OutputFormat, PolicyArgs};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-async fn client(args: &KubeClientArgs) -> Result<Client> {
+pub(super) async fn client(args: &KubeClientArgs) -> Result<Client> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -47,7 +41,7 @@ async fn client(args: &KubeClientArgs) -> Result<Client> {
     Client::try_from(config).context("cannot build the API client")
 }
 
-fn policy(args: &PolicyArgs) -> Result<Policy> {
+pub(super) fn policy(args: &PolicyArgs) -> Result<Policy> {
     let p = Policy {
         max_expiration_seconds: i64::try_from(args.max_expiration.as_secs()).unwrap_or(i64::MAX),
         extra_dns_patterns: args.allowed_dns_patterns.clone(),
@@ -55,84 +49,6 @@ fn policy(args: &PolicyArgs) -> Result<Policy> {
     };
     p.validate().map_err(|e| anyhow!(e))?;
     Ok(p)
-}
-
-/// ":8080" means every interface, as controller-runtime reads it; "0" disables.
-fn bind_address(flag: &str, s: &str) -> Result<Option<SocketAddr>> {
-    if s == "0" || s.is_empty() {
-        return Ok(None);
-    }
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    full.parse()
-        .map(Some)
-        .map_err(|e| anyhow!("{flag} {s:?}: not HOST:PORT ({e})"))
-}
-
-pub fn controller(args: &ControllerArgs) -> Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-    let policy = policy(&args.policy)?;
-    let signing = if args.sign {
-        let (c, k) = (
-            args.ca_cert.as_deref().expect("clap requires --ca-cert"),
-            args.ca_key.as_deref().expect("clap requires --ca-key"),
-        );
-        Some(Arc::new(
-            SigningCa::load(c, k, args.signing_duration).map_err(|e| anyhow!(e))?,
-        ))
-    } else {
-        None
-    };
-    let metrics_addr = bind_address("--metrics-bind-address", &args.metrics_bind_address)?;
-    let health_addr = bind_address(
-        "--health-probe-bind-address",
-        &args.health_probe_bind_address,
-    )?;
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        std::env::var("POD_NAME").unwrap_or_else(|_| {
-            let host = nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "localhost".into());
-            format!("{host}-{}", std::process::id())
-        })
-    });
-    let leader_election = args.leader_elect.then(|| LeaderElection {
-        lease_name: args.leader_elect_resource_name.clone(),
-        namespace: args
-            .leader_elect_resource_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "kube-system".into()),
-        lease_duration: args.leader_elect_lease_duration,
-        renew_grace: args.leader_elect_renew_grace,
-    });
-    let cfg = controller::Config {
-        policy,
-        no_deny: args.no_deny,
-        signing,
-        identity,
-        leader_election,
-        metrics_addr,
-        health_addr,
-        concurrency: args.concurrency,
-    };
-    runtime()?.block_on(async {
-        let client = client(&args.client).await?;
-        controller::run(client, cfg).await
-    })?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// One row of `csr list`.
@@ -210,7 +126,7 @@ fn verdict_for(
     let group = facts::pending_group(csr, all.iter());
     let node =
         rules::node_name_of(csr.spec.username.as_deref().unwrap_or("")).and_then(|n| nodes.get(n));
-    facts::verdict_in_group(csr, &group, node, policy)
+    facts::verdicts_in_group(csr, &group, node, policy).0
 }
 
 pub fn list(args: &CsrListArgs) -> Result<ExitCode> {

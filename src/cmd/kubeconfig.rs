@@ -43,20 +43,14 @@ fn sign_client(
         );
     }
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
-    // None: beyond what a date can hold (`now + validity` would panic), so past the CA too.
-    let wanted = time::Duration::try_from(validity)
-        .ok()
-        .and_then(|v| now.checked_add(v));
-    let not_after = match wanted {
-        Some(t) if t <= ca_cert.not_after => t,
-        _ => {
-            eprintln!(
-                "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
-                kubepki_pki::expiry::format_date(ca_cert.not_after)
-            );
-            ca_cert.not_after
-        }
-    };
+    let mut not_after = kubepki_pki::duration::after(now, validity);
+    if not_after > ca_cert.not_after {
+        eprintln!(
+            "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
+            kubepki_pki::expiry::format_date(ca_cert.not_after)
+        );
+        not_after = ca_cert.not_after;
+    }
     let cert = issue::issue(
         template,
         key.public_key_der(),

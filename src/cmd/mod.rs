@@ -1,4 +1,5 @@
 pub mod certs;
+pub mod controller;
 pub mod csr;
 pub mod external;
 pub mod init;

@@ -106,13 +106,7 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         local_etcd: !cfg.external_etcd,
     };
 
-    // A 0s certificate is expired when written: renewing to it would break a working PKI.
-    if req.validity.is_zero() {
-        bail!(
-            "the validity of renewed certificates must be longer than 0s (--validity, or \
-             certificateValidityPeriod in --config): a certificate valid for 0s is expired when written"
-        );
-    }
+    req.validate()?;
 
     let ropts = restart_options(&args.restart, &layout.kubeconfig_dir);
     let _lock = if args.dry_run {

@@ -354,35 +354,13 @@ async fn deny(
     reason: &rules::Reason,
 ) -> Result<(), Error> {
     let msg = format!("kubepki: {reason}");
-    if decide(csr, ctx, "Denied", deny_reason(reason), &msg).await? {
+    if decide(csr, ctx, "Denied", reason.condition_reason(), &msg).await? {
         ctx.metrics
             .decision(&csr.spec.signer_name, "deny", reason.code());
         info!(csr = %csr.name_any(), reason = %reason, "denied");
         publish(ctx, csr, EventType::Warning, "Denied", "Deny", msg).await;
     }
     Ok(())
-}
-
-/// The condition reason for a denial: CamelCase, as condition reasons are.
-fn deny_reason(r: &rules::Reason) -> &'static str {
-    use rules::Reason::*;
-    match r {
-        Malformed(_) => "KubepkiMalformedRequest",
-        RequesterNotNode { .. } => "KubepkiRequesterNotNode",
-        CommonNameMismatch { .. } => "KubepkiCommonNameMismatch",
-        Organization { .. } => "KubepkiOrganization",
-        Usages { .. } => "KubepkiUsages",
-        NoSubjectAltNames => "KubepkiNoSubjectAltNames",
-        EmailSan { .. } => "KubepkiEmailSAN",
-        UriSan { .. } => "KubepkiURISAN",
-        KeyTooWeak { .. } => "KubepkiKeyTooWeak",
-        KeyType { .. } => "KubepkiKeyType",
-        ExpirationTooLong { .. } => "KubepkiExpirationTooLong",
-        NodeNotFound { .. } => "KubepkiNodeNotFound",
-        IpNotNodeAddress { .. } => "KubepkiIPNotNodeAddress",
-        DnsNotNodeName { .. } => "KubepkiDNSNotNodeName",
-        Duplicate { .. } => "KubepkiDuplicate",
-    }
 }
 
 /// Writes an Approved/Denied condition with the object's resourceVersion as precondition.
@@ -402,17 +380,14 @@ async fn decide(
             Ok(false)
         }
         Err(e) => {
-            ctx.metrics.error(if kind == "Approved" {
+            let operation = if kind == "Approved" {
                 "approve"
             } else {
                 "deny"
-            });
+            };
+            ctx.metrics.error(operation);
             Err(Error::Api {
-                operation: if kind == "Approved" {
-                    "approve"
-                } else {
-                    "deny"
-                },
+                operation,
                 name,
                 source: e,
             })

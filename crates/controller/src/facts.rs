@@ -127,7 +127,7 @@ pub fn pending_group<'a>(
 }
 
 /// The verdicts on every request of a `pending_group`, in its order.
-pub fn group_verdicts(
+fn group_verdicts(
     group: &[&CertificateSigningRequest],
     node: Option<&NodeInfo>,
     policy: &Policy,
@@ -136,17 +136,8 @@ pub fn group_verdicts(
     rules::decide_group(&reqs, node, policy)
 }
 
-/// The verdict on `csr` given its pending siblings (from `pending_group`) and its Node.
-pub fn verdict_in_group(
-    csr: &CertificateSigningRequest,
-    group: &[&CertificateSigningRequest],
-    node: Option<&NodeInfo>,
-    policy: &Policy,
-) -> Verdict {
-    verdicts_in_group(csr, group, node, policy).0
-}
-
-/// `csr`'s own verdict and those of its whole group (in the group's order), judged once:
+/// `csr`'s verdict given its pending siblings (from `pending_group`) and its Node, and those
+/// of its whole group (in the group's order), judged once:
 /// every judgement checks a self-signature, the dominant cost.
 pub fn verdicts_in_group(
     csr: &CertificateSigningRequest,

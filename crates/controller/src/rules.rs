@@ -142,24 +142,34 @@ pub enum Reason {
 }
 
 impl Reason {
-    /// Stable code for metrics labels and Event reasons.
+    /// Stable code for metrics labels.
     pub fn code(&self) -> &'static str {
+        self.names().0
+    }
+
+    /// The reason of a Denied condition: CamelCase, as condition reasons are.
+    pub fn condition_reason(&self) -> &'static str {
+        self.names().1
+    }
+
+    /// One table for both names, so they cannot drift apart.
+    fn names(&self) -> (&'static str, &'static str) {
         match self {
-            Reason::Malformed(_) => "malformed_request",
-            Reason::RequesterNotNode { .. } => "requester_not_node",
-            Reason::CommonNameMismatch { .. } => "cn_mismatch",
-            Reason::Organization { .. } => "organization",
-            Reason::Usages { .. } => "usages",
-            Reason::NoSubjectAltNames => "no_sans",
-            Reason::EmailSan { .. } => "email_san",
-            Reason::UriSan { .. } => "uri_san",
-            Reason::KeyTooWeak { .. } => "key_too_weak",
-            Reason::KeyType { .. } => "key_type",
-            Reason::ExpirationTooLong { .. } => "expiration_too_long",
-            Reason::NodeNotFound { .. } => "node_not_found",
-            Reason::IpNotNodeAddress { .. } => "ip_not_node_address",
-            Reason::DnsNotNodeName { .. } => "dns_not_node_name",
-            Reason::Duplicate { .. } => "duplicate",
+            Reason::Malformed(_) => ("malformed_request", "KubepkiMalformedRequest"),
+            Reason::RequesterNotNode { .. } => ("requester_not_node", "KubepkiRequesterNotNode"),
+            Reason::CommonNameMismatch { .. } => ("cn_mismatch", "KubepkiCommonNameMismatch"),
+            Reason::Organization { .. } => ("organization", "KubepkiOrganization"),
+            Reason::Usages { .. } => ("usages", "KubepkiUsages"),
+            Reason::NoSubjectAltNames => ("no_sans", "KubepkiNoSubjectAltNames"),
+            Reason::EmailSan { .. } => ("email_san", "KubepkiEmailSAN"),
+            Reason::UriSan { .. } => ("uri_san", "KubepkiURISAN"),
+            Reason::KeyTooWeak { .. } => ("key_too_weak", "KubepkiKeyTooWeak"),
+            Reason::KeyType { .. } => ("key_type", "KubepkiKeyType"),
+            Reason::ExpirationTooLong { .. } => ("expiration_too_long", "KubepkiExpirationTooLong"),
+            Reason::NodeNotFound { .. } => ("node_not_found", "KubepkiNodeNotFound"),
+            Reason::IpNotNodeAddress { .. } => ("ip_not_node_address", "KubepkiIPNotNodeAddress"),
+            Reason::DnsNotNodeName { .. } => ("dns_not_node_name", "KubepkiDNSNotNodeName"),
+            Reason::Duplicate { .. } => ("duplicate", "KubepkiDuplicate"),
         }
     }
 }
@@ -264,7 +274,8 @@ pub fn node_name_of(username: &str) -> Option<&str> {
 /// Checks that need no Node object: identity, subject, usages, SAN kinds, key, lifetime.
 /// Returns the parsed request for the node checks.
 pub fn check_request(req: &Request<'_>, policy: &Policy) -> Result<CsrInfo, Reason> {
-    let info = csr::parse_pem_unverified(req.pem).map_err(Reason::Malformed)?;
+    let parsed = csr::parse_pem_unverified(req.pem).map_err(Reason::Malformed)?;
+    let info = &parsed.info;
     if node_name_of(req.username).is_none() || !req.groups.iter().any(|g| g == NODES_GROUP) {
         return Err(Reason::RequesterNotNode {
             username: req.username.to_string(),
@@ -313,7 +324,7 @@ pub fn check_request(req: &Request<'_>, policy: &Policy) -> Result<CsrInfo, Reas
         });
     }
     // After the key check: the verifier refuses weak keys with a vaguer message.
-    csr::verify_pem(req.pem).map_err(Reason::Malformed)?;
+    parsed.verify().map_err(Reason::Malformed)?;
     if let Some(s) = req.expiration_seconds
         && s > policy.max_expiration_seconds
     {
@@ -322,7 +333,7 @@ pub fn check_request(req: &Request<'_>, policy: &Policy) -> Result<CsrInfo, Reas
             max: policy.max_expiration_seconds,
         });
     }
-    Ok(info)
+    Ok(parsed.info)
 }
 
 fn usages_ok(usages: &[String]) -> bool {

@@ -8,6 +8,8 @@ use kubepki_pki::cert::Certificate;
 use kubepki_pki::csr::CsrInfo;
 use kubepki_pki::issue::{self, CertTemplate, Signer};
 use kubepki_pki::key::PrivateKey;
+use kubepki_pki::params::BACKDATE;
+use kubepki_pki::{check, duration, layout};
 use time::OffsetDateTime;
 
 /// The CA that signs, and for how long.
@@ -18,29 +20,24 @@ pub struct SigningCa {
 }
 
 impl SigningCa {
-    /// Loads and checks a CA pair; errors name the file.
-    pub fn load(cert_path: &Path, key_path: &Path, duration: Duration) -> Result<Self, String> {
-        let read =
-            |p: &Path| std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()));
-        let cert = Certificate::from_pem_chain(&read(cert_path)?)
-            .map_err(|e| format!("{}: {e}", cert_path.display()))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("{}: no CERTIFICATE PEM block", cert_path.display()))?;
-        if !cert.is_ca {
-            return Err(format!(
-                "{}: not a CA certificate (basicConstraints CA is not true)",
-                cert_path.display()
-            ));
-        }
-        let key = PrivateKey::from_pem(&read(key_path)?)
-            .map_err(|e| format!("{}: {e}", key_path.display()))?;
-        if !key.matches_public_key(cert.public_key_der()) {
-            return Err(format!(
-                "{}: this key does not belong to {}",
-                key_path.display(),
-                cert_path.display()
-            ));
+    /// Loads and checks a CA pair with the library's readers and CA checks (the same as
+    /// `init` and `renew` apply); errors name the file.
+    pub fn load(
+        cert_path: &Path,
+        key_path: &Path,
+        duration: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Self, String> {
+        let missing = |p: &Path| format!("{}: no such file", p.display());
+        let cert = layout::read_cert(cert_path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| missing(cert_path))?;
+        let key = layout::read_key(key_path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| missing(key_path))?;
+        let found = check::check_ca(&cert, cert_path, Some((&key, key_path)), now);
+        if let Some(p) = found.problems.into_iter().next() {
+            return Err(p.to_string());
         }
         Ok(SigningCa {
             cert,
@@ -58,11 +55,11 @@ impl SigningCa {
         expiration_seconds: Option<i64>,
         now: OffsetDateTime,
     ) -> Result<String, String> {
-        let mut lifetime = time::Duration::try_from(self.duration).map_err(|e| e.to_string())?;
+        let mut lifetime = self.duration;
         if let Some(s) = expiration_seconds {
-            lifetime = lifetime.min(time::Duration::seconds(s));
+            lifetime = lifetime.min(Duration::from_secs(s.max(0).unsigned_abs()));
         }
-        let not_after = (now + lifetime).min(self.cert.not_after);
+        let not_after = duration::after(now, lifetime).min(self.cert.not_after);
         let template = CertTemplate {
             common_name: info.common_name.clone(),
             organizations: info.organizations.clone(),
@@ -78,7 +75,7 @@ impl SigningCa {
                 cert: &self.cert,
                 key: &self.key,
             },
-            now - time::Duration::minutes(5),
+            now - BACKDATE,
             not_after,
         )?;
         Ok(cert.to_pem())

@@ -90,19 +90,25 @@ pub fn parse_pem(pem_bytes: &[u8]) -> Result<CsrInfo, String> {
     parse_der(&pem_der(pem_bytes)?)
 }
 
-/// Parses a PEM CSR without checking its signature: for callers that judge the key first
-/// (the signature library refuses weak keys with a less helpful message).
-pub fn parse_pem_unverified(pem_bytes: &[u8]) -> Result<CsrInfo, String> {
-    let der = pem_der(pem_bytes)?;
-    let (_, req) = from_der_exact(&der)?;
-    info_of(&req)
+/// A parsed CSR whose self-signature is not checked yet.
+pub struct Unverified {
+    der: Vec<u8>,
+    pub info: CsrInfo,
 }
 
-/// Checks a PEM CSR's self-signature.
-pub fn verify_pem(pem_bytes: &[u8]) -> Result<(), String> {
+impl Unverified {
+    /// Checks the self-signature (proof that the requester holds the key).
+    pub fn verify(&self) -> Result<(), String> {
+        verify(&from_der_exact(&self.der)?)
+    }
+}
+
+/// Parses a PEM CSR without checking its signature yet: for callers that judge the key first
+/// (the signature library refuses weak keys with a less helpful message).
+pub fn parse_pem_unverified(pem_bytes: &[u8]) -> Result<Unverified, String> {
     let der = pem_der(pem_bytes)?;
-    let (_, req) = from_der_exact(&der)?;
-    verify(&req)
+    let info = info_of(&from_der_exact(&der)?)?;
+    Ok(Unverified { der, info })
 }
 
 fn pem_der(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
@@ -114,13 +120,13 @@ fn pem_der(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(block.into_contents())
 }
 
-fn from_der_exact(der: &[u8]) -> Result<((), X509CertificationRequest<'_>), String> {
+fn from_der_exact(der: &[u8]) -> Result<X509CertificationRequest<'_>, String> {
     let (rest, req) =
         X509CertificationRequest::from_der(der).map_err(|e| format!("not a valid CSR: {e}"))?;
     if !rest.is_empty() {
         return Err("trailing data after the CSR".into());
     }
-    Ok(((), req))
+    Ok(req)
 }
 
 fn verify(req: &X509CertificationRequest<'_>) -> Result<(), String> {
@@ -129,7 +135,7 @@ fn verify(req: &X509CertificationRequest<'_>) -> Result<(), String> {
 }
 
 pub fn parse_der(der: &[u8]) -> Result<CsrInfo, String> {
-    let (_, req) = from_der_exact(der)?;
+    let req = from_der_exact(der)?;
     verify(&req)?;
     info_of(&req)
 }

@@ -19,7 +19,7 @@ use crate::kubeconfig::{self, Source};
 use crate::layout::{self, Layout};
 use crate::params::BACKDATE;
 use crate::txn::Replacement;
-use crate::{backup, check, fsio};
+use crate::{backup, check, duration, fsio};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -45,6 +45,21 @@ pub struct Request {
     /// None: keep each certificate's current key algorithm.
     pub key_algorithm: Option<KeyAlgorithm>,
     pub local_etcd: bool,
+}
+
+impl Request {
+    /// Refuses what would break a working PKI before anything is locked or read.
+    pub fn validate(&self) -> Result<()> {
+        // A 0s certificate is expired when written.
+        if self.validity.is_zero() {
+            return Err(Error::Invalid(
+                "the validity of renewed certificates must be longer than 0s (--validity, or \
+                 certificateValidityPeriod in --config): a certificate valid for 0s is expired when written"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The names `renew` accepts.
@@ -188,6 +203,7 @@ fn key_matches(layout: &Layout, item: Item, cert: &Certificate) -> Result<()> {
 }
 
 pub fn plan(layout: &Layout, req: &Request, now: OffsetDateTime) -> Result<Plan> {
+    req.validate()?;
     let valid = renewable_names(req.local_etcd);
     let items: Vec<Item> = match &req.selection {
         Selection::All => inventory::kubeadm_items(req.local_etcd),
@@ -422,17 +438,13 @@ pub fn execute(
             written: Vec::new(),
         });
     }
-    let validity = time::Duration::try_from(req.validity).unwrap_or(time::Duration::MAX);
     let issued: Vec<std::result::Result<(PrivateKey, Certificate), String>> = targets
         .par_iter()
         .map(|t| {
             let key = PrivateKey::generate(t.algorithm.expect("checked in plan"))?;
             let (ca_cert, ca_key) = &plan.cas[&t.item.issuer()];
-            // A validity beyond what a date can hold is cut at the CA's expiry like any other
-            // validity longer than the CA's (`now + validity` would panic).
-            let not_after = now
-                .checked_add(validity)
-                .map_or(ca_cert.not_after, |t| t.min(ca_cert.not_after));
+            // A certificate never outlives its CA.
+            let not_after = duration::after(now, req.validity).min(ca_cert.not_after);
             let cert = issue::issue(
                 t.template.as_ref().expect("renew targets carry a template"),
                 key.public_key_der(),
