@@ -95,13 +95,19 @@ fn age(csr: &CertificateSigningRequest) -> String {
     kubepki_pki::duration::human(secs.max(0))
 }
 
-/// Everything the rules need for a set of requests: all CSRs and all Nodes.
-async fn world(
-    client: &Client,
-) -> Result<(Vec<CertificateSigningRequest>, HashMap<String, NodeInfo>)> {
+/// Everything the rules need: all CSRs, all Nodes, and the pending index the controller
+/// keeps (so each request's pending siblings are found without a scan per request).
+struct World {
+    csrs: Vec<CertificateSigningRequest>,
+    by_name: HashMap<String, usize>,
+    pending: facts::PendingIndex,
+    nodes: HashMap<String, NodeInfo>,
+}
+
+async fn world(client: &Client) -> Result<World> {
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
-    let all = csrs
+    let csrs = csrs
         .list(&ListParams::default())
         .await
         .context("cannot list CertificateSigningRequests")?
@@ -114,33 +120,46 @@ async fn world(
         .iter()
         .map(|n| (n.name_any(), facts::node_info(n)))
         .collect();
-    Ok((all, nodes))
+    let mut pending = facts::PendingIndex::default();
+    let mut by_name = HashMap::new();
+    for (i, c) in csrs.iter().enumerate() {
+        pending.apply(c);
+        by_name.insert(c.name_any(), i);
+    }
+    Ok(World {
+        csrs,
+        by_name,
+        pending,
+        nodes,
+    })
 }
 
-fn verdict_for(
-    csr: &CertificateSigningRequest,
-    all: &[CertificateSigningRequest],
-    nodes: &HashMap<String, NodeInfo>,
-    policy: &Policy,
-) -> Verdict {
-    let group = facts::pending_group(csr, all.iter());
-    let node =
-        rules::node_name_of(csr.spec.username.as_deref().unwrap_or("")).and_then(|n| nodes.get(n));
-    facts::verdicts_in_group(csr, &group, node, policy).0
+impl World {
+    fn verdict(&self, csr: &CertificateSigningRequest, policy: &Policy) -> Verdict {
+        let user = csr.spec.username.as_deref().unwrap_or("");
+        let siblings = self
+            .pending
+            .names_of(user)
+            .into_iter()
+            .filter_map(|n| self.by_name.get(&n).map(|&i| &self.csrs[i]));
+        let group = facts::pending_group(csr, siblings);
+        let node = rules::node_name_of(user).and_then(|n| self.nodes.get(n));
+        facts::verdicts_in_group(csr, &group, node, policy).0
+    }
 }
 
 pub fn list(args: &CsrListArgs) -> Result<ExitCode> {
     let policy = policy(&args.policy)?;
-    let (all, nodes) = runtime()?.block_on(async {
+    let world = runtime()?.block_on(async {
         let client = client(&args.client).await?;
         world(&client).await
     })?;
     let mut rows = Vec::new();
-    for csr in &all {
+    for csr in &world.csrs {
         if !args.all && !facts::is_pending(csr) {
             continue;
         }
-        let verdict = verdict_for(csr, &all, &nodes, &policy);
+        let verdict = world.verdict(csr, &policy);
         let (v, code, reason) = match &verdict {
             Verdict::NotOurs => (
                 "-".to_string(),
@@ -238,8 +257,7 @@ async fn approve_one(
                 "certificatesigningrequest {name} is already denied; a denied request cannot be approved"
             );
         }
-        let (all, nodes) = world(client).await?;
-        let verdict = verdict_for(&csr, &all, &nodes, policy);
+        let verdict = world(client).await?.verdict(&csr, policy);
         let note = match &verdict {
             Verdict::Approve => "approved with kubepki csr approve: bound to its node".to_string(),
             Verdict::NotOurs if force => format!(

@@ -203,7 +203,7 @@ impl Entries {
 impl PendingIndex {
     pub fn observe(&mut self, event: &watcher::Event<CertificateSigningRequest>) {
         match event {
-            watcher::Event::Apply(csr) => self.live.apply(csr),
+            watcher::Event::Apply(csr) => self.apply(csr),
             watcher::Event::Delete(csr) => {
                 if let Some(name) = csr.metadata.name.as_deref() {
                     self.live.remove(name);
@@ -220,6 +220,11 @@ impl PendingIndex {
                 }
             }
         }
+    }
+
+    /// Takes in one request as it is now (what a watch `Apply` does).
+    pub fn apply(&mut self, csr: &CertificateSigningRequest) {
+        self.live.apply(csr);
     }
 
     /// How many kubelet-serving requests wait for a decision.
