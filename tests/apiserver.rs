@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -81,13 +80,7 @@ fn assert_forbidden_as(conf: &Path, args: &[&str], user: &str) {
 
 /// A GET with curl and a client certificate, with extra headers; returns the response body.
 fn curl_get(c: &Cluster, cert: &str, key: &str, headers: &[&str], path: &str) -> String {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(c.pki("ca.crt"))
-        .arg("--cert")
-        .arg(c.pki(cert))
-        .arg("--key")
-        .arg(c.pki(key));
+    let mut cmd = curl_with_cert(&c.pki("ca.crt"), &c.pki(cert), &c.pki(key));
     for h in headers {
         cmd.args(["-H", h]);
     }
@@ -118,11 +111,7 @@ fn kube_apiserver_v1_20_runs_on_kubepki_init_pki() {
     let tmp = scratch();
     let mut cluster = Cluster::start(bin, tmp.path(), NODE, loopback(LOOPBACK));
 
-    let result = panic::catch_unwind(AssertUnwindSafe(|| checks(&mut cluster)));
-    if let Err(e) = result {
-        let msg = panic_message(&*e);
-        panic!("{msg}\n{}", cluster.log_tails());
-    }
+    run_checks(&mut cluster, checks, Cluster::log_tails);
     eprintln!(
         "apiserver test: all checks passed in {:?}",
         started.elapsed()
@@ -139,46 +128,10 @@ fn checks(c: &mut Cluster) {
     let kubelet = c.conf("kubelet.conf");
 
     // etcd serves TLS with kubepki's etcd-server cert and trusts kubepki's healthcheck client.
-    {
-        let url = c.etcd_url.clone();
-        let ca = c.pki("etcd/ca.crt");
-        let cert = c.pki("etcd/healthcheck-client.crt");
-        let key = c.pki("etcd/healthcheck-client.key");
-        let etcd = &mut c.etcd;
-        wait_for("etcd endpoint health", Duration::from_secs(30), 60, || {
-            assert_running(etcd);
-            let o = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &url, "--dial-timeout=2s"])
-                .args(["--command-timeout=3s", "--cacert"])
-                .arg(&ca)
-                .arg("--cert")
-                .arg(&cert)
-                .arg("--key")
-                .arg(&key)
-                .args(["endpoint", "health"])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .ok()?;
-            let text = stdout(&o) + &stderr(&o);
-            (o.status.success() && text.contains("is healthy")).then_some(())
-        });
-    }
+    c.wait_etcd_healthy();
 
     // 1. kube-apiserver comes up on the kubepki PKI; super-admin.conf reads /readyz.
-    {
-        let api = &mut c.apiserver;
-        wait_for(
-            "kube-apiserver /readyz = ok",
-            Duration::from_secs(90),
-            180,
-            || {
-                assert_running(api);
-                let o = kc(&super_admin, &["get", "--raw", "/readyz"]);
-                (o.status.success() && stdout(&o).trim() == "ok").then_some(())
-            },
-        );
-    }
+    c.wait_apiserver_ready();
     let o = run_ok(kctl(&super_admin).args(["get", "--raw", "/readyz"]));
     assert_eq!(stdout(&o).trim(), "ok", "/readyz as super-admin.conf");
     // The controller manager starts now, in the background of the next checks.
@@ -222,26 +175,12 @@ fn checks(c: &mut Cluster) {
     //    binding kubeadm creates exists; then cluster-admin.
     assert_can(&admin, &["list", "namespaces"], false);
     assert_forbidden_as(&admin, &["get", "namespaces"], "kubernetes-admin");
-    run_ok(kctl(&super_admin).args([
-        "create",
-        "clusterrolebinding",
-        "kubeadm:cluster-admins",
-        "--clusterrole=cluster-admin",
-        "--group=kubeadm:cluster-admins",
-    ]));
+    create_cluster_admins_binding(&super_admin);
     wait_can(&admin, &["list", "namespaces"]);
-    wait_for(
+    wait_lists_namespaces(
         "admin.conf: get namespaces lists default and kube-system",
-        Duration::from_secs(20),
-        40,
-        || {
-            let o = kc(&admin, &["get", "namespaces", "-o", "name"]);
-            let s = stdout(&o);
-            (o.status.success()
-                && s.lines().any(|l| l == "namespace/default")
-                && s.lines().any(|l| l == "namespace/kube-system"))
-            .then_some(())
-        },
+        &admin,
+        &["default", "kube-system"],
     );
     // apiserver-kubelet-client is in kubeadm:cluster-admins too: now it may list secrets.
     let body = curl_get(
@@ -256,44 +195,40 @@ fn checks(c: &mut Cluster) {
         "apiserver-kubelet-client (O=kubeadm:cluster-admins) should list secrets now:\n{body}"
     );
 
-    // 3. scheduler.conf is system:kube-scheduler: exactly its bootstrap role's rights.
-    assert_can(
-        &scheduler,
-        &["create", "pods", "--subresource=binding"],
-        true,
-    );
-    assert_can(
-        &scheduler,
-        &[
-            "update",
-            "leases.coordination.k8s.io/kube-scheduler",
-            "-n",
-            "kube-system",
-        ],
-        true,
-    );
-    assert_can(
-        &scheduler,
-        &[
-            "update",
-            "leases.coordination.k8s.io/kube-controller-manager",
-            "-n",
-            "kube-system",
-        ],
-        false,
-    );
-    assert_can(&scheduler, &["delete", "nodes"], false);
-    assert_can(
-        &scheduler,
-        &[
-            "create",
-            "serviceaccounts",
-            "--subresource=token",
-            "-n",
-            "kube-system",
-        ],
-        false,
-    );
+    // 3. scheduler.conf and controller-manager.conf, each exactly its bootstrap role's rights:
+    //    both are asked the same questions (each may take its own Lease, not the other's).
+    let bind_pods: &[&str] = &["create", "pods", "--subresource=binding"];
+    let sa_token: &[&str] = &[
+        "create",
+        "serviceaccounts",
+        "--subresource=token",
+        "-n",
+        "kube-system",
+    ];
+    let sched_lease: &[&str] = &[
+        "update",
+        "leases.coordination.k8s.io/kube-scheduler",
+        "-n",
+        "kube-system",
+    ];
+    let cm_lease: &[&str] = &[
+        "update",
+        "leases.coordination.k8s.io/kube-controller-manager",
+        "-n",
+        "kube-system",
+    ];
+    let delete_nodes: &[&str] = &["delete", "nodes"];
+
+    //    scheduler.conf is system:kube-scheduler.
+    for (args, expected) in [
+        (bind_pods, true),
+        (sched_lease, true),
+        (cm_lease, false),
+        (delete_nodes, false),
+        (sa_token, false),
+    ] {
+        assert_can(&scheduler, args, expected);
+    }
     assert_forbidden_as(
         &scheduler,
         &["get", "secrets", "-n", "default"],
@@ -301,39 +236,15 @@ fn checks(c: &mut Cluster) {
     );
 
     //    controller-manager.conf is system:kube-controller-manager.
-    assert_can(
-        &cm,
-        &[
-            "create",
-            "serviceaccounts",
-            "--subresource=token",
-            "-n",
-            "kube-system",
-        ],
-        true,
-    );
-    assert_can(
-        &cm,
-        &[
-            "update",
-            "leases.coordination.k8s.io/kube-controller-manager",
-            "-n",
-            "kube-system",
-        ],
-        true,
-    );
-    assert_can(
-        &cm,
-        &[
-            "update",
-            "leases.coordination.k8s.io/kube-scheduler",
-            "-n",
-            "kube-system",
-        ],
-        false,
-    );
-    assert_can(&cm, &["create", "pods", "--subresource=binding"], false);
-    assert_can(&cm, &["delete", "nodes"], false);
+    for (args, expected) in [
+        (sa_token, true),
+        (cm_lease, true),
+        (sched_lease, false),
+        (bind_pods, false),
+        (delete_nodes, false),
+    ] {
+        assert_can(&cm, args, expected);
+    }
     assert_forbidden_as(
         &cm,
         &["get", "node", NODE],

@@ -8,31 +8,26 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::pki::{IP, NODE, kubepki_in};
 use common::*;
-
-const NODE: &str = "n1";
-const IP: &str = "10.0.0.1";
 
 fn fresh() -> tempfile::TempDir {
     fresh_pki(NODE, IP, &[])
 }
 
 fn init_cmd(d: &Path) -> Command {
-    let mut c = kubepki();
-    c.args([
-        "init",
-        "--node-name",
-        NODE,
-        "--apiserver-advertise-address",
-        IP,
-        "--encryption-algorithm",
-        "ECDSA-P256",
-    ])
-    .arg("--cert-dir")
-    .arg(d.join("pki"))
-    .arg("--kubeconfig-dir")
-    .arg(d);
-    c
+    kubepki_in(
+        d,
+        &[
+            "init",
+            "--node-name",
+            NODE,
+            "--apiserver-advertise-address",
+            IP,
+            "--encryption-algorithm",
+            "ECDSA-P256",
+        ],
+    )
 }
 
 /// Runs `cmd`, expects exit status 1, an stderr mentioning every `needles`, and `d` unchanged.
@@ -251,19 +246,6 @@ fn half_pairs_dangling_links_and_bad_settings() {
     assert_eq!(snapshot(e).len(), 1, "only the config file exists");
 }
 
-/// setpriv to an unprivileged user: root ignores file modes, operators' files do not.
-fn as_nobody(cmd: &Command) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    c
-}
-
-fn give_to_nobody(d: &Path) {
-    run_ok(Command::new("chown").args(["-R", "65534:65534"]).arg(d));
-}
-
 #[test]
 fn unreadable_file() {
     let dir = fresh();
@@ -280,11 +262,7 @@ fn unreadable_file() {
         as_nobody(&init_cmd(d)),
         &[format!("{}: Permission denied", p(d, "pki/apiserver.key"))],
     );
-    let mut c = kubepki();
-    c.args(["certs", "check-expiration", "--cert-dir"])
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d);
+    let c = kubepki_in(d, &["certs", "check-expiration"]);
     fs::set_permissions(d.join("pki/ca.crt"), fs::Permissions::from_mode(0o000)).unwrap();
     refused(
         d,

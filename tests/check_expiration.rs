@@ -5,20 +5,14 @@ mod common;
 
 use std::fs;
 
+use common::pki::{IP, NODE, kubepki_in};
 use common::*;
 
 /// kubeadm ran its check-expiration within a day of creating the fixture (364d / 9y left).
 const FIXTURE_NOW: &str = "2026-11-22T18:00:00Z";
 
 fn check(args: &[&str]) -> std::process::Output {
-    let f = fixture_dir();
-    let mut c = kubepki();
-    c.args(["certs", "check-expiration", "--cert-dir"])
-        .arg(f.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(&f)
-        .args(args);
-    run_ok(&mut c)
+    run_ok(kubepki_in(&fixture_dir(), &["certs", "check-expiration"]).args(args))
 }
 
 #[test]
@@ -126,24 +120,13 @@ fn residual_time_follows_the_clock() {
 
 #[test]
 fn missing_files_are_listed_and_external_cas_detected() {
-    let dir = scratch();
+    let dir = fresh_pki(NODE, IP, &[]);
     let d = dir.path();
-    init_node(
-        d,
-        "n1",
-        "10.0.0.1".parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
     fs::remove_file(d.join("pki/front-proxy-client.crt")).unwrap();
     fs::remove_file(d.join("scheduler.conf")).unwrap();
     fs::remove_file(d.join("pki/etcd/ca.crt")).unwrap();
     fs::remove_file(d.join("pki/ca.key")).unwrap();
-    let mut c = kubepki();
-    c.args(["certs", "check-expiration", "--cert-dir"])
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d);
-    let out = stdout(&run_ok(&mut c));
+    let out = stdout(&run_ok(&mut kubepki_in(d, &["certs", "check-expiration"])));
     for missing in [
         "!MISSING! front-proxy-client",
         "!MISSING! scheduler.conf",
@@ -181,24 +164,14 @@ fn missing_files_are_listed_and_external_cas_detected() {
 
 #[test]
 fn corrupt_files_are_errors_naming_the_file() {
-    let dir = scratch();
+    let dir = fresh_pki(NODE, IP, &[]);
     let d = dir.path();
-    init_node(
-        d,
-        "n1",
-        "10.0.0.1".parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
     fs::write(
         d.join("pki/apiserver.crt"),
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let mut c = kubepki();
-    c.args(["certs", "check-expiration", "--cert-dir"])
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d);
+    let mut c = kubepki_in(d, &["certs", "check-expiration"]);
     let out = run_fail(&mut c);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);

@@ -20,7 +20,6 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -288,6 +287,36 @@ fn wait_ready(env: &Env, p: &mut Proc, port: u16) {
     );
 }
 
+/// Waits (bounded: 60 s) until CSR `name` has a certificate, while `ctl` keeps running; returns
+/// `.status.certificate` (base64 PEM).
+fn wait_issued(env: &Env, ctl: &mut Proc, name: &str, what: &str) -> String {
+    wait_for(what, Duration::from_secs(60), 120, || {
+        assert_running(ctl);
+        let o = env.kc(&["get", "csr", name, "-o", "jsonpath={.status.certificate}"]);
+        let c = stdout(&o);
+        (o.status.success() && !c.is_empty()).then_some(c)
+    })
+}
+
+/// Writes the issued certificate (`.status.certificate`) of CSR `name` to `work/<name>.crt`
+/// and checks it is a server certificate of ca.crt; returns the file.
+fn verify_serving(env: &Env, name: &str, cert_b64: &str) -> PathBuf {
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(cert_b64.trim())
+        .unwrap();
+    let crt = env.work.join(format!("{name}.crt"));
+    write_file(&crt, &pem);
+    let o = run_ok(
+        Command::new("openssl")
+            .args(["verify", "-purpose", "sslserver", "-CAfile"])
+            .arg(env.ca())
+            .arg(&crt),
+    );
+    assert!(stdout(&o).contains(": OK"), "{}", stdout(&o));
+    crt
+}
+
 #[test]
 fn controller_binds_kubelet_serving_requests_to_their_node() {
     let started = Instant::now();
@@ -304,9 +333,7 @@ fn controller_binds_kubelet_serving_requests_to_their_node() {
         c,
         work,
     };
-    let result = panic::catch_unwind(AssertUnwindSafe(|| phases(&mut env)));
-    if let Err(e) = result {
-        let msg = panic_message(&*e);
+    run_checks(&mut env, phases, |env| {
         let mut logs = env.c.log_tails();
         for f in std::fs::read_dir(&env.c.dir).unwrap().flatten() {
             let n = f.file_name().to_string_lossy().to_string();
@@ -315,8 +342,8 @@ fn controller_binds_kubelet_serving_requests_to_their_node() {
                 logs.push_str(&format!("\n--- {n}, last 40 lines:\n{}", tail(&t, 40)));
             }
         }
-        panic!("{msg}\n{logs}");
-    }
+        logs
+    });
     eprintln!(
         "controller test: all phases passed in {:?}",
         started.elapsed()
@@ -332,20 +359,7 @@ fn phases(env: &mut Env) {
 }
 
 fn setup(env: &mut Env) {
-    {
-        let sa = env.super_admin.clone();
-        let api = &mut env.c.apiserver;
-        wait_for(
-            "kube-apiserver /readyz",
-            Duration::from_secs(90),
-            180,
-            || {
-                assert_running(api);
-                let o = kc(&sa, &["get", "--raw", "/readyz"]);
-                (o.status.success() && stdout(&o).trim() == "ok").then_some(())
-            },
-        );
-    }
+    env.c.wait_apiserver_ready();
     // The real signer for kubelet-serving, and the token controller for the service account.
     env.c.kcm = Some(start_kcm(
         &env.c.bin,
@@ -518,22 +532,11 @@ fn no_deny_phase(env: &mut Env) -> String {
         )
     };
     env.create(&valid);
-    let cert = wait_for(
+    let cert = wait_issued(
+        env,
+        &mut ctl,
+        "n1-serving",
         "n1-serving Approved and Issued",
-        Duration::from_secs(60),
-        120,
-        || {
-            assert_running(&mut ctl);
-            let o = env.kc(&[
-                "get",
-                "csr",
-                "n1-serving",
-                "-o",
-                "jsonpath={.status.certificate}",
-            ]);
-            let c = stdout(&o);
-            (o.status.success() && !c.is_empty()).then_some(c)
-        },
     );
     let conds = env.conditions();
     let c = &conds["n1-serving"];
@@ -550,19 +553,7 @@ fn no_deny_phase(env: &mut Env) -> String {
         "jsonpath={.spec.username} {.spec.groups}",
     ]);
     assert!(o.starts_with("system:node:n1 "), "requester: {o}");
-    use base64::Engine;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(cert.trim())
-        .unwrap();
-    let crt = env.work.join("n1-serving.crt");
-    write_file(&crt, &pem);
-    let o = run_ok(
-        Command::new("openssl")
-            .args(["verify", "-purpose", "sslserver", "-CAfile"])
-            .arg(env.ca())
-            .arg(&crt),
-    );
-    assert!(stdout(&o).contains(": OK"), "{}", stdout(&o));
+    let crt = verify_serving(env, "n1-serving", &cert);
     let text = stdout(&run_ok(
         Command::new("openssl")
             .args([
@@ -1146,36 +1137,13 @@ fn signing_phase(env: &mut Env) {
         "n2",
         Some("DNS:n2,IP:10.0.0.2"),
     ));
-    let cert = wait_for(
+    let cert = wait_issued(
+        env,
+        &mut ctl,
+        "signed-by-kubepki",
         "signed-by-kubepki issued by the controller",
-        Duration::from_secs(60),
-        120,
-        || {
-            assert_running(&mut ctl);
-            let o = env.kc(&[
-                "get",
-                "csr",
-                "signed-by-kubepki",
-                "-o",
-                "jsonpath={.status.certificate}",
-            ]);
-            let c = stdout(&o);
-            (o.status.success() && !c.is_empty()).then_some(c)
-        },
     );
-    use base64::Engine;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(cert.trim())
-        .unwrap();
-    let crt = env.work.join("signed-by-kubepki.crt");
-    write_file(&crt, &pem);
-    let o = run_ok(
-        Command::new("openssl")
-            .args(["verify", "-purpose", "sslserver", "-CAfile"])
-            .arg(env.ca())
-            .arg(&crt),
-    );
-    assert!(stdout(&o).contains(": OK"), "{}", stdout(&o));
+    let crt = verify_serving(env, "signed-by-kubepki", &cert);
     let text = stdout(&run_ok(
         Command::new("openssl")
             .args(["x509", "-noout", "-text", "-in"])

@@ -26,12 +26,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
@@ -241,16 +239,6 @@ fn get_prefix(m: &EtcdMember, prefix: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The serial of a certificate file, as openssl prints it (`serial=...`).
-fn serial(path: &Path) -> String {
-    let o = run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-serial", "-in"])
-            .arg(path),
-    );
-    stdout(&o).trim().to_string()
-}
-
 /// openssl with `input` on stdin.
 fn openssl_stdin(args: &[&str], input: &[u8]) -> Output {
     let mut child = Command::new("openssl")
@@ -301,6 +289,19 @@ fn served_serial(ip: &str, port: u16, ca: &Path, cert: &Path, key: &Path) -> Str
     );
     assert!(o.status.success(), "{}", show(&o));
     stdout(&o).trim().to_string()
+}
+
+/// `m` serves its certificate file `crt` on `port` to a new connection made with the client
+/// certificate `client` (`<client>.crt` and `.key` below `m`'s cert dir).
+fn assert_serves(m: &EtcdMember, port: u16, client: &str, crt: &str, what: &str) {
+    let served = served_serial(
+        &m.ip.to_string(),
+        port,
+        &m.pki("etcd/ca.crt"),
+        &m.pki(&format!("{client}.crt")),
+        &m.pki(&format!("{client}.key")),
+    );
+    assert_eq!(served, cert_serial(&m.pki(crt)), "{}: {what}", m.name);
 }
 
 /// `openssl verify -purpose PURPOSE` of `cert` against `ca`.
@@ -360,13 +361,7 @@ fn b64_decode(s: &str) -> Vec<u8> {
 /// curl output whatever its status.
 fn gateway_range(m: &EtcdMember, cert: &Path, key_file: &Path, key: &str) -> Output {
     let body = format!(r#"{{"key":"{}"}}"#, b64_encode(key.as_bytes()));
-    out(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(m.pki("etcd/ca.crt"))
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key_file)
+    out(curl_with_cert(&m.pki("etcd/ca.crt"), cert, key_file)
         .args(["-X", "POST", "-H", "Content-Type: application/json", "-d"])
         .arg(body)
         .arg(format!("{}/v3/kv/range", m.client_url())))
@@ -414,19 +409,6 @@ fn init_members(root: &Path, names: [&str; 3], ips: [u8; 3]) -> Vec<EtcdMember> 
         .collect()
 }
 
-/// Runs `checks` on the cluster; a failure carries the tails of the members' logs.
-fn run_checks(cluster: &mut Etcd3, checks: impl FnOnce(&mut Etcd3)) {
-    let result = panic::catch_unwind(AssertUnwindSafe(|| checks(cluster)));
-    if let Err(e) = result {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "(non-string panic)".into());
-        panic!("{msg}\n{}", cluster.tails());
-    }
-}
-
 fn ensure_tools() {
     ensure_etcd();
     ensure_openssl();
@@ -441,7 +423,11 @@ fn three_member_etcd_cluster_runs_on_kubepki_certs() {
     let tmp = scratch();
     let members = init_members(tmp.path(), ["etcd-1", "etcd-2", "etcd-3"], [1, 2, 3]);
     let mut cluster = Etcd3::start(members);
-    run_checks(&mut cluster, |c| cluster_checks(c, tmp.path()));
+    run_checks(
+        &mut cluster,
+        |c| cluster_checks(c, tmp.path()),
+        Etcd3::tails,
+    );
     eprintln!(
         "etcd cluster test: all checks passed in {:?}",
         started.elapsed()
@@ -608,9 +594,8 @@ struct WriterLog {
 /// as the API server of node N % 3 (its apiserver-etcd-client files, re-read by every etcdctl
 /// run, so renewals happen under it). Stopped (and joined) by `finish` or on drop.
 struct Writer {
-    stop: Arc<AtomicBool>,
     log: Arc<Mutex<WriterLog>>,
-    handle: Option<JoinHandle<()>>,
+    thread: Background,
     t0: Instant,
 }
 
@@ -627,11 +612,10 @@ fn load_value(n: u64) -> String {
 
 impl Writer {
     fn start(members: Vec<EtcdMember>) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(WriterLog::default()));
-        let (s, l) = (stop.clone(), log.clone());
+        let l = log.clone();
         let t0 = Instant::now();
-        let handle = std::thread::spawn(move || {
+        let thread = Background::spawn(move |stop| {
             let endpoints = members
                 .iter()
                 .map(|m| m.client_url())
@@ -639,7 +623,7 @@ impl Writer {
                 .join(",");
             let deadline = t0 + Duration::from_secs(180);
             for n in 0..MAX_WRITES {
-                if s.load(Ordering::SeqCst) || Instant::now() > deadline {
+                if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
                     break;
                 }
                 let tick = Instant::now();
@@ -660,12 +644,7 @@ impl Writer {
                 std::thread::sleep(Duration::from_millis(50).saturating_sub(tick.elapsed()));
             }
         });
-        Writer {
-            stop,
-            log,
-            handle: Some(handle),
-            t0,
-        }
+        Writer { log, thread, t0 }
     }
 
     fn acked(&self) -> usize {
@@ -685,21 +664,8 @@ impl Writer {
     }
 
     fn finish(mut self) -> WriterLog {
-        self.halt();
+        self.thread.halt();
         std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.halt();
     }
 }
 
@@ -710,7 +676,7 @@ fn renewal_under_load_loses_no_write() {
     let tmp = scratch();
     let members = init_members(tmp.path(), ["load-4", "load-5", "load-6"], [4, 5, 6]);
     let mut cluster = Etcd3::start(members);
-    run_checks(&mut cluster, renewal_checks);
+    run_checks(&mut cluster, renewal_checks, Etcd3::tails);
     eprintln!(
         "etcd renewal-under-load test: all checks passed in {:?}",
         started.elapsed()
@@ -730,7 +696,10 @@ fn renewal_checks(c: &mut Etcd3) {
         let step = Instant::now();
         let acked_before = writer.acked();
         let m = c.members[i].clone();
-        let before: Vec<String> = RENEWED.iter().map(|(_, f)| serial(&m.pki(f))).collect();
+        let before: Vec<String> = RENEWED
+            .iter()
+            .map(|(_, f)| cert_serial(&m.pki(f)))
+            .collect();
 
         // 1. Renew this member's etcd certs (and its API server's etcd client cert).
         let o = run_ok(
@@ -744,7 +713,7 @@ fn renewal_checks(c: &mut Etcd3) {
         );
         let ca = m.pki("etcd/ca.crt");
         for (j, (name, f)) in RENEWED.iter().enumerate() {
-            let now = serial(&m.pki(f));
+            let now = cert_serial(&m.pki(f));
             assert_ne!(
                 now,
                 before[j],
@@ -760,32 +729,19 @@ fn renewal_checks(c: &mut Etcd3) {
 
         // 2. New connections, right away, before any restart: the member serves the renewed
         //    server and peer certs, accepts the renewed healthcheck and API server clients.
-        let ip = m.ip.to_string();
-        let served = served_serial(
-            &ip,
+        assert_serves(
+            &m,
             m.client_port,
-            &ca,
-            &m.pki("etcd/healthcheck-client.crt"),
-            &m.pki("etcd/healthcheck-client.key"),
+            "etcd/healthcheck-client",
+            "etcd/server.crt",
+            "client port should serve the renewed etcd-server cert before any restart",
         );
-        assert_eq!(
-            served,
-            serial(&m.pki("etcd/server.crt")),
-            "{}: client port should serve the renewed etcd-server cert before any restart",
-            m.name
-        );
-        let served = served_serial(
-            &ip,
+        assert_serves(
+            &m,
             m.peer_port,
-            &ca,
-            &m.pki("etcd/peer.crt"),
-            &m.pki("etcd/peer.key"),
-        );
-        assert_eq!(
-            served,
-            serial(&m.pki("etcd/peer.crt")),
-            "{}: peer port should serve the renewed etcd-peer cert before any restart",
-            m.name
+            "etcd/peer",
+            "etcd/peer.crt",
+            "peer port should serve the renewed etcd-peer cert before any restart",
         );
         health(&m).unwrap_or_else(|e| {
             panic!(
@@ -821,18 +777,12 @@ fn renewal_checks(c: &mut Etcd3) {
         c.start_again(i);
         c.wait_healthy(i, Duration::from_secs(30));
         c.assert_all_healthy(&format!("after restarting {}", m.name));
-        let served = served_serial(
-            &ip,
+        assert_serves(
+            &m,
             m.client_port,
-            &ca,
-            &m.pki("etcd/healthcheck-client.crt"),
-            &m.pki("etcd/healthcheck-client.key"),
-        );
-        assert_eq!(
-            served,
-            serial(&m.pki("etcd/server.crt")),
-            "{}: after restart",
-            m.name
+            "etcd/healthcheck-client",
+            "etcd/server.crt",
+            "after restart",
         );
         assert_eq!(get(&m, &k).as_deref(), Some("1"), "{}: {k}", m.name);
         writer.wait_acked(3, &format!("puts acknowledged after {}'s step", m.name));

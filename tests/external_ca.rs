@@ -20,10 +20,9 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::cluster::*;
 use common::*;
@@ -295,10 +294,7 @@ fn openssl_text(args: &[&str], file: &Path) -> String {
 #[test]
 fn external_ca_generate_csr_openssl_ca_import_then_etcd_and_apiserver_run() {
     let started = Instant::now();
-    ensure_openssl();
-    ensure_etcd();
-    ensure_installed("curl", &["curl"]);
-    let bin = k8s_bin_dir();
+    let bin = ensure_control_plane_tools();
 
     let tmp = scratch();
     let ext = tmp.path().join("external-ca");
@@ -500,28 +496,17 @@ fn external_ca_generate_csr_openssl_ca_import_then_etcd_and_apiserver_run() {
     }
 
     // 6. etcd and kube-apiserver v1.20.2 on the result.
-    let (etcd, etcd_url) = start_etcd(&node, NODE, ip);
-    let apiserver = start_apiserver(&bin, &node, ip, api_port, &etcd_url);
-    let mut cluster = Cluster {
-        bin,
-        dir: node.clone(),
-        ip,
-        api_port,
-        etcd_url,
-        kcm: None,
-        apiserver,
-        etcd,
-    };
-    let result = panic::catch_unwind(AssertUnwindSafe(|| {
-        // The refusals need no server: they run while kube-apiserver starts.
-        refusals(&cas, tmp.path(), &node, api_port);
-        cluster_checks(&mut cluster);
-        repaired_import_is_installed(tmp.path(), &node, &mut cluster);
-    }));
-    if let Err(e) = result {
-        let msg = panic_message(&*e);
-        panic!("{msg}\n{}", cluster.log_tails());
-    }
+    let mut cluster = Cluster::start_on(bin, &node, NODE, ip, api_port);
+    run_checks(
+        &mut cluster,
+        |c| {
+            // The refusals need no server: they run while kube-apiserver starts.
+            refusals(&cas, tmp.path(), &node, api_port);
+            cluster_checks(c);
+            repaired_import_is_installed(tmp.path(), &node, c);
+        },
+        Cluster::log_tails,
+    );
     eprintln!(
         "external CA test: all checks passed in {:?}",
         started.elapsed()
@@ -682,43 +667,15 @@ fn cluster_checks(c: &mut Cluster) {
 
     // etcd serves with the etcd CA's server certificate and accepts its healthcheck client,
     // and its JSON gateway works (it needs clientAuth on the server certificate, SPEC §7).
-    let url = c.etcd_url.clone();
-    let (ca, cert, key) = (
-        c.pki("etcd/ca.crt"),
-        c.pki("etcd/healthcheck-client.crt"),
-        c.pki("etcd/healthcheck-client.key"),
-    );
-    {
-        let etcd = &mut c.etcd;
-        wait_for("etcd endpoint health", Duration::from_secs(30), 60, || {
-            assert_running(etcd);
-            let o = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &url, "--dial-timeout=2s"])
-                .args(["--command-timeout=3s", "--cacert"])
-                .arg(&ca)
-                .arg("--cert")
-                .arg(&cert)
-                .arg("--key")
-                .arg(&key)
-                .args(["endpoint", "health"])
-                .stdin(Stdio::null())
-                .output()
-                .ok()?;
-            let text = stdout(&o) + &stderr(&o);
-            (o.status.success() && text.contains("is healthy")).then_some(())
-        });
-    }
+    c.wait_etcd_healthy();
     let o = run_ok(
-        Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--cacert"])
-            .arg(&ca)
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key)
-            .args(["-X", "POST", "-d", r#"{"key":"Zm9v"}"#])
-            .arg(format!("{url}/v3/kv/range")),
+        curl_with_cert(
+            &c.pki("etcd/ca.crt"),
+            &c.pki("etcd/healthcheck-client.crt"),
+            &c.pki("etcd/healthcheck-client.key"),
+        )
+        .args(["-X", "POST", "-d", r#"{"key":"Zm9v"}"#])
+        .arg(format!("{}/v3/kv/range", c.etcd_url)),
     );
     let body = stdout(&o);
     assert!(
@@ -727,19 +684,7 @@ fn cluster_checks(c: &mut Cluster) {
     );
 
     // kube-apiserver comes up; super-admin.conf (system:masters) reads /readyz.
-    {
-        let api = &mut c.apiserver;
-        wait_for(
-            "kube-apiserver /readyz = ok",
-            Duration::from_secs(90),
-            180,
-            || {
-                assert_running(api);
-                let o = kc(&super_admin, &["get", "--raw", "/readyz"]);
-                (o.status.success() && stdout(&o).trim() == "ok").then_some(())
-            },
-        );
-    }
+    c.wait_apiserver_ready();
     let o = run_ok(kctl(&super_admin).args(["get", "--raw", "/readyz"]));
     assert_eq!(stdout(&o).trim(), "ok", "/readyz as super-admin.conf");
 
@@ -751,22 +696,11 @@ fn cluster_checks(c: &mut Cluster) {
         "admin.conf before the binding:\n{}",
         show(&o)
     );
-    run_ok(kctl(&super_admin).args([
-        "create",
-        "clusterrolebinding",
-        "kubeadm:cluster-admins",
-        "--clusterrole=cluster-admin",
-        "--group=kubeadm:cluster-admins",
-    ]));
-    wait_for(
+    create_cluster_admins_binding(&super_admin);
+    wait_lists_namespaces(
         "admin.conf: get namespaces lists kube-system",
-        Duration::from_secs(20),
-        40,
-        || {
-            let o = kc(&admin, &["get", "namespaces", "-o", "name"]);
-            (o.status.success() && stdout(&o).lines().any(|l| l == "namespace/kube-system"))
-                .then_some(())
-        },
+        &admin,
+        &["kube-system"],
     );
     assert_running(&mut c.etcd);
     assert_running(&mut c.apiserver);
@@ -826,16 +760,10 @@ fn repaired_import_is_installed(tmp: &Path, node: &Path, c: &mut Cluster) {
         "{} holds no copy of the replaced apiserver.crt",
         backups.display()
     );
-    let admin = c.conf("admin.conf");
-    wait_for(
+    wait_lists_namespaces(
         "admin.conf (renewed) lists namespaces",
-        Duration::from_secs(20),
-        40,
-        || {
-            let o = kc(&admin, &["get", "namespaces", "-o", "name"]);
-            (o.status.success() && stdout(&o).lines().any(|l| l == "namespace/default"))
-                .then_some(())
-        },
+        &c.conf("admin.conf"),
+        &["default"],
     );
     let o = run_ok(kctl(&c.conf("super-admin.conf")).args(["get", "--raw", "/readyz"]));
     assert_eq!(stdout(&o).trim(), "ok");

@@ -9,12 +9,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use common::pki::{kubepki_in, leaf};
 use common::*;
 
+/// What a leaf must be; where its files are and which CA signs it is in `common::pki`.
 struct Expect {
     name: &'static str,
-    file: &'static str,
-    ca: &'static str,
     subject: &'static str,
     purposes: &'static [&'static str],
     eku: &'static str,
@@ -30,8 +30,6 @@ const IP: &str = "192.0.2.10";
 const LEAVES: &[Expect] = &[
     Expect {
         name: "apiserver",
-        file: "apiserver",
-        ca: "ca",
         subject: "CN = kube-apiserver",
         purposes: &["sslserver"],
         eku: "TLS Web Server Authentication",
@@ -48,8 +46,6 @@ const LEAVES: &[Expect] = &[
     },
     Expect {
         name: "apiserver-kubelet-client",
-        file: "apiserver-kubelet-client",
-        ca: "ca",
         subject: "O = kubeadm:cluster-admins, CN = kube-apiserver-kubelet-client",
         purposes: &["sslclient"],
         eku: "TLS Web Client Authentication",
@@ -58,8 +54,6 @@ const LEAVES: &[Expect] = &[
     },
     Expect {
         name: "apiserver-etcd-client",
-        file: "apiserver-etcd-client",
-        ca: "etcd/ca",
         subject: "CN = kube-apiserver-etcd-client",
         purposes: &["sslclient"],
         eku: "TLS Web Client Authentication",
@@ -68,8 +62,6 @@ const LEAVES: &[Expect] = &[
     },
     Expect {
         name: "front-proxy-client",
-        file: "front-proxy-client",
-        ca: "front-proxy-ca",
         subject: "CN = front-proxy-client",
         purposes: &["sslclient"],
         eku: "TLS Web Client Authentication",
@@ -78,8 +70,6 @@ const LEAVES: &[Expect] = &[
     },
     Expect {
         name: "etcd-server",
-        file: "etcd/server",
-        ca: "etcd/ca",
         subject: "CN = cp-1",
         purposes: &["sslserver", "sslclient"],
         eku: "TLS Web Server Authentication, TLS Web Client Authentication",
@@ -88,8 +78,6 @@ const LEAVES: &[Expect] = &[
     },
     Expect {
         name: "etcd-peer",
-        file: "etcd/peer",
-        ca: "etcd/ca",
         subject: "CN = cp-1",
         purposes: &["sslserver", "sslclient"],
         eku: "TLS Web Server Authentication, TLS Web Client Authentication",
@@ -98,8 +86,6 @@ const LEAVES: &[Expect] = &[
     },
     Expect {
         name: "etcd-healthcheck-client",
-        file: "etcd/healthcheck-client",
-        ca: "etcd/ca",
         subject: "CN = kube-etcd-healthcheck-client",
         purposes: &["sslclient"],
         eku: "TLS Web Client Authentication",
@@ -310,9 +296,8 @@ fn contract(alg: &str) {
     }
 
     for e in LEAVES {
-        let crt = pki.join(format!("{}.crt", e.file));
-        let key = pki.join(format!("{}.key", e.file));
-        let ca = pki.join(format!("{}.crt", e.ca));
+        let l = leaf(e.name).unwrap();
+        let (crt, key, ca) = (d.join(l.crt()), d.join(l.key()), d.join(l.issuer));
         assert_eq!(mode(&crt), 0o644, "{} mode", crt.display());
         check_key(&key, alg);
         assert_eq!(
@@ -355,7 +340,11 @@ fn contract(alg: &str) {
             e.name
         );
         // A leaf is not trusted by a CA that did not sign it.
-        let other = if e.ca == "ca" { "front-proxy-ca" } else { "ca" };
+        let other = if l.issuer == "pki/ca.crt" {
+            "front-proxy-ca"
+        } else {
+            "ca"
+        };
         let bad = Command::new("openssl")
             .args(["verify", "-CAfile"])
             .arg(pki.join(format!("{other}.crt")))
@@ -468,21 +457,10 @@ fn contract_ecdsa_p384() {
 /// A second run changes nothing and says it reuses every file.
 #[test]
 fn init_is_idempotent_and_never_overwrites() {
-    let dir = scratch();
+    let dir = fresh_pki(NODE, IP, &[]);
     let d = dir.path();
-    init_node(
-        d,
-        NODE,
-        IP.parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
     let before = snapshot(d);
-    let out = init_node(
-        d,
-        NODE,
-        IP.parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
+    let out = init_ecdsa(d, NODE, IP, &[]);
     assert_eq!(snapshot(d), before);
     let text = stdout(&out);
     assert!(!text.contains("Generated"), "{text}");
@@ -501,24 +479,13 @@ fn init_is_idempotent_and_never_overwrites() {
 /// An existing CA signs what is missing; a removed leaf is re-created under the same CA.
 #[test]
 fn existing_ca_signs_missing_files() {
-    let dir = scratch();
+    let dir = fresh_pki(NODE, IP, &[]);
     let d = dir.path();
-    init_node(
-        d,
-        NODE,
-        IP.parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
     let ca_before = fs::read(d.join("pki/ca.crt")).unwrap();
     fs::remove_file(d.join("pki/apiserver.crt")).unwrap();
     fs::remove_file(d.join("pki/apiserver.key")).unwrap();
     fs::remove_file(d.join("admin.conf")).unwrap();
-    let out = init_node(
-        d,
-        NODE,
-        IP.parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
+    let out = init_ecdsa(d, NODE, IP, &[]);
     let text = stdout(&out);
     assert!(
         text.contains("Generated \"apiserver\" certificate and key"),
@@ -541,20 +508,17 @@ fn existing_ca_signs_missing_files() {
 fn dry_run_writes_nothing() {
     let dir = scratch();
     let d = dir.path();
-    let mut c = kubepki();
-    c.args([
-        "init",
-        "--dry-run",
-        "--node-name",
-        "n1",
-        "--apiserver-advertise-address",
-        "10.0.0.1",
-    ])
-    .arg("--cert-dir")
-    .arg(d.join("pki"))
-    .arg("--kubeconfig-dir")
-    .arg(d);
-    let out = run_ok(&mut c);
+    let out = run_ok(&mut kubepki_in(
+        d,
+        &[
+            "init",
+            "--dry-run",
+            "--node-name",
+            "n1",
+            "--apiserver-advertise-address",
+            "10.0.0.1",
+        ],
+    ));
     let text = stdout(&out);
     assert!(
         text.contains("[dry-run] [certs] Would generate \"ca\" certificate and key"),

@@ -17,12 +17,10 @@
 mod common;
 
 use std::net::IpAddr;
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
@@ -76,16 +74,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The serial of the certificate in a PEM file, as openssl prints it.
-fn file_serial(path: &Path) -> String {
-    let o = run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-serial", "-in"])
-            .arg(path),
-    );
-    stdout(&o).trim().to_string()
-}
-
 /// The serial of the certificate kube-apiserver serves right now (None if no TLS answer).
 fn served_serial(p: &Plane) -> Option<String> {
     let o = Command::new("timeout")
@@ -103,18 +91,11 @@ fn served_serial(p: &Plane) -> Option<String> {
 
 /// Waits (bounded) until kube-apiserver answers /readyz = ok to `conf`.
 fn wait_ready(p: &Plane, conf: &Path, timeout: Duration) {
-    wait_for(
-        "kube-apiserver /readyz = ok",
-        timeout,
-        (timeout.as_secs() * 2) as u32,
-        || {
-            if let Some(api) = lock(&p.apiserver).as_mut() {
-                assert_running(api);
-            }
-            let o = kc(conf, &["get", "--raw", "/readyz"]);
-            (o.status.success() && stdout(&o).trim() == "ok").then_some(())
-        },
-    );
+    wait_readyz(conf, timeout, || {
+        if let Some(api) = lock(&p.apiserver).as_mut() {
+            assert_running(api);
+        }
+    });
 }
 
 /// `kubectl get namespaces` as `conf` lists default and kube-system (bounded retries: RBAC
@@ -196,11 +177,7 @@ fn renewed_pki_works_on_kube_apiserver_v1_20_after_restart() {
     let first = plane.start_apiserver();
     *lock(&plane.apiserver) = Some(first);
 
-    let result = panic::catch_unwind(AssertUnwindSafe(|| checks(&mut plane)));
-    if let Err(e) = result {
-        let msg = panic_message(&*e);
-        panic!("{msg}\n{}", plane.log_tails());
-    }
+    run_checks(&mut plane, checks, Plane::log_tails);
     eprintln!("renew apiserver test: passed in {:?}", started.elapsed());
     // `plane` drops before `tmp`: kube-apiserver, then etcd, each stopped by PID.
 }
@@ -211,13 +188,7 @@ fn checks(p: &mut Plane) {
     wait_ready(p, &super_admin, Duration::from_secs(90));
 
     // kubeadm's binding for admin.conf's group, made with super-admin.conf (system:masters).
-    run_ok(kctl(&super_admin).args([
-        "create",
-        "clusterrolebinding",
-        "kubeadm:cluster-admins",
-        "--clusterrole=cluster-admin",
-        "--group=kubeadm:cluster-admins",
-    ]));
+    create_cluster_admins_binding(&super_admin);
     assert_lists_namespaces(&admin, "admin.conf before renewal");
 
     // Credentials made before the renewal: a user kubeconfig, and copies of the kubeconfigs.
@@ -246,7 +217,7 @@ fn checks(p: &mut Plane) {
         .iter()
         .map(|f| std::fs::read(p.dir.join(f)).unwrap())
         .collect();
-    let old_serial = file_serial(&p.pki("apiserver.crt"));
+    let old_serial = cert_serial(&p.pki("apiserver.crt"));
     assert_eq!(
         served_serial(p).as_deref(),
         Some(old_serial.as_str()),
@@ -270,7 +241,7 @@ fn checks(p: &mut Plane) {
             "{f} did not change on disk"
         );
     }
-    let new_serial = file_serial(&p.pki("apiserver.crt"));
+    let new_serial = cert_serial(&p.pki("apiserver.crt"));
     assert_ne!(new_serial, old_serial, "apiserver.crt serial after renew");
 
     let old_pid = p.apiserver_pid().unwrap();
@@ -297,18 +268,16 @@ fn checks(p: &mut Plane) {
     // The renewed client certificates kube-apiserver itself uses: etcd (every request above
     // reads it) and the front-proxy client, accepted as the header-asserting proxy.
     let o = run_ok(
-        Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--cacert"])
-            .arg(p.pki("ca.crt"))
-            .arg("--cert")
-            .arg(p.pki("front-proxy-client.crt"))
-            .arg("--key")
-            .arg(p.pki("front-proxy-client.key"))
-            .args(["-H", "X-Remote-User: proxied-dave"])
-            .arg(format!(
-                "https://{}:{}/api/v1/namespaces/default/secrets",
-                p.ip, p.port
-            )),
+        curl_with_cert(
+            &p.pki("ca.crt"),
+            &p.pki("front-proxy-client.crt"),
+            &p.pki("front-proxy-client.key"),
+        )
+        .args(["-H", "X-Remote-User: proxied-dave"])
+        .arg(format!(
+            "https://{}:{}/api/v1/namespaces/default/secrets",
+            p.ip, p.port
+        )),
     );
     assert!(
         stdout(&o).contains(r#"User \"proxied-dave\" cannot list resource \"secrets\""#),
@@ -368,7 +337,7 @@ fn checks(p: &mut Plane) {
     assert!(!p.dir.join("kubepki-held-manifests").exists());
     let after_pid = p.apiserver_pid().expect("kube-apiserver runs");
     assert_ne!(after_pid, before_pid, "kube-apiserver was restarted");
-    let third_serial = file_serial(&p.pki("apiserver.crt"));
+    let third_serial = cert_serial(&p.pki("apiserver.crt"));
     assert_ne!(third_serial, new_serial);
     assert_eq!(
         served_serial(p).as_deref(),
@@ -384,9 +353,8 @@ fn checks(p: &mut Plane) {
 /// static pod: polls every 200 ms, starts it when the manifest appears, stops it (by PID) when
 /// it goes. Bounded: it gives up after 3 minutes. Stopped and joined on `finish` or drop.
 struct MiniKubelet {
-    stop: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<String>>>,
-    handle: Option<JoinHandle<()>>,
+    thread: Background,
 }
 
 impl MiniKubelet {
@@ -395,12 +363,11 @@ impl MiniKubelet {
         slot: Arc<Mutex<Option<Proc>>>,
         spawn: impl Fn() -> Proc + Send + 'static,
     ) -> MiniKubelet {
-        let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(Mutex::new(Vec::new()));
-        let (s, ev) = (stop.clone(), events.clone());
-        let handle = std::thread::spawn(move || {
+        let ev = events.clone();
+        let thread = Background::spawn(move |stop| {
             let deadline = Instant::now() + Duration::from_secs(180);
-            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                 let present = manifest.is_file();
                 {
                     let mut proc_ = lock(&slot);
@@ -421,29 +388,12 @@ impl MiniKubelet {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        MiniKubelet {
-            stop,
-            events,
-            handle: Some(handle),
-        }
+        MiniKubelet { events, thread }
     }
 
     /// Stops watching; returns what it did.
     fn finish(mut self) -> Vec<String> {
-        self.halt();
+        self.thread.halt();
         lock(&self.events).clone()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for MiniKubelet {
-    fn drop(&mut self) {
-        self.halt();
     }
 }

@@ -12,26 +12,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::pki::*;
 use common::*;
 
-const NODE: &str = "n1";
-const IP: &str = "10.0.0.1";
-const INIT_NOW: &str = "2026-01-01T00:00:00Z";
-const RENEW_NOW: &str = "2026-06-01T00:00:00Z";
-
-fn fresh() -> tempfile::TempDir {
-    fresh_pki(NODE, IP, &["--now", INIT_NOW])
-}
-
 fn renew_at(d: &Path, now: &str, names: &[&str]) -> Command {
-    let mut c = kubepki();
-    c.args(["certs", "renew"])
-        .args(names)
-        .arg("--cert-dir")
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d)
-        .args(["--now", now]);
+    let mut c = kubepki_in(d, &[&["certs", "renew"], names].concat());
+    c.args(["--now", now]);
     c
 }
 
@@ -112,70 +98,42 @@ fn put_back(d: &Path, rel: &str, bytes: &[u8]) {
     fs::write(d.join(rel), bytes).unwrap();
 }
 
+/// With `bad` in `rel`, `cmd` is `refused` with `needles`; then `rel` is put back.
+fn refused_with(d: &Path, rel: &str, bad: &[u8], cmd: Command, needles: &[String]) {
+    let good = saved(d, rel);
+    fs::write(d.join(rel), bad).unwrap();
+    refused(d, cmd, needles);
+    put_back(d, rel, &good);
+}
+
 #[test]
 fn corrupt_files() {
     let dir = fresh();
     let d = dir.path();
 
-    let good = saved(d, "pki/apiserver.crt");
-    fs::write(
-        d.join("pki/apiserver.crt"),
-        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
-    )
-    .unwrap();
-    refused(
-        d,
-        renew(d),
-        &[format!(
-            "{}: invalid certificate",
-            p(d, "pki/apiserver.crt")
-        )],
+    // `renew all` refused naming `rel` and what is wrong with it.
+    let refused_all = |rel: &str, bad: &[u8], what: &str| {
+        refused_with(d, rel, bad, renew(d), &[format!("{}: {what}", p(d, rel))]);
+    };
+    refused_all(
+        "pki/apiserver.crt",
+        b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        "invalid certificate",
     );
     // Truncated to its first half.
-    fs::write(d.join("pki/apiserver.crt"), &good[..good.len() / 2]).unwrap();
-    refused(
-        d,
-        renew(d),
-        &[format!(
-            "{}: invalid certificate",
-            p(d, "pki/apiserver.crt")
-        )],
+    let good = saved(d, "pki/apiserver.crt");
+    refused_all(
+        "pki/apiserver.crt",
+        &good[..good.len() / 2],
+        "invalid certificate",
     );
-    put_back(d, "pki/apiserver.crt", &good);
-
-    let good = saved(d, "pki/etcd/peer.key");
-    fs::write(
-        d.join("pki/etcd/peer.key"),
-        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
-    )
-    .unwrap();
-    refused(
-        d,
-        renew(d),
-        &[format!(
-            "{}: invalid private key",
-            p(d, "pki/etcd/peer.key")
-        )],
+    refused_all(
+        "pki/etcd/peer.key",
+        b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        "invalid private key",
     );
-    put_back(d, "pki/etcd/peer.key", &good);
-
-    let good = saved(d, "admin.conf");
-    fs::write(d.join("admin.conf"), "garbage\n").unwrap();
-    refused(
-        d,
-        renew(d),
-        &[format!("{}: not a valid kubeconfig", p(d, "admin.conf"))],
-    );
-    put_back(d, "admin.conf", &good);
-
-    let good = saved(d, "pki/ca.key");
-    fs::write(d.join("pki/ca.key"), "just text\n").unwrap();
-    refused(
-        d,
-        renew(d),
-        &[format!("{}: invalid private key", p(d, "pki/ca.key"))],
-    );
-    put_back(d, "pki/ca.key", &good);
+    refused_all("admin.conf", b"garbage\n", "not a valid kubeconfig");
+    refused_all("pki/ca.key", b"just text\n", "invalid private key");
 
     now_renews(d, renew(d), "pki/etcd/peer.key");
 }
@@ -185,37 +143,29 @@ fn keys_that_do_not_match_their_certificates() {
     let dir = fresh();
     let d = dir.path();
 
+    // `key` holding the key in `donor` (all keys are mode 0600: only the bytes differ).
+    let refused_with_key_of = |key: &str, donor: &str, cmd: Command| {
+        let crt = key.replace(".key", ".crt");
+        refused_with(
+            d,
+            key,
+            &saved(d, donor),
+            cmd,
+            &[format!(
+                "{}: private key does not match the certificate in {}",
+                p(d, key),
+                p(d, &crt)
+            )],
+        );
+    };
     // A leaf key from another pair.
-    let good = saved(d, "pki/apiserver.key");
-    fs::copy(
-        d.join("pki/front-proxy-client.key"),
-        d.join("pki/apiserver.key"),
-    )
-    .unwrap();
-    refused(
-        d,
-        renew(d),
-        &[format!(
-            "{}: private key does not match the certificate in {}",
-            p(d, "pki/apiserver.key"),
-            p(d, "pki/apiserver.crt")
-        )],
-    );
-    put_back(d, "pki/apiserver.key", &good);
-
+    refused_with_key_of("pki/apiserver.key", "pki/front-proxy-client.key", renew(d));
     // The signing CA's key is another CA's.
-    let good = saved(d, "pki/ca.key");
-    fs::copy(d.join("pki/front-proxy-ca.key"), d.join("pki/ca.key")).unwrap();
-    refused(
-        d,
+    refused_with_key_of(
+        "pki/ca.key",
+        "pki/front-proxy-ca.key",
         renew_at(d, RENEW_NOW, &["admin.conf"]),
-        &[format!(
-            "{}: private key does not match the certificate in {}",
-            p(d, "pki/ca.key"),
-            p(d, "pki/ca.crt")
-        )],
     );
-    put_back(d, "pki/ca.key", &good);
 
     // A kubeconfig whose embedded client key is not its certificate's.
     let good = saved(d, "super-admin.conf");
@@ -236,16 +186,16 @@ fn keys_that_do_not_match_their_certificates() {
         .join("\n")
         + "\n";
     assert_ne!(bad.as_bytes(), good.as_slice());
-    fs::write(d.join("super-admin.conf"), bad).unwrap();
-    refused(
+    refused_with(
         d,
+        "super-admin.conf",
+        bad.as_bytes(),
         renew(d),
         &[format!(
             "{}: client key does not match the client certificate",
             p(d, "super-admin.conf")
         )],
     );
-    put_back(d, "super-admin.conf", &good);
 
     now_renews(d, renew(d), "pki/apiserver.key");
 }
@@ -355,20 +305,11 @@ fn symlink_pointing_outside_the_cert_dir() {
     );
 }
 
-/// setpriv to an unprivileged user: root ignores file modes, operators' files do not.
-fn as_nobody(cmd: &Command) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    c
-}
-
 #[test]
 fn read_only_directories() {
     let dir = fresh();
     let d = dir.path();
-    run_ok(Command::new("chown").args(["-R", "65534:65534"]).arg(d));
+    give_to_nobody(d);
     let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
 
     // The cert dir read-only: nothing can be staged beside apiserver.crt, the first file.
@@ -438,7 +379,7 @@ fn full_backup_directory() {
     let d = dir.path();
     // The default backup location, <kubeconfig-dir>/kubepki-backups, on a 256 KiB tmpfs with
     // 240 KiB taken: the 18 files of a renewal (a page each at least) do not fit.
-    let backups = d.join("kubepki-backups");
+    let backups = d.join(BACKUPS);
     let m = Mount::tmpfs(&backups, "256k");
     write_file(&backups.join("filler"), &vec![0u8; 240 * 1024]);
     let out = refused(d, renew(d), &["No space left on device".into()]);

@@ -20,15 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use common::pki::*;
 use common::*;
 use kubepki_pki::cert::Certificate;
 use kubepki_pki::key::PrivateKey;
 use kubepki_pki::kubeconfig;
 
-const NODE: &str = "n1";
-const IP: &str = "10.0.0.1";
-const INIT_NOW: &str = "2026-01-01T00:00:00Z";
-const RENEW_NOW: &str = "2026-06-01T00:00:00Z";
 /// Leaves made at INIT_NOW expire a year later; renewed at RENEW_NOW, a year after that.
 const OLD_EXPIRY: &str = "Jan 01, 2027 00:00 UTC";
 const NEW_EXPIRY: &str = "Jun 01, 2027 00:00 UTC";
@@ -36,60 +33,11 @@ const MAX_OPS: u64 = 500;
 /// Kill points tried side by side.
 const BATCH: u64 = 4;
 
-/// What `renew all` replaces: (cert, key, issuer cert) per leaf, and the kubeconfigs.
-const LEAVES: &[(&str, &str, &str)] = &[
-    ("pki/apiserver.crt", "pki/apiserver.key", "pki/ca.crt"),
-    (
-        "pki/apiserver-kubelet-client.crt",
-        "pki/apiserver-kubelet-client.key",
-        "pki/ca.crt",
-    ),
-    (
-        "pki/apiserver-etcd-client.crt",
-        "pki/apiserver-etcd-client.key",
-        "pki/etcd/ca.crt",
-    ),
-    (
-        "pki/front-proxy-client.crt",
-        "pki/front-proxy-client.key",
-        "pki/front-proxy-ca.crt",
-    ),
-    (
-        "pki/etcd/server.crt",
-        "pki/etcd/server.key",
-        "pki/etcd/ca.crt",
-    ),
-    ("pki/etcd/peer.crt", "pki/etcd/peer.key", "pki/etcd/ca.crt"),
-    (
-        "pki/etcd/healthcheck-client.crt",
-        "pki/etcd/healthcheck-client.key",
-        "pki/etcd/ca.crt",
-    ),
-];
-const KUBECONFIGS: &[&str] = &[
-    "admin.conf",
-    "super-admin.conf",
-    "controller-manager.conf",
-    "scheduler.conf",
-];
-
-fn renewed_files() -> Vec<&'static str> {
-    LEAVES
-        .iter()
-        .flat_map(|(c, k, _)| [*c, *k])
-        .chain(KUBECONFIGS.iter().copied())
-        .collect()
-}
-
-/// Relative path -> (bytes, mode) of every file below `root` (directories left out).
-type Tree = BTreeMap<PathBuf, (Vec<u8>, u32)>;
-
+/// Every file below `root` (directories left out), backups included.
 fn tree(root: &Path) -> Tree {
-    snapshot(root)
-        .into_iter()
-        .filter(|(p, _, _)| !fs::symlink_metadata(p).unwrap().is_dir())
-        .map(|(p, b, m)| (p.strip_prefix(root).unwrap().to_path_buf(), (b, m)))
-        .collect()
+    tree_of(root, snapshot(root), |p| {
+        !fs::symlink_metadata(p).unwrap().is_dir()
+    })
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -116,28 +64,22 @@ fn init(dir: &Path, alg: &str) {
     );
 }
 
-fn dirs_args(c: &mut Command, d: &Path) {
-    c.arg("--cert-dir")
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d)
-        .args(["--now", RENEW_NOW]);
+/// kubepki `args` on the node in `d`, at RENEW_NOW.
+fn at_renew_now(d: &Path, args: &[&str]) -> Command {
+    let mut c = kubepki_in(d, args);
+    c.args(["--now", RENEW_NOW]);
+    c
 }
 
 /// `certs renew all`, killed after operation `n` (if it gets that far).
 fn renew_killed_after(d: &Path, n: u64) -> std::process::Output {
-    let mut c = kubepki();
-    c.args(["certs", "renew", "all"])
-        .env("KUBEPKI_TEST_KILL_AFTER_OPS", n.to_string());
-    dirs_args(&mut c, d);
+    let mut c = at_renew_now(d, &["certs", "renew", "all"]);
+    c.env("KUBEPKI_TEST_KILL_AFTER_OPS", n.to_string());
     c.output().expect("running kubepki")
 }
 
 fn check_expiration(d: &Path) -> std::process::Output {
-    let mut c = kubepki();
-    c.args(["certs", "check-expiration"]);
-    dirs_args(&mut c, d);
-    run_ok(&mut c)
+    run_ok(&mut at_renew_now(d, &["certs", "check-expiration"]))
 }
 
 /// Every path below `root` whose name starts with `.kubepki` (temp files and the journal).
@@ -150,15 +92,6 @@ fn leftovers(root: &Path) -> Vec<PathBuf> {
                 .is_some_and(|n| n.to_string_lossy().starts_with(".kubepki"))
         })
         .collect()
-}
-
-fn backups(d: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = fs::read_dir(d.join("kubepki-backups")) else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
-    v.sort();
-    v
 }
 
 fn first_cert(bytes: &[u8], what: &str) -> Certificate {
@@ -179,11 +112,11 @@ enum State {
 /// Asserts `d` is wholly old or wholly new compared with `pristine`, and consistent.
 fn verdict(d: &Path, pristine: &Tree, ctx: &str) -> State {
     let now = tree(d);
-    let renewed = renewed_files();
+    let renewed = files_of_all(&cert_names());
     // Files renew never touches are byte-identical, with their modes, whatever happened.
     for (rel, (bytes, mode)) in pristine {
         let r = rel.to_string_lossy();
-        if renewed.contains(&r.as_ref()) {
+        if renewed.contains(&*r) {
             continue;
         }
         let got = now
@@ -204,9 +137,9 @@ fn verdict(d: &Path, pristine: &Tree, ctx: &str) -> State {
             .unwrap_or_else(|| panic!("{ctx}: {r} is missing"));
         assert_eq!(nm, pm, "{ctx}: mode of {r}");
         if nb == pb {
-            same.push(*r);
+            same.push(r);
         } else {
-            changed.push(*r);
+            changed.push(r);
         }
     }
     assert!(
@@ -216,7 +149,7 @@ fn verdict(d: &Path, pristine: &Tree, ctx: &str) -> State {
     // Nothing else in the cert dir or beside the kubeconfigs (backups aside).
     let extra: Vec<_> = now
         .keys()
-        .filter(|k| !pristine.contains_key(*k) && !k.starts_with("kubepki-backups"))
+        .filter(|k| !pristine.contains_key(*k) && !k.starts_with(BACKUPS))
         .collect();
     assert!(extra.is_empty(), "{ctx}: unexpected files {extra:?}");
     let left = leftovers(d);
@@ -232,7 +165,8 @@ fn verdict(d: &Path, pristine: &Tree, ctx: &str) -> State {
     };
     if state == State::New {
         // Each new key belongs to its new certificate, signed by the unchanged CA.
-        for (crt, key, ca) in LEAVES {
+        for l in LEAVES {
+            let (crt, key, ca) = (&l.crt(), &l.key(), l.issuer);
             let cert = first_cert(&now[Path::new(crt)].0, crt);
             let k = PrivateKey::from_pem(&now[Path::new(key)].0)
                 .unwrap_or_else(|e| panic!("{ctx}: {key}: {e}"));
@@ -316,19 +250,7 @@ fn verdict(d: &Path, pristine: &Tree, ctx: &str) -> State {
     } else {
         OLD_EXPIRY
     };
-    for name in [
-        "admin.conf",
-        "apiserver",
-        "apiserver-etcd-client",
-        "apiserver-kubelet-client",
-        "controller-manager.conf",
-        "etcd-healthcheck-client",
-        "etcd-peer",
-        "etcd-server",
-        "front-proxy-client",
-        "scheduler.conf",
-        "super-admin.conf",
-    ] {
+    for name in cert_names() {
         let line = out
             .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -368,13 +290,10 @@ fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) ->
     let journal_seen = journal.exists();
     let temps_seen = leftovers(&d)
         .iter()
-        .any(|p| !p.starts_with(d.join("kubepki-backups")) && *p != journal);
+        .any(|p| !p.starts_with(d.join(BACKUPS)) && *p != journal);
 
     // check-expiration on the interrupted state: it reads, warns about a journal, never fails.
-    let mut c = kubepki();
-    c.args(["certs", "check-expiration"]);
-    dirs_args(&mut c, &d);
-    let ce = run_ok(&mut c);
+    let ce = check_expiration(&d);
     let warned = stderr(&ce).contains("an interrupted kubepki run left");
     assert_eq!(
         warned,
@@ -384,10 +303,10 @@ fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) ->
     );
 
     // The recovering run: lock, recover, nothing due within 1h.
-    let mut c = kubepki();
-    c.args(["certs", "renew", "all", "--expiring-within", "1h"]);
-    dirs_args(&mut c, &d);
-    let rec = run_ok(&mut c);
+    let rec = run_ok(&mut at_renew_now(
+        &d,
+        &["certs", "renew", "all", "--expiring-within", "1h"],
+    ));
     let rs = stdout(&rec);
     assert!(
         rs.contains("[renew] nothing to renew"),
@@ -509,19 +428,15 @@ fn renew_all_killed_after_every_file_operation_recovers_wholly_old_or_new() {
     copy_tree(&pristine_dir, &d);
     let out = renew_killed_after(&d, n);
     assert_eq!(out.status.signal(), Some(9));
-    let mut c = kubepki();
-    c.args(["certs", "renew", "all", "--expiring-within", "1h"]);
-    dirs_args(&mut c, &d);
-    run_ok(&mut c);
+    run_ok(&mut at_renew_now(
+        &d,
+        &["certs", "renew", "all", "--expiring-within", "1h"],
+    ));
     let b = backups(&d);
-    let mut c = kubepki();
-    c.args(["certs", "restore"])
-        .arg(&b[0])
-        .args(["--now", RENEW_NOW]);
-    run_ok(&mut c);
+    run_ok(&mut restore(&b[0], RENEW_NOW, &[]));
     let after: Tree = tree(&d)
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("kubepki-backups"))
+        .filter(|(k, _)| !k.starts_with(BACKUPS))
         .collect();
     assert!(
         after == pristine,

@@ -28,84 +28,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::pki::*;
 use common::*;
-
-const NODE: &str = "n1";
-const IP: &str = "10.0.0.1";
-const INIT_NOW: &str = "2026-01-01T00:00:00Z";
-const RENEW_NOW: &str = "2026-06-01T00:00:00Z";
-const BACKUPS: &str = "kubepki-backups";
-
-/// kubeadm's renewable leaves: (name, path without extension, issuing CA certificate).
-const LEAVES: &[(&str, &str, &str)] = &[
-    ("apiserver", "pki/apiserver", "pki/ca.crt"),
-    (
-        "apiserver-kubelet-client",
-        "pki/apiserver-kubelet-client",
-        "pki/ca.crt",
-    ),
-    (
-        "apiserver-etcd-client",
-        "pki/apiserver-etcd-client",
-        "pki/etcd/ca.crt",
-    ),
-    (
-        "front-proxy-client",
-        "pki/front-proxy-client",
-        "pki/front-proxy-ca.crt",
-    ),
-    ("etcd-server", "pki/etcd/server", "pki/etcd/ca.crt"),
-    ("etcd-peer", "pki/etcd/peer", "pki/etcd/ca.crt"),
-    (
-        "etcd-healthcheck-client",
-        "pki/etcd/healthcheck-client",
-        "pki/etcd/ca.crt",
-    ),
-];
-/// The kubeconfigs `renew all` covers (kubelet.conf only by name).
-const KUBECONFIGS: &[&str] = &[
-    "admin.conf",
-    "controller-manager.conf",
-    "scheduler.conf",
-    "super-admin.conf",
-];
-/// What the cluster CA (`ca`) signs among them.
-const CA_SIGNED: &[&str] = &[
-    "admin.conf",
-    "apiserver",
-    "apiserver-kubelet-client",
-    "controller-manager.conf",
-    "scheduler.conf",
-    "super-admin.conf",
-];
-
-fn all_names() -> Vec<&'static str> {
-    LEAVES
-        .iter()
-        .map(|l| l.0)
-        .chain(KUBECONFIGS.iter().copied())
-        .collect()
-}
-
-/// The files a renewal of `name` replaces, relative to the kubeconfig dir.
-fn files_of(name: &str) -> Vec<String> {
-    match LEAVES.iter().find(|l| l.0 == name) {
-        Some((_, base, _)) => vec![format!("{base}.crt"), format!("{base}.key")],
-        None => vec![name.to_string()],
-    }
-}
-
-fn files_of_all(names: &[&str]) -> BTreeSet<String> {
-    names.iter().flat_map(|n| files_of(n)).collect()
-}
-
-fn issuer_of(name: &str) -> &'static str {
-    LEAVES
-        .iter()
-        .find(|l| l.0 == name)
-        .map(|l| l.2)
-        .unwrap_or("pki/ca.crt")
-}
 
 /// The purpose openssl must accept the certificate for.
 fn purpose_of(name: &str) -> &'static str {
@@ -115,48 +39,21 @@ fn purpose_of(name: &str) -> &'static str {
     }
 }
 
-/// A PKI made by `kubepki init` at INIT_NOW: leaves expire Jan 01, 2027, CAs Dec 30, 2035.
-fn fresh() -> tempfile::TempDir {
-    fresh_pki(NODE, IP, &["--now", INIT_NOW])
-}
-
-/// kubepki with `args`, then the cert and kubeconfig dirs of the node in `d`.
-fn kp(d: &Path, args: &[&str]) -> Command {
-    let mut c = kubepki();
-    c.args(args)
-        .arg("--cert-dir")
-        .arg(d.join("pki"))
-        .arg("--kubeconfig-dir")
-        .arg(d);
-    c
-}
-
 /// `certs renew NAMES EXTRA --now NOW`.
 fn renew(d: &Path, now: &str, names: &[&str], extra: &[&str]) -> Command {
-    let mut c = kp(d, &["certs", "renew"]);
+    let mut c = kubepki_in(d, &["certs", "renew"]);
     c.args(names).args(extra).args(["--now", now]);
     c
 }
 
-fn restore(backup: &Path, now: &str, extra: &[&str]) -> Command {
-    let mut c = kubepki();
-    c.args(["certs", "restore"])
-        .arg(backup)
-        .args(extra)
-        .args(["--now", now]);
-    c
+/// Every file and directory of a `snapshot(d)` but the backups.
+fn but_backups(d: &Path, snapshot: Vec<(PathBuf, Vec<u8>, u32)>) -> Tree {
+    let backups = d.join(BACKUPS);
+    tree_of(d, snapshot, |p| !p.starts_with(&backups))
 }
 
-/// Relative path -> (bytes, mode) of every file and directory below `d` but the backups.
-type Tree = BTreeMap<PathBuf, (Vec<u8>, u32)>;
-
 fn tree(d: &Path) -> Tree {
-    let backups = d.join(BACKUPS);
-    snapshot(d)
-        .into_iter()
-        .filter(|(p, _, _)| !p.starts_with(&backups))
-        .map(|(p, b, m)| (p.strip_prefix(d).unwrap().to_path_buf(), (b, m)))
-        .collect()
+    but_backups(d, snapshot(d))
 }
 
 /// Paths that differ between two trees: changed, added or removed.
@@ -166,16 +63,6 @@ fn differing(a: &Tree, b: &Tree) -> BTreeSet<String> {
         .filter(|k| a.get(*k) != b.get(*k))
         .map(|k| k.display().to_string())
         .collect()
-}
-
-/// The backup directories, sorted.
-fn backups(d: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = fs::read_dir(d.join(BACKUPS)) else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
-    v.sort();
-    v
 }
 
 /// The backup directory a renewal printed.
@@ -191,6 +78,24 @@ fn printed_backup(text: &str) -> PathBuf {
         "{text}"
     );
     PathBuf::from(dir)
+}
+
+/// Asserts that `text` (a command's stdout or stderr) contains `needle`, showing it if not.
+#[track_caller]
+fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{text}");
+}
+
+/// Asserts that `text` has the line `line(n)` for each of `names`.
+#[track_caller]
+fn assert_lines(text: &str, names: &[&str], line: impl Fn(&str) -> String) {
+    for n in names {
+        let want = line(n);
+        assert!(
+            text.contains(&format!("{want}\n")),
+            "{n}: no line {want:?} in:\n{text}"
+        );
+    }
 }
 
 /// The restart advice: every line that mentions a restart.
@@ -228,24 +133,22 @@ fn kc_line<'a>(text: &'a str, field: &str) -> &'a str {
 /// The certificate of `name` as a PEM file openssl can read: the leaf's `.crt`, or a
 /// kubeconfig's client certificate written to `work/<name>.crt`.
 fn cert_file(d: &Path, work: &Path, name: &str) -> PathBuf {
-    match LEAVES.iter().find(|l| l.0 == name) {
-        Some((_, base, _)) => d.join(format!("{base}.crt")),
-        None => {
-            let text = fs::read_to_string(d.join(name)).unwrap();
-            let p = work.join(format!("{name}.crt"));
-            write_file(&p, &kc_field(&text, "client-certificate-data"));
-            p
-        }
-    }
+    pem_file(d, work, name, "crt", "client-certificate-data")
 }
 
+/// The same for the private key.
 fn key_file(d: &Path, work: &Path, name: &str) -> PathBuf {
-    match LEAVES.iter().find(|l| l.0 == name) {
-        Some((_, base, _)) => d.join(format!("{base}.key")),
+    pem_file(d, work, name, "key", "client-key-data")
+}
+
+/// The leaf's `<base>.<ext>`, or the kubeconfig's `field` written to `work/<name>.<ext>`.
+fn pem_file(d: &Path, work: &Path, name: &str, ext: &str, field: &str) -> PathBuf {
+    match leaf(name) {
+        Some(l) => d.join(format!("{}.{ext}", l.base)),
         None => {
             let text = fs::read_to_string(d.join(name)).unwrap();
-            let p = work.join(format!("{name}.key"));
-            write_file(&p, &kc_field(&text, "client-key-data"));
+            let p = work.join(format!("{name}.{ext}"));
+            write_file(&p, &kc_field(&text, field));
             p
         }
     }
@@ -321,7 +224,7 @@ fn key_matches(cert: &Path, key: &Path) -> bool {
 
 /// `kubeconfig kubelet ARGS` for the node in `d`, with ECDSA keys (fast).
 fn kubelet_kubeconfig(d: &Path, args: &[&str]) -> Command {
-    let mut c = kp(
+    let mut c = kubepki_in(
         d,
         &[
             "kubeconfig",
@@ -336,7 +239,7 @@ fn kubelet_kubeconfig(d: &Path, args: &[&str]) -> Command {
 
 /// `certs check-expiration ARGS --now RENEW_NOW` for the node in `d`.
 fn check_expiration(d: &Path, args: &[&str]) -> Command {
-    let mut c = kp(d, &["certs", "check-expiration"]);
+    let mut c = kubepki_in(d, &["certs", "check-expiration"]);
     c.args(args).args(["--now", RENEW_NOW]);
     c
 }
@@ -355,7 +258,7 @@ fn expiring_within_renews_exactly_what_is_due() {
     // Three certificates renewed at RENEW_NOW now expire on Jun 01, 2027; the rest on Jan 01.
     let late = ["apiserver", "etcd-server", "admin.conf"];
     run_ok(&mut renew(d, RENEW_NOW, &late, &[]));
-    let due: Vec<&str> = all_names()
+    let due: Vec<&str> = cert_names()
         .into_iter()
         .filter(|n| !late.contains(n))
         .collect();
@@ -363,27 +266,19 @@ fn expiring_within_renews_exactly_what_is_due() {
     // Dec 15, 2026: the rest expire in 17 days, within 720h; the three in 168 days.
     let at = "2026-12-15T00:00:00Z";
     let before = tree(d);
-    let serials_before: BTreeMap<&str, String> = all_names()
+    let serials_before: BTreeMap<&str, String> = cert_names()
         .into_iter()
         .map(|n| (n, serial(&cert_file(d, w, n))))
         .collect();
     let n_backups = backups(d).len();
     let out = run_ok(&mut renew(d, at, &["all"], &["--expiring-within", "720h"]));
     let text = stdout(&out);
-    for n in late {
-        assert!(
-            text.contains(&format!(
-                "[renew] certificate {n} expires Jun 01, 2027 00:00 UTC, not within the window: skipped\n"
-            )),
-            "{n} should be reported as not due:\n{text}"
-        );
-    }
-    for n in &due {
-        assert!(
-            text.contains(&format!("[renew] certificate {n} renewed\n")),
-            "{n} should be renewed:\n{text}"
-        );
-    }
+    assert_lines(&text, &late, |n| {
+        format!(
+            "[renew] certificate {n} expires Jun 01, 2027 00:00 UTC, not within the window: skipped"
+        )
+    });
+    assert_lines(&text, &due, |n| format!("[renew] certificate {n} renewed"));
     let after = tree(d);
     assert_eq!(
         differing(&before, &after),
@@ -391,7 +286,7 @@ fn expiring_within_renews_exactly_what_is_due() {
         "exactly the due certificates' files change (kubelet.conf, CAs, sa.* and the three not due stay)"
     );
     assert_eq!(backups(d).len(), n_backups + 1, "one backup for the run");
-    for n in all_names() {
+    for n in cert_names() {
         let c = cert_file(d, w, n);
         let changed = serial(&c) != serials_before[n];
         assert_eq!(changed, due.contains(&n), "{n}: serial changed = {changed}");
@@ -415,11 +310,7 @@ fn expiring_within_renews_exactly_what_is_due() {
     let before = tree(d);
     let n_backups = backups(d).len();
     let out = run_ok(&mut renew(d, at, &["all"], &["--expiring-within", "743h"]));
-    assert!(
-        stdout(&out).contains("[renew] nothing to renew\n"),
-        "{}",
-        stdout(&out)
-    );
+    assert_has(&stdout(&out), "[renew] nothing to renew\n");
     assert!(!stdout(&out).contains(" renewed"), "{}", stdout(&out));
     assert!(tree(d) == before, "nothing due, yet files changed");
     assert_eq!(backups(d).len(), n_backups, "a backup of nothing was made");
@@ -519,24 +410,14 @@ fn validity_sets_the_new_expiry_and_never_breaks_anything() {
     let out = run_fail(&mut renew(d, RENEW_NOW, &["all"], &["--validity", "0s"]));
     no_panic(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("must be longer than 0s"),
-        "{}",
-        stderr(&out)
-    );
+    assert_has(&stderr(&out), "must be longer than 0s");
     assert!(tree(d) == before, "a refused renewal changed files");
     assert_eq!(backups(d).len(), n_backups);
 
     // The real clock (no --now), on a PKI made now: notAfter is now + 48h, to a minute.
-    let real = scratch();
+    let real = fresh_pki(NODE, IP, &[]);
     let r = real.path();
-    init_node(
-        r,
-        NODE,
-        IP.parse().unwrap(),
-        &["--encryption-algorithm", "ECDSA-P256"],
-    );
-    run_ok(&mut kp(
+    run_ok(&mut kubepki_in(
         r,
         &[
             "certs",
@@ -591,12 +472,9 @@ fn add_sans_extends_apiserver_with_a_new_key() {
         &["apiserver"],
         &["--add-sans", "10.9.9.9,extra.example.com"],
     ));
-    assert!(
-        stdout(&out).contains(
-            "[renew] certificate apiserver renewed, adding IP:10.9.9.9, DNS:extra.example.com\n"
-        ),
-        "{}",
-        stdout(&out)
+    assert_has(
+        &stdout(&out),
+        "[renew] certificate apiserver renewed, adding IP:10.9.9.9, DNS:extra.example.com\n",
     );
     assert_eq!(
         differing(&before, &tree(d)),
@@ -648,17 +526,13 @@ fn add_sans_extends_apiserver_with_a_new_key() {
         &["apiserver"],
         &["--add-sans", "10.0.0.1,KUBERNETES,extra.example.com"],
     ));
-    assert!(
-        stdout(&out).contains("[renew] certificate apiserver renewed\n"),
-        "{}",
-        stdout(&out)
-    );
+    assert_has(&stdout(&out), "[renew] certificate apiserver renewed\n");
     assert_eq!(sans(&crt), with_extra);
 
     // With `all`, the SANs go to apiserver, etcd-server and etcd-peer, and nowhere else.
     let sans_before: BTreeMap<&str, BTreeSet<String>> = LEAVES
         .iter()
-        .map(|l| (l.0, sans(&cert_file(d, d, l.0))))
+        .map(|l| (l.name, sans(&cert_file(d, d, l.name))))
         .collect();
     let out = run_ok(&mut renew(
         d,
@@ -672,10 +546,9 @@ fn add_sans_extends_apiserver_with_a_new_key() {
             let mut want = old.clone();
             want.insert("IP Address:10.7.7.7".into());
             assert_eq!(now, want, "{n}");
-            assert!(
-                stdout(&out).contains(&format!("certificate {n} renewed, adding IP:10.7.7.7\n")),
-                "{}",
-                stdout(&out)
+            assert_has(
+                &stdout(&out),
+                &format!("certificate {n} renewed, adding IP:10.7.7.7\n"),
             );
             assert!(verifies(
                 &d.join(issuer_of(n)),
@@ -698,10 +571,9 @@ fn add_sans_extends_apiserver_with_a_new_key() {
         &["front-proxy-client"],
         &["--add-sans", "x.example.com"],
     ));
-    assert!(
-        stdout(&out).contains("[renew] WARNING: extra SANs were given, but no apiserver or etcd server/peer certificate is being renewed"),
-        "{}",
-        stdout(&out)
+    assert_has(
+        &stdout(&out),
+        "[renew] WARNING: extra SANs were given, but no apiserver or etcd server/peer certificate is being renewed",
     );
     assert!(sans(&d.join("pki/front-proxy-client.crt")).is_empty());
 }
@@ -714,7 +586,7 @@ fn dry_run_changes_nothing() {
 
     let out = run_ok(&mut renew(d, RENEW_NOW, &["all"], &["--dry-run"]));
     let text = stdout(&out);
-    let mut want: Vec<String> = all_names()
+    let mut want: Vec<String> = cert_names()
         .iter()
         .map(|n| format!("[renew] certificate {n} would be renewed"))
         .collect();
@@ -792,7 +664,7 @@ fn backup_restores_the_tree_exactly() {
     let renewed = tree(d);
     assert_eq!(
         differing(&pristine, &renewed),
-        files_of_all(&all_names()),
+        files_of_all(&cert_names()),
         "renew all replaces the 7 leaves and 4 kubeconfigs"
     );
 
@@ -805,7 +677,7 @@ fn backup_restores_the_tree_exactly() {
         .iter()
         .map(|f| PathBuf::from(f["original"].as_str().unwrap()))
         .collect();
-    let want: BTreeSet<PathBuf> = files_of_all(&all_names())
+    let want: BTreeSet<PathBuf> = files_of_all(&cert_names())
         .iter()
         .map(|f| d.join(f))
         .collect();
@@ -848,9 +720,9 @@ fn backup_restores_the_tree_exactly() {
         "restore differs from the tree before renew: {:?}",
         differing(&pristine, &restored)
     );
-    for (_, base, _) in LEAVES {
-        assert_eq!(mode(&d.join(format!("{base}.key"))), 0o600, "{base}.key");
-        assert_eq!(mode(&d.join(format!("{base}.crt"))), 0o644, "{base}.crt");
+    for l in LEAVES {
+        assert_eq!(mode(&d.join(l.key())), 0o600, "{}", l.key());
+        assert_eq!(mode(&d.join(l.crt())), 0o644, "{}", l.crt());
     }
     for k in KUBECONFIGS {
         assert_eq!(mode(&d.join(k)), 0o600, "{k}");
@@ -875,13 +747,12 @@ fn backup_restores_the_tree_exactly() {
     let out = run_fail(&mut restore(&backup, "2026-06-04T00:00:00Z", &[]));
     no_panic(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains(&format!(
+    assert_has(
+        &stderr(&out),
+        &format!(
             "{}: does not match the checksum in the backup manifest",
             stored_key.display()
-        )),
-        "{}",
-        stderr(&out)
+        ),
     );
     assert!(tree(d) == before);
     assert_eq!(backups(d).len(), n_backups);
@@ -965,12 +836,12 @@ fn lock_fails_fast_or_waits() {
     let fast = Duration::from_secs(10);
     let out = output_within(&mut renew(d, "2026-06-02T00:00:00Z", &["all"], &[]), fast);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&message), "{}", stderr(&out));
+    assert_has(&stderr(&out), &message);
     assert!(!stdout(&out).contains("renewed"), "{}", stdout(&out));
     // restore takes the same lock.
     let out = output_within(&mut restore(&backup, "2026-06-02T00:00:00Z", &[]), fast);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&message), "{}", stderr(&out));
+    assert_has(&stderr(&out), &message);
     assert!(
         !stdout(&out).contains("restoring"),
         "a refused restore claims to restore:\n{}",
@@ -1019,12 +890,10 @@ fn lock_fails_fast_or_waits() {
         "{text}"
     );
     let after = tree(d);
-    let old: Tree = before
-        .into_iter()
-        .filter(|(p, _, _)| !p.starts_with(d.join(BACKUPS)))
-        .map(|(p, b, m)| (p.strip_prefix(d).unwrap().to_path_buf(), (b, m)))
-        .collect();
-    assert_eq!(differing(&old, &after), files_of_all(&all_names()));
+    assert_eq!(
+        differing(&but_backups(d, before), &after),
+        files_of_all(&cert_names())
+    );
 }
 
 #[test]
@@ -1039,23 +908,16 @@ fn external_ca_certificates_are_reported_the_rest_renews() {
     // kubeadm's rule (SPEC §2): report and go on; exit status 0.
     let out = run_ok(&mut renew(d, RENEW_NOW, &["all"], &[]));
     let text = stdout(&out);
-    let rest: Vec<&str> = all_names()
+    let ca_signed = signed_by("pki/ca.crt");
+    let rest: Vec<&str> = cert_names()
         .into_iter()
-        .filter(|n| !CA_SIGNED.contains(n))
+        .filter(|n| !ca_signed.contains(n))
         .collect();
-    for n in CA_SIGNED {
-        assert!(
-            text.contains(&format!(
-                "[renew] Detected external ca, {n} can't be renewed\n"
-            )),
-            "{n}:\n{text}"
-        );
-    }
+    assert_lines(&text, &ca_signed, |n| {
+        format!("[renew] Detected external ca, {n} can't be renewed")
+    });
+    assert_lines(&text, &rest, |n| format!("[renew] certificate {n} renewed"));
     for n in &rest {
-        assert!(
-            text.contains(&format!("[renew] certificate {n} renewed\n")),
-            "{n}:\n{text}"
-        );
         let c = cert_file(d, w, n);
         assert!(
             verifies(&d.join(issuer_of(n)), &c, purpose_of(n), RENEW_NOW, &[]),
@@ -1096,19 +958,9 @@ fn external_ca_certificates_are_reported_the_rest_renews() {
     let before = tree(d);
     let out = run_ok(&mut renew(d, "2026-06-02T00:00:00Z", &["all"], &[]));
     let text = stdout(&out);
-    for n in [
-        "apiserver-etcd-client",
-        "etcd-server",
-        "etcd-peer",
-        "etcd-healthcheck-client",
-    ] {
-        assert!(
-            text.contains(&format!(
-                "[renew] Detected external etcd-ca, {n} can't be renewed\n"
-            )),
-            "{n}:\n{text}"
-        );
-    }
+    assert_lines(&text, &signed_by("pki/etcd/ca.crt"), |n| {
+        format!("[renew] Detected external etcd-ca, {n} can't be renewed")
+    });
     assert_eq!(
         differing(&before, &tree(d)),
         files_of_all(&["front-proxy-client"])
@@ -1211,12 +1063,9 @@ fn kubelet_conf_and_kubelet_certificates() {
     .unwrap();
     no_panic(&out);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(
-            "[kubeconfig] WARNING: the CA expires Dec 30, 2035 00:00 UTC; the certificate is cut off there"
-        ),
-        "{}",
-        stderr(&out)
+    assert_has(
+        &stderr(&out),
+        "[kubeconfig] WARNING: the CA expires Dec 30, 2035 00:00 UTC; the certificate is cut off there",
     );
     let long = w.join("long.crt");
     write_file(&long, &kc_field(&stdout(&out), "client-certificate-data"));
@@ -1226,11 +1075,7 @@ fn kubelet_conf_and_kubelet_certificates() {
         &["--node-name", NODE, "--validity-period", "0s", "--write"],
     ));
     no_panic(&out);
-    assert!(
-        stderr(&out).contains("must be longer than 0s"),
-        "{}",
-        stderr(&out)
-    );
+    assert_has(&stderr(&out), "must be longer than 0s");
     assert!(snapshot(d) == before);
 
     // The kubelet's own files: its rotated client certificate (cert and key in one file) and a
@@ -1238,11 +1083,7 @@ fn kubelet_conf_and_kubelet_certificates() {
     let kubelet = w.join("var-lib-kubelet");
     let kdir = kubelet.to_str().unwrap();
     let empty = run_ok(&mut check_expiration(d, &["--kubelet-dir", kdir]));
-    assert!(
-        stdout(&empty).contains("!MISSING! kubelet-client"),
-        "{}",
-        stdout(&empty)
-    );
+    assert_has(&stdout(&empty), "!MISSING! kubelet-client");
     let pem = kubelet.join("pki/kubelet-client-current.pem");
     write_file(&pem, &[cert_pem.as_slice(), key_pem.as_slice()].concat());
     let serving = kubelet.join("pki/kubelet.crt");
@@ -1269,37 +1110,17 @@ fn kubelet_conf_and_kubelet_certificates() {
     let pem_s = pem.display().to_string();
     let conf_s = conf.display().to_string();
     let serving_s = serving.display().to_string();
-    assert_eq!(table.len(), 3, "{text}");
-    assert_eq!(
-        table[0],
+    // Both client certificates were issued at RENEW_NOW by the cluster CA.
+    let renewed_row = |name, path| {
         [
-            "kubelet-client",
-            "Jun",
-            "01,",
-            "2027",
-            "00:00",
-            "UTC",
-            "365d",
-            "ca",
-            pem_s.as_str()
+            name, "Jun", "01,", "2027", "00:00", "UTC", "365d", "ca", path,
         ]
-    );
+    };
+    assert_eq!(table.len(), 3, "{text}");
+    assert_eq!(table[0], renewed_row("kubelet-client", pem_s.as_str()));
     assert_eq!(table[1][0], "kubelet-serving");
     assert_eq!(&table[1][7..], ["self-signed", serving_s.as_str()]);
-    assert_eq!(
-        table[2],
-        [
-            "kubelet.conf",
-            "Jun",
-            "01,",
-            "2027",
-            "00:00",
-            "UTC",
-            "365d",
-            "ca",
-            conf_s.as_str()
-        ]
-    );
+    assert_eq!(table[2], renewed_row("kubelet.conf", conf_s.as_str()));
     let out = run_ok(&mut check_expiration(
         d,
         &["-o", "json", "--kubelet-dir", kdir],
@@ -1326,14 +1147,13 @@ fn kubelet_conf_and_kubelet_certificates() {
         ],
     ));
     let write_backup = d.join(BACKUPS).join("20260602T000000Z");
-    assert!(
-        stdout(&out).contains(&format!(
+    assert_has(
+        &stdout(&out),
+        &format!(
             "[kubeconfig] backed up {} to {}",
             conf.display(),
             write_backup.display()
-        )),
-        "{}",
-        stdout(&out)
+        ),
     );
     let rotated = fs::read_to_string(&conf).unwrap();
     assert_eq!(kc_line(&rotated, "client-certificate"), pem_s);
@@ -1366,12 +1186,9 @@ fn kubelet_conf_and_kubelet_certificates() {
         d,
         &["--node-name", "n2", "--rotated", "--kubelet-dir", kdir],
     ));
-    assert!(
-        stderr(&out).contains(&format!(
-            "{pem_s}: the certificate is for \"system:node:n1\", not \"system:node:n2\""
-        )),
-        "{}",
-        stderr(&out)
+    assert_has(
+        &stderr(&out),
+        &format!("{pem_s}: the certificate is for \"system:node:n1\", not \"system:node:n2\""),
     );
 
     // The backups restore: --write's brings back the embedded kubelet.conf, renew's the

@@ -5,6 +5,10 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::*;
 
@@ -346,6 +350,12 @@ impl Cluster {
     /// `kubepki init` in `dir`, then etcd and kube-apiserver v1.20.2 on what it wrote.
     pub fn start(bin: PathBuf, dir: &Path, node: &str, ip: IpAddr) -> Cluster {
         let api_port = init_control_plane(dir, node, ip, &[]);
+        Cluster::start_on(bin, dir, node, ip, api_port)
+    }
+
+    /// etcd and kube-apiserver v1.20.2 (on `ip:api_port`) on the files already in `dir`,
+    /// however they got there.
+    pub fn start_on(bin: PathBuf, dir: &Path, node: &str, ip: IpAddr, api_port: u16) -> Cluster {
         let (etcd, etcd_url) = start_etcd(dir, node, ip);
         let apiserver = start_apiserver(&bin, dir, ip, api_port, &etcd_url);
         Cluster {
@@ -359,6 +369,147 @@ impl Cluster {
             etcd,
         }
     }
+
+    /// Waits (bounded) until etcd serves TLS with the etcd-server cert and answers `endpoint
+    /// health` to the healthcheck client; panics with its log if it exits meanwhile.
+    pub fn wait_etcd_healthy(&mut self) {
+        let url = self.etcd_url.clone();
+        let ca = self.pki("etcd/ca.crt");
+        let cert = self.pki("etcd/healthcheck-client.crt");
+        let key = self.pki("etcd/healthcheck-client.key");
+        let etcd = &mut self.etcd;
+        wait_for("etcd endpoint health", Duration::from_secs(30), 60, || {
+            assert_running(etcd);
+            let o = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &url, "--dial-timeout=2s"])
+                .args(["--command-timeout=3s", "--cacert"])
+                .arg(&ca)
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--key")
+                .arg(&key)
+                .args(["endpoint", "health"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            let text = stdout(&o) + &stderr(&o);
+            (o.status.success() && text.contains("is healthy")).then_some(())
+        });
+    }
+
+    /// Waits (bounded: 90 s) until kube-apiserver answers /readyz = ok to super-admin.conf;
+    /// panics with its log if it exits meanwhile.
+    pub fn wait_apiserver_ready(&mut self) {
+        let super_admin = self.conf("super-admin.conf");
+        let api = &mut self.apiserver;
+        wait_readyz(&super_admin, Duration::from_secs(90), || {
+            assert_running(api)
+        });
+    }
+}
+
+/// Waits (bounded: `timeout`, two tries a second) until kube-apiserver answers /readyz = ok
+/// to `conf`; `alive` runs before each try, to panic early if the server has exited.
+pub fn wait_readyz(conf: &Path, timeout: Duration, mut alive: impl FnMut()) {
+    wait_for(
+        "kube-apiserver /readyz = ok",
+        timeout,
+        (timeout.as_secs() * 2) as u32,
+        || {
+            alive();
+            let o = kc(conf, &["get", "--raw", "/readyz"]);
+            (o.status.success() && stdout(&o).trim() == "ok").then_some(())
+        },
+    );
+}
+
+/// The binding kubeadm creates for admin.conf's group (kubeadm:cluster-admins ->
+/// cluster-admin), made as `super_admin` (system:masters).
+pub fn create_cluster_admins_binding(super_admin: &Path) {
+    run_ok(kctl(super_admin).args([
+        "create",
+        "clusterrolebinding",
+        "kubeadm:cluster-admins",
+        "--clusterrole=cluster-admin",
+        "--group=kubeadm:cluster-admins",
+    ]));
+}
+
+/// Waits (bounded: 20 s, 40 tries; RBAC sees a new binding through an informer) until
+/// `kubectl get namespaces` as `conf` lists every one of `namespaces`.
+pub fn wait_lists_namespaces(what: &str, conf: &Path, namespaces: &[&str]) {
+    wait_for(what, Duration::from_secs(20), 40, || {
+        let o = kc(conf, &["get", "namespaces", "-o", "name"]);
+        let s = stdout(&o);
+        let listed = |n: &&str| s.lines().any(|l| l == format!("namespace/{n}"));
+        (o.status.success() && namespaces.iter().all(listed)).then_some(())
+    });
+}
+
+/// The serial of the certificate in a PEM file, as openssl prints it (`serial=...`).
+pub fn cert_serial(path: &Path) -> String {
+    let o = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(path),
+    );
+    stdout(&o).trim().to_string()
+}
+
+/// A thread that runs until asked to stop (it polls the flag it is given), then is joined:
+/// by `halt`, or when this guard drops (also on panic).
+pub struct Background {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(f: impl FnOnce(&AtomicBool) + Send + 'static) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || f(&s));
+        Background {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Runs `checks` on `t`; if they panic, panics again with their message followed by
+/// `tails(t)` (the servers' logs, for the failure message).
+pub fn run_checks<T>(t: &mut T, checks: impl FnOnce(&mut T), tails: impl FnOnce(&T) -> String) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checks(&mut *t)));
+    if let Err(e) = result {
+        let msg = panic_message(&*e);
+        panic!("{msg}\n{}", tails(t));
+    }
+}
+
+/// curl with a client certificate, trusting `ca`, bounded to 10 s; the caller adds the
+/// request.
+pub fn curl_with_cert(ca: &Path, cert: &Path, key: &Path) -> Command {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key);
+    c
 }
 
 /// The text of a caught panic.

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod pki;
 
 use std::fs;
 use std::io::Write;
@@ -339,12 +340,32 @@ pub fn init_node(dir: &Path, node: &str, ip: IpAddr, extra: &[&str]) -> Output {
     run_ok(&mut c)
 }
 
-/// A scratch directory holding an ECDSA-P256 PKI made by `kubepki init` for node `node` at
-/// `ip`, with `extra` flags (e.g. `--now`).
-pub fn fresh_pki(node: &str, ip: &str, extra: &[&str]) -> tempfile::TempDir {
-    let dir = scratch();
+/// `kubepki init` of an ECDSA-P256 PKI (fast) into `dir` for node `node` at `ip`, with `extra`
+/// flags (e.g. `--now`).
+pub fn init_ecdsa(dir: &Path, node: &str, ip: &str, extra: &[&str]) -> Output {
     let mut args = vec!["--encryption-algorithm", "ECDSA-P256"];
     args.extend_from_slice(extra);
-    init_node(dir.path(), node, ip.parse().expect("test IP"), &args);
+    init_node(dir, node, ip.parse().expect("test IP"), &args)
+}
+
+/// A scratch directory holding a PKI made by `init_ecdsa`.
+pub fn fresh_pki(node: &str, ip: &str, extra: &[&str]) -> tempfile::TempDir {
+    let dir = scratch();
+    init_ecdsa(dir.path(), node, ip, extra);
     dir
+}
+
+/// `cmd` run through setpriv as an unprivileged user: root ignores file modes, operators' files
+/// do not.
+pub fn as_nobody(cmd: &Command) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    c
+}
+
+/// Everything below `d` owned by the user `as_nobody` runs as.
+pub fn give_to_nobody(d: &Path) {
+    run_ok(Command::new("chown").args(["-R", "65534:65534"]).arg(d));
 }
