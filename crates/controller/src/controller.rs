@@ -433,7 +433,7 @@ async fn sign(csr: &CertificateSigningRequest, ctx: &Ctx) -> Result<(), Error> {
     let name = csr.name_any();
     let info = kubepki_pki::csr::parse_pem(&csr.spec.request.0).map_err(|m| Error::Sign {
         name: name.clone(),
-        message: m,
+        message: m.to_string(),
     })?;
     let pem = ca
         .issue(

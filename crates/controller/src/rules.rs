@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use kubepki_pki::csr::{self, CsrInfo};
+use kubepki_pki::csr::{self, CsrError, CsrInfo};
 use regex::Regex;
 
 pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
@@ -89,6 +89,12 @@ fn compile_pattern(pattern: &str, node: &str) -> Result<Regex, regex::Error> {
 pub enum Reason {
     /// The request is not a well-formed, self-signed PKCS#10 request.
     Malformed(String),
+    /// `spec.request` is not exactly one `CERTIFICATE REQUEST` PEM block with only whitespace
+    /// around it: Go's decoder (the signer's) could read another block than ours.
+    PemEnvelope(String),
+    /// The request could read differently in two parsers (two common names, several extension
+    /// requests, a subject attribute that is not text, ...).
+    Ambiguous(String),
     /// The requester is not a node (username or group).
     RequesterNotNode {
         username: String,
@@ -156,6 +162,8 @@ impl Reason {
     fn names(&self) -> (&'static str, &'static str) {
         match self {
             Reason::Malformed(_) => ("malformed_request", "KubepkiMalformedRequest"),
+            Reason::PemEnvelope(_) => ("pem_envelope", "KubepkiPemEnvelope"),
+            Reason::Ambiguous(_) => ("ambiguous_request", "KubepkiAmbiguousRequest"),
             Reason::RequesterNotNode { .. } => ("requester_not_node", "KubepkiRequesterNotNode"),
             Reason::CommonNameMismatch { .. } => ("cn_mismatch", "KubepkiCommonNameMismatch"),
             Reason::Organization { .. } => ("organization", "KubepkiOrganization"),
@@ -180,6 +188,11 @@ impl fmt::Display for Reason {
             Reason::Malformed(e) => {
                 write!(f, "the request is not a valid certificate request: {e}")
             }
+            Reason::PemEnvelope(e) => write!(
+                f,
+                "spec.request must be exactly one CERTIFICATE REQUEST PEM block with only whitespace around it: {e}"
+            ),
+            Reason::Ambiguous(e) => write!(f, "{e}"),
             Reason::RequesterNotNode { username } => write!(
                 f,
                 "requester {username:?} is not a node (a node is user \"{NODE_USER_PREFIX}<name>\" in group {NODES_GROUP:?})"
@@ -274,7 +287,7 @@ pub fn node_name_of(username: &str) -> Option<&str> {
 /// Checks that need no Node object: identity, subject, usages, SAN kinds, key, lifetime.
 /// Returns the parsed request for the node checks.
 pub fn check_request(req: &Request<'_>, policy: &Policy) -> Result<CsrInfo, Reason> {
-    let parsed = csr::parse_pem_unverified(req.pem).map_err(Reason::Malformed)?;
+    let parsed = csr::parse_pem_unverified(req.pem).map_err(reason_of)?;
     let info = &parsed.info;
     if node_name_of(req.username).is_none() || !req.groups.iter().any(|g| g == NODES_GROUP) {
         return Err(Reason::RequesterNotNode {
@@ -324,7 +337,7 @@ pub fn check_request(req: &Request<'_>, policy: &Policy) -> Result<CsrInfo, Reas
         });
     }
     // After the key check: the verifier refuses weak keys with a vaguer message.
-    parsed.verify().map_err(Reason::Malformed)?;
+    parsed.verify().map_err(reason_of)?;
     if let Some(s) = req.expiration_seconds
         && s > policy.max_expiration_seconds
     {
@@ -334,6 +347,14 @@ pub fn check_request(req: &Request<'_>, policy: &Policy) -> Result<CsrInfo, Reas
         });
     }
     Ok(parsed.info)
+}
+
+fn reason_of(e: CsrError) -> Reason {
+    match e {
+        CsrError::Pem(p) => Reason::PemEnvelope(p.to_string()),
+        a @ CsrError::Ambiguous(_) => Reason::Ambiguous(a.to_string()),
+        other => Reason::Malformed(other.to_string()),
+    }
 }
 
 fn usages_ok(usages: &[String]) -> bool {

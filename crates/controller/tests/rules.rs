@@ -343,12 +343,6 @@ fn keys() {
 fn malformed_requests() {
     for (what, bytes) in [
         ("tampered signature", data("tampered.csr")),
-        ("not PEM", b"hello".to_vec()),
-        ("empty", Vec::new()),
-        (
-            "a certificate, not a request",
-            b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec(),
-        ),
         (
             "garbage DER",
             b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
@@ -357,6 +351,62 @@ fn malformed_requests() {
     ] {
         let r = denied(Case::valid().with_pem(bytes).verdict());
         assert_eq!(r.code(), "malformed_request", "{what}: {r}");
+    }
+}
+
+/// The signer decodes `spec.request` with Go's `pem.Decode`, which skips a block whose BEGIN
+/// line does not start a line and takes the first block it finds. Anything but exactly one
+/// request block with only whitespace around it could make us judge another block than the
+/// one the signer issues for: each is denied, whichever block the rules would have liked.
+#[test]
+fn pem_envelope_must_be_one_plain_block() {
+    let honest = Case::valid().pem;
+    let other = pem(
+        "system:node:n2",
+        &["system:nodes"],
+        &["n2", "kubernetes.default.svc"],
+        &["10.0.0.6"],
+        KeyAlgorithm::EcdsaP256,
+    );
+    let join = |parts: &[&[u8]]| parts.concat();
+    for (what, bytes) in [
+        ("not PEM", b"hello".to_vec()),
+        ("empty", Vec::new()),
+        (
+            "a certificate, not a request",
+            b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec(),
+        ),
+        ("space, honest, other", join(&[b" ", &honest, &other])),
+        ("text, honest, other", join(&[b"note: ", &honest, &other])),
+        ("honest, other", join(&[&honest, &other])),
+        ("honest, honest", join(&[&honest, &honest])),
+        ("honest, trailing junk", join(&[&honest, b"junk\n"])),
+        ("leading text line", join(&[b"hello\n", &honest])),
+        (
+            "headers",
+            String::from_utf8(honest.clone())
+                .unwrap()
+                .replacen("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1)
+                .into_bytes(),
+        ),
+        (
+            "NEW CERTIFICATE REQUEST label",
+            String::from_utf8(honest.clone())
+                .unwrap()
+                .replace("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
+                .into_bytes(),
+        ),
+    ] {
+        let r = denied(Case::valid().with_pem(bytes).verdict());
+        assert_eq!(r.code(), "pem_envelope", "{what}: {r}");
+        assert_eq!(r.condition_reason(), "KubepkiPemEnvelope");
+    }
+    // Whitespace around the one block, and CRLF line endings, are fine.
+    let crlf = String::from_utf8(honest.clone())
+        .unwrap()
+        .replace('\n', "\r\n");
+    for bytes in [join(&[b"\n \t\n", &honest, b"\n\n"]), crlf.into_bytes()] {
+        assert_eq!(Case::valid().with_pem(bytes).verdict(), Verdict::Approve);
     }
 }
 

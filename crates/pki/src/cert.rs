@@ -136,15 +136,28 @@ impl Certificate {
         Ok(c)
     }
 
-    /// Every certificate in a PEM file, in file order (leaf first for chains).
+    /// Every certificate in a PEM file, in file order (leaf first for chains). The PEM must be
+    /// plain (see [`crate::pem::parse_all`]); besides certificates it may hold one private key
+    /// (the kubelet keeps both in one file), and nothing else.
     pub fn from_pem_chain(pem_bytes: &[u8]) -> Result<Vec<Self>, String> {
-        let blocks = pem::parse_many(pem_bytes).map_err(|e| e.to_string())?;
+        let blocks = crate::pem::parse_all(pem_bytes).map_err(|e| e.to_string())?;
+        if let Some((i, b)) = blocks.iter().enumerate().find(|(_, b)| {
+            b.label != "CERTIFICATE"
+                && b.label != "PRIVATE KEY"
+                && !b.label.ends_with(" PRIVATE KEY")
+        }) {
+            return Err(format!(
+                "PEM block #{} is {:?}, expected CERTIFICATE",
+                i + 1,
+                b.label
+            ));
+        }
         let certs = blocks
             .iter()
-            .filter(|b| b.tag() == "CERTIFICATE")
+            .filter(|b| b.label == "CERTIFICATE")
             .enumerate()
             .map(|(i, b)| {
-                Certificate::from_der(b.contents()).map_err(|e| {
+                Certificate::from_der(&b.der).map_err(|e| {
                     if i == 0 {
                         e
                     } else {

@@ -3,16 +3,16 @@
 
 use std::net::IpAddr;
 
-use der::Encode;
+use const_oid::ObjectIdentifier;
 use der::asn1::{BitString, Ia5String, OctetString, SetOfVec};
+use der::{Decode, Encode, Tagged};
 use x509_cert::attr::Attribute;
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
-use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::extensions::{GeneralName as PGeneralName, ParsedExtension};
-use x509_parser::prelude::FromDer;
+
+use crate::pem::PemError;
 
 use crate::issue::{CertTemplate, subject_name};
 use crate::key::{PrivateKey, pem_encode};
@@ -51,6 +51,11 @@ pub fn build(template: &CertTemplate, key: &PrivateKey) -> Result<String, String
         public_key: key.spki()?,
         attributes,
     };
+    sign_info(info, key)
+}
+
+/// Signs a request body with `key`, as PEM.
+fn sign_info(info: CertReqInfo, key: &PrivateKey) -> Result<String, String> {
     let tbs = info.to_der().map_err(|e| e.to_string())?;
     let sig = key.sign(&tbs)?;
     let req = CertReq {
@@ -85,63 +90,88 @@ pub struct CsrInfo {
     pub ec_curve: Option<&'static str>,
 }
 
+/// Why a request is refused before its contents are judged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CsrError {
+    /// Not exactly one `CERTIFICATE REQUEST` block with only whitespace around it.
+    #[error("{0}")]
+    Pem(#[from] PemError),
+    /// Not a DER-encoded PKCS#10 request.
+    #[error("not a valid certificate request: {0}")]
+    Der(String),
+    /// Well-formed, but built so that two parsers could read it differently (two common
+    /// names, several extension requests, a subject attribute Go does not read as text, ...).
+    #[error("the request is ambiguous: {0}")]
+    Ambiguous(String),
+    #[error("the request's signature does not verify: {0}")]
+    Signature(String),
+}
+
 /// Parses a PEM CSR and checks its self-signature (proof that the requester holds the key).
-pub fn parse_pem(pem_bytes: &[u8]) -> Result<CsrInfo, String> {
-    parse_der(&pem_der(pem_bytes)?)
+pub fn parse_pem(pem_bytes: &[u8]) -> Result<CsrInfo, CsrError> {
+    let parsed = parse_pem_unverified(pem_bytes)?;
+    parsed.verify()?;
+    Ok(parsed.info)
 }
 
 /// A parsed CSR whose self-signature is not checked yet.
 pub struct Unverified {
-    der: Vec<u8>,
+    req: CertReq,
     pub info: CsrInfo,
 }
 
 impl Unverified {
     /// Checks the self-signature (proof that the requester holds the key).
-    pub fn verify(&self) -> Result<(), String> {
-        verify(&from_der_exact(&self.der)?)
+    pub fn verify(&self) -> Result<(), CsrError> {
+        verify(&self.req)
     }
 }
 
 /// Parses a PEM CSR without checking its signature yet: for callers that judge the key first
 /// (the signature library refuses weak keys with a less helpful message).
-pub fn parse_pem_unverified(pem_bytes: &[u8]) -> Result<Unverified, String> {
-    let der = pem_der(pem_bytes)?;
-    let info = info_of(&from_der_exact(&der)?)?;
-    Ok(Unverified { der, info })
+///
+/// The PEM must be exactly one `CERTIFICATE REQUEST` block with only whitespace around it
+/// (see [`crate::pem`]), and the request must read the same in every parser: DER (as Go's
+/// `encoding/asn1` demands), a subject of CN and O attributes only, in UTF8String or PrintableString,
+/// with at most one CN, at most one attribute (the extension request, with one
+/// value), no extension twice, and SANs only of the kinds Go reads.
+pub fn parse_pem_unverified(pem_bytes: &[u8]) -> Result<Unverified, CsrError> {
+    let der = crate::pem::parse_one(pem_bytes, "CERTIFICATE REQUEST")?;
+    let req = CertReq::from_der(&der).map_err(|e| CsrError::Der(e.to_string()))?;
+    let info = info_of(&req)?;
+    Ok(Unverified { req, info })
 }
 
-fn pem_der(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let blocks = pem::parse_many(pem_bytes).map_err(|e| format!("not valid PEM: {e}"))?;
-    let block = blocks
-        .into_iter()
-        .find(|b| b.tag() == "CERTIFICATE REQUEST" || b.tag() == "NEW CERTIFICATE REQUEST")
-        .ok_or("no CERTIFICATE REQUEST PEM block found")?;
-    Ok(block.into_contents())
-}
-
-fn from_der_exact(der: &[u8]) -> Result<X509CertificationRequest<'_>, String> {
-    let (rest, req) =
-        X509CertificationRequest::from_der(der).map_err(|e| format!("not a valid CSR: {e}"))?;
-    if !rest.is_empty() {
-        return Err("trailing data after the CSR".into());
-    }
-    Ok(req)
-}
-
-fn verify(req: &X509CertificationRequest<'_>) -> Result<(), String> {
-    req.verify_signature()
-        .map_err(|e| format!("the CSR's signature does not verify: {e}"))
-}
-
-pub fn parse_der(der: &[u8]) -> Result<CsrInfo, String> {
-    let req = from_der_exact(der)?;
+pub fn parse_der(der: &[u8]) -> Result<CsrInfo, CsrError> {
+    let req = CertReq::from_der(der).map_err(|e| CsrError::Der(e.to_string()))?;
+    let info = info_of(&req)?;
     verify(&req)?;
-    info_of(&req)
+    Ok(info)
 }
 
-fn info_of(req: &X509CertificationRequest<'_>) -> Result<CsrInfo, String> {
-    let info = &req.certification_request_info;
+fn ambiguous(msg: impl Into<String>) -> CsrError {
+    CsrError::Ambiguous(msg.into())
+}
+
+const OID_CN: ObjectIdentifier = const_oid::db::rfc4519::CN;
+const OID_O: ObjectIdentifier = const_oid::db::rfc4519::O;
+const OID_RSA: ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
+const OID_EC: ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
+const OID_ED25519: ObjectIdentifier = const_oid::db::rfc8410::ID_ED_25519;
+
+fn text_value(v: &der::Any, what: &str) -> Result<String, CsrError> {
+    match v.tag() {
+        der::Tag::Utf8String | der::Tag::PrintableString => std::str::from_utf8(v.value())
+            .map(str::to_string)
+            .map_err(|_| CsrError::Der(format!("subject {what} is not valid UTF-8"))),
+        t => Err(ambiguous(format!(
+            "subject {what} is a {t}; only UTF8String and PrintableString are accepted"
+        ))),
+    }
+}
+
+fn info_of(req: &CertReq) -> Result<CsrInfo, CsrError> {
+    let info = &req.info;
     let mut out = CsrInfo {
         common_name: String::new(),
         organizations: Vec::new(),
@@ -149,92 +179,208 @@ fn info_of(req: &X509CertificationRequest<'_>) -> Result<CsrInfo, String> {
         ip_addresses: Vec::new(),
         emails: Vec::new(),
         uris: Vec::new(),
-        public_key: info.subject_pki.raw.to_vec(),
+        public_key: info
+            .public_key
+            .to_der()
+            .map_err(|e| CsrError::Der(e.to_string()))?,
         key_description: String::new(),
         key_bits: 0,
         is_rsa: false,
         is_ec: false,
         ec_curve: None,
     };
-    for cn in info.subject.iter_common_name() {
-        out.common_name = cn
-            .as_str()
-            .map_err(|e| format!("subject CN: {e}"))?
-            .to_string();
+    // Go puts several O values into one multi-valued RDN; any RDN shape reads the same in
+    // Go as long as only CN and O appear and CN appears once.
+    let mut cns = 0;
+    for atv in info.subject.iter_rdn().flat_map(|rdn| rdn.iter()) {
+        if atv.oid == OID_CN {
+            cns += 1;
+            if cns > 1 {
+                return Err(ambiguous("the subject has more than one common name"));
+            }
+            out.common_name = text_value(&atv.value, "CN")?;
+        } else if atv.oid == OID_O {
+            out.organizations.push(text_value(&atv.value, "O")?);
+        } else {
+            return Err(ambiguous(format!(
+                "the subject has attribute {}; only CN and O are accepted",
+                atv.oid
+            )));
+        }
     }
-    for o in info.subject.iter_organization() {
-        out.organizations.push(
-            o.as_str()
-                .map_err(|e| format!("subject O: {e}"))?
-                .to_string(),
-        );
+    let attributes: Vec<_> = info.attributes.iter().collect();
+    if attributes.len() > 1 {
+        return Err(ambiguous(format!(
+            "{} attributes; only one extension request is accepted",
+            attributes.len()
+        )));
     }
-    if let Some(exts) = req.requested_extensions() {
-        for e in exts {
-            if let ParsedExtension::SubjectAlternativeName(san) = e {
-                for n in &san.general_names {
-                    match n {
-                        PGeneralName::DNSName(d) => out.dns_names.push(d.to_string()),
-                        PGeneralName::IPAddress(b) => out.ip_addresses.push(match b.len() {
-                            4 => IpAddr::from(<[u8; 4]>::try_from(*b).expect("4 bytes")),
-                            16 => IpAddr::from(<[u8; 16]>::try_from(*b).expect("16 bytes")),
-                            n => return Err(format!("IP SAN of {n} bytes")),
-                        }),
-                        PGeneralName::RFC822Name(m) => out.emails.push(m.to_string()),
-                        PGeneralName::URI(u) => out.uris.push(u.to_string()),
-                        _ => {}
-                    }
-                }
+    if let Some(attr) = attributes.first() {
+        if attr.oid != const_oid::db::rfc5912::ID_EXTENSION_REQ {
+            return Err(ambiguous(format!(
+                "attribute {}; only an extension request is accepted",
+                attr.oid
+            )));
+        }
+        let values: Vec<_> = attr.values.iter().collect();
+        if values.len() != 1 {
+            return Err(ambiguous(format!(
+                "the extension request has {} values; one is accepted",
+                values.len()
+            )));
+        }
+        let exts: ExtensionReq = values[0]
+            .decode_as()
+            .map_err(|e| CsrError::Der(format!("extension request: {e}")))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for ext in &exts.0 {
+            if !seen.insert(ext.extn_id) {
+                return Err(ambiguous(format!(
+                    "extension {} appears twice",
+                    ext.extn_id
+                )));
+            }
+            if ext.extn_id == <SubjectAltName as const_oid::AssociatedOid>::OID {
+                let san = SubjectAltName::from_der(ext.extn_value.as_bytes())
+                    .map_err(|e| CsrError::Der(format!("subject alternative names: {e}")))?;
+                add_names(&mut out, &san)?;
             }
         }
     }
-    use x509_parser::public_key::PublicKey;
-    match info.subject_pki.parsed() {
-        Ok(PublicKey::RSA(r)) => {
-            out.is_rsa = true;
-            out.key_bits = r.key_size();
-            out.key_description = format!("RSA-{}", r.key_size());
-        }
-        Ok(PublicKey::EC(ec)) => {
-            out.is_ec = true;
-            // The point length alone cannot tell P-256 from secp256k1: name the curve by OID.
-            let curve = info
-                .subject_pki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
-            out.ec_curve = match curve.as_deref() {
-                Some("1.2.840.10045.3.1.7") => Some("P-256"),
-                Some("1.3.132.0.34") => Some("P-384"),
-                Some("1.3.132.0.35") => Some("P-521"),
-                _ => None,
-            };
-            out.key_bits = match out.ec_curve {
-                Some("P-521") => 521,
-                _ => ec.key_size(),
-            };
-            out.key_description = match (out.ec_curve, curve) {
-                (Some(c), _) => format!("ECDSA-{}", c.replace('-', "")),
-                (None, Some(oid)) => format!("ECDSA on curve {oid}"),
-                (None, None) => "ECDSA on an unnamed curve".into(),
-            };
-        }
-        // x509-parser has no Ed25519 variant: recognise it by its algorithm OID (RFC 8410).
-        Ok(_) if info.subject_pki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
-            out.key_description = "Ed25519".into();
-        }
-        Ok(other) => {
-            out.key_description = format!("{other:?}")
-                .split('(')
-                .next()
-                .unwrap_or("unknown")
-                .to_string()
-        }
-        Err(e) => return Err(format!("public key: {e}")),
-    }
+    describe_key(&mut out, &info.public_key)?;
     Ok(out)
+}
+
+fn add_names(out: &mut CsrInfo, san: &SubjectAltName) -> Result<(), CsrError> {
+    for n in &san.0 {
+        match n {
+            GeneralName::DnsName(d) => out.dns_names.push(d.to_string()),
+            GeneralName::Rfc822Name(m) => out.emails.push(m.to_string()),
+            GeneralName::UniformResourceIdentifier(u) => out.uris.push(u.to_string()),
+            GeneralName::IpAddress(b) => out.ip_addresses.push(
+                match b.as_bytes().len() {
+                    4 => <[u8; 4]>::try_from(b.as_bytes()).map(IpAddr::from).ok(),
+                    16 => <[u8; 16]>::try_from(b.as_bytes()).map(IpAddr::from).ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| CsrError::Der(format!("IP SAN of {} bytes", b.as_bytes().len())))?,
+            ),
+            other => {
+                return Err(ambiguous(format!(
+                    "a subject alternative name of a kind Go does not read ({})",
+                    match other {
+                        GeneralName::OtherName(_) => "otherName",
+                        GeneralName::DirectoryName(_) => "directoryName",
+                        GeneralName::EdiPartyName(_) => "ediPartyName",
+                        _ => "registeredID",
+                    }
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// RSAPublicKey (RFC 8017): only the modulus length matters here.
+#[derive(der::Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: der::asn1::UintRef<'a>,
+    public_exponent: der::asn1::UintRef<'a>,
+}
+
+fn describe_key(out: &mut CsrInfo, spki: &spki::SubjectPublicKeyInfoOwned) -> Result<(), CsrError> {
+    let oid = spki.algorithm.oid;
+    if oid == OID_RSA {
+        let bits = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| CsrError::Der("RSA public key is not whole bytes".into()))?;
+        let key = RsaPublicKey::from_der(bits)
+            .map_err(|e| CsrError::Der(format!("RSA public key: {e}")))?;
+        let _ = key.public_exponent;
+        let m = key.modulus.as_bytes();
+        let size = match m.first() {
+            None => 0,
+            Some(b) => (m.len() - 1) * 8 + (8 - b.leading_zeros() as usize),
+        };
+        out.is_rsa = true;
+        out.key_bits = size;
+        out.key_description = format!("RSA-{size}");
+    } else if oid == OID_EC {
+        out.is_ec = true;
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        out.ec_curve = match curve {
+            Some(c) if c == const_oid::db::rfc5912::SECP_256_R_1 => Some("P-256"),
+            Some(c) if c == const_oid::db::rfc5912::SECP_384_R_1 => Some("P-384"),
+            Some(c) if c == const_oid::db::rfc5912::SECP_521_R_1 => Some("P-521"),
+            _ => None,
+        };
+        out.key_bits = match out.ec_curve {
+            Some("P-256") => 256,
+            Some("P-384") => 384,
+            Some("P-521") => 521,
+            _ => 0,
+        };
+        out.key_description = match (out.ec_curve, curve) {
+            (Some(c), _) => format!("ECDSA-{}", c.replace('-', "")),
+            (None, Some(oid)) => format!("ECDSA on curve {oid}"),
+            (None, None) => "ECDSA on an unnamed curve".into(),
+        };
+    } else if oid == OID_ED25519 {
+        out.key_description = "Ed25519".into();
+    } else {
+        out.key_description = format!("key algorithm {oid}");
+    }
+    Ok(())
+}
+
+/// The self-signature, with the algorithms Go's x509 accepts for requests (SHA-1 aside).
+fn verify(req: &CertReq) -> Result<(), CsrError> {
+    use aws_lc_rs::signature as sig;
+    let bad = |m: &str| CsrError::Signature(m.to_string());
+    let tbs = req
+        .info
+        .to_der()
+        .map_err(|e| CsrError::Der(e.to_string()))?;
+    let signature = req
+        .signature
+        .as_bytes()
+        .ok_or_else(|| bad("the signature is not whole bytes"))?;
+    let spki = &req.info.public_key;
+    let key = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| bad("the public key is not whole bytes"))?;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let p256 = curve == Some(const_oid::db::rfc5912::SECP_256_R_1);
+    let p384 = curve == Some(const_oid::db::rfc5912::SECP_384_R_1);
+    use const_oid::db::rfc5912 as o;
+    let alg: &dyn sig::VerificationAlgorithm = match (spki.algorithm.oid, req.algorithm.oid) {
+        (OID_RSA, o::SHA_256_WITH_RSA_ENCRYPTION) => &sig::RSA_PKCS1_2048_8192_SHA256,
+        (OID_RSA, o::SHA_384_WITH_RSA_ENCRYPTION) => &sig::RSA_PKCS1_2048_8192_SHA384,
+        (OID_RSA, o::SHA_512_WITH_RSA_ENCRYPTION) => &sig::RSA_PKCS1_2048_8192_SHA512,
+        (OID_EC, o::ECDSA_WITH_SHA_256) if p256 => &sig::ECDSA_P256_SHA256_ASN1,
+        (OID_EC, o::ECDSA_WITH_SHA_384) if p256 => &sig::ECDSA_P256_SHA384_ASN1,
+        (OID_EC, o::ECDSA_WITH_SHA_256) if p384 => &sig::ECDSA_P384_SHA256_ASN1,
+        (OID_EC, o::ECDSA_WITH_SHA_384) if p384 => &sig::ECDSA_P384_SHA384_ASN1,
+        (OID_ED25519, OID_ED25519) => &sig::ED25519,
+        (k, s) => {
+            return Err(CsrError::Signature(format!(
+                "unsupported combination of key algorithm {k} and signature algorithm {s}"
+            )));
+        }
+    };
+    sig::UnparsedPublicKey::new(alg, key)
+        .verify(&tbs, signature)
+        .map_err(|_| bad("it was not made by the request's key"))
 }
 
 #[cfg(test)]
@@ -274,6 +420,136 @@ mod tests {
         }
     }
 
+    /// A request for `names`, with `edit` applied to its body before signing.
+    fn crafted(edit: impl FnOnce(&mut CertReqInfo)) -> String {
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let t = CertTemplate {
+            common_name: "system:node:n1".into(),
+            organizations: vec!["system:nodes".into()],
+            dns_names: vec!["n1".into()],
+            ..Default::default()
+        };
+        let pem = build(&t, &key).unwrap();
+        let der = crate::pem::parse_one(pem.as_bytes(), "CERTIFICATE REQUEST").unwrap();
+        let mut info = CertReq::from_der(&der).unwrap().info;
+        edit(&mut info);
+        sign_info(info, &key).unwrap()
+    }
+
+    fn rdn(oid: ObjectIdentifier, value: der::Any) -> x509_cert::name::RelativeDistinguishedName {
+        vec![x509_cert::attr::AttributeTypeAndValue { oid, value }]
+            .try_into()
+            .unwrap()
+    }
+
+    fn with_rdns(info: &mut CertReqInfo, extra: Vec<x509_cert::name::RelativeDistinguishedName>) {
+        let mut seq = x509_cert::name::RdnSequence::from(info.subject.clone());
+        for r in extra {
+            seq.push(r);
+        }
+        info.subject = x509_cert::name::Name::from_der(&seq.to_der().unwrap()).unwrap();
+    }
+
+    fn ext_req(exts: Vec<Extension>) -> Attribute {
+        ExtensionReq(exts).try_into().unwrap()
+    }
+
+    fn san_ext(names: Vec<GeneralName>) -> Extension {
+        Extension {
+            extn_id: <SubjectAltName as const_oid::AssociatedOid>::OID,
+            critical: false,
+            extn_value: OctetString::new(SubjectAltName(names).to_der().unwrap()).unwrap(),
+        }
+    }
+
+    fn dns(d: &str) -> GeneralName {
+        GeneralName::DnsName(Ia5String::new(d).unwrap())
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        let utf8 = |s: &str| der::Any::encode_from(&s.to_string()).unwrap();
+        let cases: Vec<(&str, String)> = vec![
+            (
+                "two common names",
+                crafted(|i| with_rdns(i, vec![rdn(OID_CN, utf8("system:node:n2"))])),
+            ),
+            (
+                "a BMPString common name",
+                crafted(|i| {
+                    let bmp: Vec<u8> = "system:node:n2"
+                        .encode_utf16()
+                        .flat_map(|c| c.to_be_bytes())
+                        .collect();
+                    let mut seq = x509_cert::name::RdnSequence::default();
+                    seq.push(rdn(
+                        OID_CN,
+                        der::Any::new(der::Tag::BmpString, bmp).unwrap(),
+                    ));
+                    i.subject = x509_cert::name::Name::from_der(&seq.to_der().unwrap()).unwrap();
+                }),
+            ),
+            (
+                "an OU",
+                crafted(|i| with_rdns(i, vec![rdn(const_oid::db::rfc4519::OU, utf8("x"))])),
+            ),
+            (
+                "two extension requests",
+                crafted(|i| {
+                    i.attributes
+                        .insert(ext_req(vec![san_ext(vec![dns("n2")])]))
+                        .unwrap();
+                }),
+            ),
+            (
+                "an extension request with two values",
+                crafted(|i| {
+                    let mut a: Vec<Attribute> = i.attributes.iter().cloned().collect();
+                    let second = ext_req(vec![san_ext(vec![dns("kubernetes.default.svc")])]);
+                    a[0].values
+                        .insert(second.values.iter().next().unwrap().clone())
+                        .unwrap();
+                    i.attributes = SetOfVec::try_from(a).unwrap();
+                }),
+            ),
+            (
+                "the SAN extension twice",
+                crafted(|i| {
+                    i.attributes = SetOfVec::try_from(vec![ext_req(vec![
+                        san_ext(vec![dns("n1")]),
+                        san_ext(vec![dns("n2")]),
+                    ])])
+                    .unwrap();
+                }),
+            ),
+            (
+                "a registeredID SAN",
+                crafted(|i| {
+                    i.attributes = SetOfVec::try_from(vec![ext_req(vec![san_ext(vec![
+                        dns("n1"),
+                        GeneralName::RegisteredId(OID_CN),
+                    ])])])
+                    .unwrap();
+                }),
+            ),
+        ];
+        for (what, pem) in cases {
+            match parse_pem(pem.as_bytes()) {
+                Err(CsrError::Ambiguous(_)) => {}
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // Go's own encoding of several organizations (one multi-valued RDN) reads plainly.
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let t = CertTemplate {
+            common_name: "x".into(),
+            organizations: vec!["a".into(), "b".into()],
+            ..Default::default()
+        };
+        let info = parse_pem(build(&t, &key).unwrap().as_bytes()).unwrap();
+        assert_eq!(info.organizations, ["a", "b"]);
+    }
+
     #[test]
     fn rejects_tampering_and_garbage() {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
@@ -285,11 +561,11 @@ mod tests {
             &key,
         )
         .unwrap();
-        let mut der = pem::parse(&pem).unwrap().into_contents();
+        let mut der = crate::pem::parse_one(pem.as_bytes(), "CERTIFICATE REQUEST").unwrap();
         // Flip a byte inside the CN value: the signature no longer covers the content.
         let pos = der.windows(1).position(|w| w == b"a").unwrap();
         der[pos] = b'b';
-        assert!(parse_der(&der).unwrap_err().contains("signature"));
+        assert!(matches!(parse_der(&der), Err(CsrError::Signature(_))));
         assert!(parse_pem(b"nope").is_err());
     }
 }

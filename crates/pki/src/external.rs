@@ -213,7 +213,7 @@ pub fn plan_import(
             Err(reason) => {
                 f.problems.push(Error::WrongForSlot {
                     path: csr_path.clone(),
-                    reason,
+                    reason: reason.to_string(),
                 });
                 continue;
             }

@@ -168,15 +168,30 @@ impl PrivateKey {
     }
 
     /// Parses a PEM private key in any of the encodings kubeadm, openssl or cfssl write:
-    /// `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY` (SEC1) or `PRIVATE KEY` (PKCS#8).
+    /// `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY` (SEC1) or `PRIVATE KEY` (PKCS#8). The
+    /// PEM must be plain (see [`crate::pem::parse_all`]) and hold exactly one private key;
+    /// certificate blocks beside it are allowed (the kubelet keeps both in one file).
     pub fn from_pem(pem_bytes: &[u8]) -> Result<Self, String> {
-        let blocks = pem::parse_many(pem_bytes).map_err(|e| e.to_string())?;
-        let block = blocks
-            .iter()
-            .find(|b| b.tag().ends_with("PRIVATE KEY"))
-            .ok_or_else(|| "no PRIVATE KEY PEM block found".to_string())?;
-        let der = block.contents();
-        let inner = match block.tag() {
+        let blocks = crate::pem::parse_all(pem_bytes).map_err(|e| e.to_string())?;
+        let mut keys = Vec::new();
+        for (i, b) in blocks.iter().enumerate() {
+            if is_private_key_label(&b.label) {
+                keys.push(b);
+            } else if b.label != "CERTIFICATE" {
+                return Err(format!(
+                    "PEM block #{} is {:?}, expected a private key",
+                    i + 1,
+                    b.label
+                ));
+            }
+        }
+        let block = match keys.as_slice() {
+            [] => return Err("no PRIVATE KEY PEM block found".to_string()),
+            [one] => *one,
+            more => return Err(format!("{} private keys, expected one", more.len())),
+        };
+        let der = block.der.as_slice();
+        let inner = match block.label.as_str() {
             "RSA PRIVATE KEY" => {
                 Inner::Rsa(RsaKeyPair::from_der(der).map_err(|e| format!("bad RSA key: {e}"))?)
             }
@@ -302,24 +317,20 @@ impl PrivateKey {
     }
 }
 
-pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(tag, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+/// Go's rule (crypto/tls): a private key block is `PRIVATE KEY` or ends in ` PRIVATE KEY`.
+fn is_private_key_label(label: &str) -> bool {
+    label == "PRIVATE KEY" || label.ends_with(" PRIVATE KEY")
 }
 
-/// Public key (for `sa.pub`) from PEM.
+pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
+    crate::pem::encode(tag, der)
+}
+
+/// Public key (for `sa.pub`) from PEM: exactly one `PUBLIC KEY` block.
 pub fn public_key_from_pem(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let block = pem::parse(pem_bytes).map_err(|e| e.to_string())?;
-    if block.tag() != "PUBLIC KEY" {
-        return Err(format!(
-            "expected a PUBLIC KEY PEM block, found {:?}",
-            block.tag()
-        ));
-    }
-    spki::SubjectPublicKeyInfoRef::from_der(block.contents()).map_err(|e| e.to_string())?;
-    Ok(block.contents().to_vec())
+    let der = crate::pem::parse_one(pem_bytes, "PUBLIC KEY").map_err(|e| e.to_string())?;
+    spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(|e| e.to_string())?;
+    Ok(der)
 }
 
 #[cfg(test)]
@@ -337,7 +348,7 @@ mod tests {
             assert_eq!(back.algorithm(), alg);
             assert_eq!(back.public_key_der(), k.public_key_der());
             // SEC1 with [0] parameters: the DER contains the curve OID.
-            let der = pem::parse(pem).unwrap().into_contents();
+            let der = crate::pem::parse_one(pem.as_bytes(), "EC PRIVATE KEY").unwrap();
             let oid = match alg {
                 KeyAlgorithm::EcdsaP256 => const_oid::db::rfc5912::SECP_256_R_1,
                 _ => const_oid::db::rfc5912::SECP_384_R_1,

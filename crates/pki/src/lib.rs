@@ -20,6 +20,7 @@ pub mod key;
 pub mod kubeconfig;
 pub mod layout;
 pub mod params;
+pub mod pem;
 pub mod renew;
 pub mod txn;
 mod yaml;
