@@ -238,6 +238,10 @@ pub struct InitArgs {
     /// Print what would be written; write nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// What a node's certificates must say: kubeadm init's flags.
@@ -310,8 +314,17 @@ than the kubelet's fileCheckFrequency, then back) and waits for each to answer i
     )]
     Renew(RenewArgs),
 
-    /// Put the files of a backup (made by renew or restore) back in place.
+    /// Put the files of a backup (made by renew, import or restore) back in place.
+    #[command(
+        long_about = "Put the files of a backup (made by renew, import, kubeconfig kubelet --write or restore) back in place, all at once, after backing up what they replace (<backup>.before-restore-<UTC time>, printed).\n\nOnly the certificates, keys and kubeconfigs kubepki manages in --cert-dir and --kubeconfig-dir are restored, with the modes kubepki gives them (certificates 0644, keys and kubeconfigs 0600); the backup must be of that PKI (its MANIFEST.json records which), else nothing is restored and the error names the directories to pass."
+    )]
     Restore(RestoreArgs),
+
+    /// Finish or undo a kubepki run that was interrupted (killed, power loss).
+    #[command(
+        long_about = "Finish or undo a kubepki run that was interrupted (killed, power loss): a transaction whose journal was committed is completed (the new files are put in place), one that was not is undone (its temporary files and half-made backup are removed), and static pod manifests held by an interrupted restart are put back.\n\nEvery kubepki command that writes does this first; this command does only this. Temporary files that no journal accounts for are reported and kept."
+    )]
+    Recover(RecoverArgs),
 
     /// Write a key and a CSR for each certificate an external CA must sign.
     #[command(
@@ -349,6 +362,10 @@ pub struct GenerateCsrArgs {
     /// Write keys, CSRs and partial kubeconfigs here instead of the cert and kubeconfig dirs
     #[arg(long, value_name = "DIR")]
     pub csr_dir: Option<PathBuf>,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args, Debug)]
@@ -439,6 +456,10 @@ pub struct RestoreArgs {
     #[arg(value_name = "BACKUP")]
     pub backup: PathBuf,
 
+    /// The PKI to restore into: it must be the one the backup was made of
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
     /// Where the current files are first backed up [default: <backup>.before-restore-<UTC time>]
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
@@ -450,6 +471,16 @@ pub struct RestoreArgs {
     /// Print what would be restored; change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args, Debug)]
@@ -535,6 +566,10 @@ pub struct KubeletArgs {
     /// Where to back up the replaced kubelet.conf [default: <kubeconfig-dir>/kubepki-backups/<UTC time>]
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args, Debug)]

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         }
         cli::Command::Certs(cli::CertsCommand::Renew(args)) => cmd::renew::run(&args, now),
         cli::Command::Certs(cli::CertsCommand::Restore(args)) => cmd::renew::restore(&args, now),
+        cli::Command::Certs(cli::CertsCommand::Recover(args)) => cmd::certs::recover(&args),
         cli::Command::Certs(cli::CertsCommand::GenerateCsr(args)) => {
             cmd::external::generate_csr(&args)
         }

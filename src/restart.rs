@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kubepki_pki::renew::Component;
-use kubepki_pki::txn;
 
 pub struct Options {
     pub manifests_dir: PathBuf,
@@ -44,7 +43,7 @@ pub fn recover_held(opts: &Options) -> Result<Vec<PathBuf>> {
         std::fs::rename(e.path(), &dest).with_context(|| dest.display().to_string())?;
         back.push(dest);
     }
-    txn::sync_dir(&opts.manifests_dir)?;
+    kubepki_pki::fsio::sync_dir(&opts.manifests_dir)?;
     let _ = std::fs::remove_dir(&opts.hold_dir);
     Ok(back)
 }
@@ -119,7 +118,7 @@ pub fn restart(c: Component, opts: &Options) -> Result<()> {
     let held = opts.hold_dir.join(&file);
     std::fs::rename(&manifest, &held)
         .with_context(|| format!("moving {} out", manifest.display()))?;
-    txn::sync_dir(&opts.manifests_dir)?;
+    kubepki_pki::fsio::sync_dir(&opts.manifests_dir)?;
     let pause = opts.file_check_frequency + Duration::from_secs(2);
     println!(
         "[restart] {}: manifest moved out; waiting {}s for the kubelet to stop it",
@@ -129,7 +128,7 @@ pub fn restart(c: Component, opts: &Options) -> Result<()> {
     std::thread::sleep(pause);
     std::fs::rename(&held, &manifest)
         .with_context(|| format!("moving {} back", manifest.display()))?;
-    txn::sync_dir(&opts.manifests_dir)?;
+    kubepki_pki::fsio::sync_dir(&opts.manifests_dir)?;
     let _ = std::fs::remove_dir(&opts.hold_dir);
     let Some(url) = probe else {
         println!(

@@ -289,7 +289,10 @@ fn read_only_directory() {
     let out = refused(
         d,
         as_nobody(&init_cmd(d)),
-        &[format!("{}: Permission denied", p(d, "pki/apiserver.crt"))],
+        &[
+            format!("{}: cannot be written", p(d, "pki/apiserver.crt")),
+            "Permission denied".into(),
+        ],
     );
     // Files staged in writable directories before the failure are gone too.
     assert!(!stderr(&out).is_empty());

@@ -312,12 +312,16 @@ fn read_only_directories() {
     give_to_nobody(d);
     let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
 
-    // The cert dir read-only: nothing can be staged beside apiserver.crt, the first file.
+    // The cert dir read-only: the journal cannot be written there, so nothing is staged; the
+    // error names the first file renew wanted to write and why it could not.
     mode(&d.join("pki"), 0o555);
     refused(
         d,
         as_nobody(&renew(d)),
-        &[format!("{}: Permission denied", p(d, "pki/apiserver.crt"))],
+        &[
+            ": cannot be written".into(),
+            format!("{}: Permission denied", p(d, "pki/.kubepki-journal")),
+        ],
     );
     mode(&d.join("pki"), 0o755);
 

@@ -263,8 +263,16 @@ fn verdict(d: &Path, pristine: &Tree, ctx: &str) -> State {
 /// One kill point: how the PKI came out, and what the kill had left behind.
 struct Case {
     state: State,
+    /// A committed journal: the next run must roll forward.
     journal_seen: bool,
     temps_seen: bool,
+}
+
+/// The state recorded in the journal a killed run left ("prepared" or "committed"), if any.
+fn journal_state(d: &Path) -> Option<String> {
+    let bytes = fs::read(d.join("pki/.kubepki-journal")).ok()?;
+    let j: serde_json::Value = serde_json::from_slice(&bytes).expect("journal is JSON");
+    Some(j["state"].as_str().unwrap_or("committed").to_string())
 }
 
 /// Kills `renew all` after operation `n` on a copy of `pristine_dir`, recovers, and judges.
@@ -287,7 +295,9 @@ fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) ->
         stderr(&out)
     );
     let journal = d.join("pki/.kubepki-journal");
-    let journal_seen = journal.exists();
+    let state = journal_state(&d);
+    let journal_seen = state.as_deref() == Some("committed");
+    let prepared_seen = state.as_deref() == Some("prepared");
     let temps_seen = leftovers(&d)
         .iter()
         .any(|p| !p.starts_with(d.join(BACKUPS)) && *p != journal);
@@ -297,7 +307,7 @@ fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) ->
     let warned = stderr(&ce).contains("an interrupted kubepki run left");
     assert_eq!(
         warned,
-        journal_seen,
+        journal.exists(),
         "{ctx}: check-expiration warning vs journal present\n{}",
         stderr(&ce)
     );
@@ -317,12 +327,17 @@ fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) ->
             rs.contains("[recover] completed an interrupted renew"),
             "{ctx}: a journal was left, the next run must roll forward:\n{rs}"
         );
-    } else if temps_seen {
+    } else if prepared_seen && temps_seen {
         assert!(
-            rs.contains("[recover] an earlier run stopped before changing anything"),
-            "{ctx}: temp files were left, the next run must remove them:\n{rs}"
+            rs.contains("[recover] an interrupted renew stopped before changing anything"),
+            "{ctx}: a prepared journal and its temp files were left, the next run must remove them:\n{rs}"
         );
     }
+    assert!(
+        !stderr(&rec).contains("no journal accounts for"),
+        "{ctx}: every temp file is accounted for:\n{}",
+        stderr(&rec)
+    );
     let state = verdict(&d, pristine, &ctx);
     if journal_seen {
         assert_eq!(state, State::New, "{ctx}: rolled forward, so wholly new");
@@ -433,7 +448,7 @@ fn renew_all_killed_after_every_file_operation_recovers_wholly_old_or_new() {
         &["certs", "renew", "all", "--expiring-within", "1h"],
     ));
     let b = backups(&d);
-    run_ok(&mut restore(&b[0], RENEW_NOW, &[]));
+    run_ok(&mut restore(&d, &b[0], RENEW_NOW, &[]));
     let after: Tree = tree(&d)
         .into_iter()
         .filter(|(k, _)| !k.starts_with(BACKUPS))

@@ -15,10 +15,11 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
         kubernetes_version: r.config.as_ref().and_then(|c| c.kubernetes_version),
     };
     let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
-    if layout.cert_dir.join(kubepki_pki::txn::JOURNAL).exists() {
+    if kubepki_pki::session::interrupted(&layout) {
         eprintln!(
-            "warning: an interrupted kubepki run left {}; the next renew, import or restore completes it",
-            layout.cert_dir.join(kubepki_pki::txn::JOURNAL).display()
+            "warning: an interrupted kubepki run left {}; `{}` (or any kubepki command that writes) finishes or undoes it",
+            layout.cert_dir.join(kubepki_pki::txn::JOURNAL).display(),
+            super::recover_command(&layout)
         );
     }
     let report = expiry::collect(&layout, scope)?;
@@ -46,5 +47,20 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
         }
     };
     std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `certs recover`: a session opened and closed, nothing else.
+pub fn recover(args: &crate::cli::RecoverArgs) -> Result<ExitCode> {
+    let r = super::resolve(&args.dirs)?;
+    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
+    let s = super::open_session(&layout, args.wait, false)?;
+    let rec = s.recovery();
+    if rec.outcome == kubepki_pki::txn::Outcome::Clean && s.removed_backups().is_empty() {
+        println!(
+            "[recover] nothing to recover in {}",
+            s.layout().cert_dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,9 +19,20 @@ fn selection(names: &[String]) -> Result<Selection> {
 }
 
 pub fn generate_csr(args: &GenerateCsrArgs) -> Result<ExitCode> {
-    let p = super::init::params(&args.cluster)?;
-    let jobs = external::plan_csrs(&p, &selection(&args.names)?, args.csr_dir.as_deref())?;
-    external::write_csrs(&jobs, &p, p.key_algorithm)?;
+    let mut p = super::init::params(&args.cluster)?;
+    let sel = selection(&args.names)?;
+    // Checked before anything (the cert dir included) is created; planned again under the
+    // lock, after recovery, on the session's absolute paths.
+    external::plan_csrs(&p, &sel, args.csr_dir.as_deref())?;
+    let session = super::open_session(
+        &Layout::new(&p.cert_dir, &p.kubeconfig_dir),
+        args.wait,
+        true,
+    )?;
+    p.cert_dir = session.layout().cert_dir.clone();
+    p.kubeconfig_dir = session.layout().kubeconfig_dir.clone();
+    let jobs = external::plan_csrs(&p, &sel, args.csr_dir.as_deref())?;
+    external::write_csrs(&session, &jobs, &p, p.key_algorithm)?;
     for j in &jobs {
         println!(
             "[csr] {}: wrote {} and {}{}",
@@ -45,11 +56,12 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let r = super::resolve(&args.dirs)?;
     let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
     let local_etcd = !r.config.as_ref().is_some_and(|c| c.external_etcd);
-    let _lock = if args.dry_run {
+    let session = if args.dry_run {
         None
     } else {
-        Some(super::renew::lock_and_recover(&layout, args.wait)?)
+        Some(super::open_session(&layout, args.wait, false)?)
     };
+    let layout = session.as_ref().map_or(layout, |s| s.layout().clone());
     let plan = external::plan_import(&layout, args.csr_dir.as_deref(), local_etcd, now)?;
     for w in &plan.findings.warnings {
         println!("[import] WARNING: {w}");
@@ -90,18 +102,14 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
             i.returned.display()
         );
     }
-    if args.dry_run {
+    let Some(session) = session else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let backup_dir = args.backup_dir.clone().unwrap_or_else(|| {
-        super::renew::fresh_dir(
-            layout
-                .kubeconfig_dir
-                .join("kubepki-backups")
-                .join(super::renew::stamp(now)),
-        )
-    });
-    let written = external::execute_import(&plan, &layout, &backup_dir, now)?;
+    };
+    let backup_dir = args
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| session.new_backup_dir(now));
+    let written = external::execute_import(&session, &plan, &backup_dir, now)?;
     if backup_dir.exists() {
         println!(
             "[import] replaced files were backed up to {}",

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kubepki_pki::init::{self, Artifact, Decision, Event, Step};
+use kubepki_pki::layout::Layout;
 use kubepki_pki::params::{ClusterParams, KubeVersion};
 use time::OffsetDateTime;
 
@@ -61,16 +62,39 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
     if let Some(v) = args.ca_validity {
         p.ca_validity = v;
     }
-    let plan = init::plan(&p, now)?;
     let dry = args.dry_run;
+    let layout = Layout::new(&p.cert_dir, &p.kubeconfig_dir);
+    let (shown_cert_dir, shown_kubeconfig_dir) = (p.cert_dir.clone(), p.kubeconfig_dir.clone());
+    // A writing run reads only under the lock, after an interrupted run was finished or
+    // undone. Where the cert dir does not exist yet, the plan is checked first, so that bad
+    // input creates nothing, not even that directory.
+    let session = if dry {
+        if kubepki_pki::session::interrupted(&layout) {
+            println!(
+                "[dry-run] an interrupted kubepki run left a journal; the next real run will finish or undo it first"
+            );
+        }
+        None
+    } else if kubepki_pki::layout::exists(&layout.cert_dir)? {
+        Some(super::open_session(&layout, args.wait, false)?)
+    } else if init::plan(&p, now)?.can_write() {
+        Some(super::open_session(&layout, args.wait, true)?)
+    } else {
+        None
+    };
+    if let Some(s) = &session {
+        p.cert_dir = s.layout().cert_dir.clone();
+        p.kubeconfig_dir = s.layout().kubeconfig_dir.clone();
+    }
+    let plan = init::plan(&p, now)?;
 
     println!(
         "[certs] Using certificateDir folder {:?}",
-        p.cert_dir.display().to_string()
+        shown_cert_dir.display().to_string()
     );
     println!(
         "[kubeconfig] Using kubeconfig folder {:?}",
-        p.kubeconfig_dir.display().to_string()
+        shown_kubeconfig_dir.display().to_string()
     );
     for w in &plan.findings.warnings {
         println!("[certs] WARNING: {w}");
@@ -90,7 +114,7 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
         for s in &plan.steps {
             println!("[dry-run] {}", describe(s, true));
         }
-        println!("[dry-run] {} is unchanged", p.cert_dir.display());
+        println!("[dry-run] {} is unchanged", shown_cert_dir.display());
     } else if plan.generates_anything() {
         let mut print = |e: Event<'_>| match e {
             Event::GeneratingKeys { count } if count > 0 => {
@@ -99,7 +123,8 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
             Event::GeneratingKeys { .. } => {}
             Event::Wrote { .. } => {}
         };
-        init::execute(&plan, &p, now, &mut print)?;
+        let session = session.as_ref().expect("a writing run holds a session");
+        init::execute(session, &plan, &p, now, &mut print)?;
         for s in &plan.steps {
             println!("{}", describe(s, false));
         }

@@ -4,13 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use kubepki_pki::cert::Certificate;
+use kubepki_pki::fsio;
 use kubepki_pki::inventory::{self, CaId, ServerRule};
 use kubepki_pki::issue::{self, CertTemplate, Signer};
 use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
 use kubepki_pki::kubeconfig::{self, Kubeconfig};
 use kubepki_pki::layout::{self, Layout};
 use kubepki_pki::params::{BACKDATE, ClusterParams, DEFAULT_CLUSTER_NAME};
-use kubepki_pki::{backup, fsio, txn};
 use time::OffsetDateTime;
 
 use crate::cli::{KubeletArgs, UserArgs};
@@ -179,34 +179,34 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
         std::io::stdout().lock().write_all(yaml.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let target =
-        layout.kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
-    let _lock = super::renew::lock_and_recover(&layout, false)?;
-    if target.exists() {
-        let dir = args.backup_dir.clone().unwrap_or_else(|| {
-            super::renew::fresh_dir(
-                layout
-                    .kubeconfig_dir
-                    .join("kubepki-backups")
-                    .join(super::renew::stamp(now)),
-            )
-        });
-        backup::create(
+    let session = super::open_session(&layout, args.wait, false)?;
+    let target = session
+        .layout()
+        .kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
+    let mut t = session.transaction("kubeconfig kubelet")?;
+    t.replace(&target, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
+    let mut backed_up = None;
+    if kubepki_pki::layout::exists(&target)? {
+        let dir = args
+            .backup_dir
+            .clone()
+            .unwrap_or_else(|| session.new_backup_dir(now));
+        t.back_up(
             &dir,
-            &layout.cert_dir,
             std::slice::from_ref(&target),
-            "kubeconfig kubelet",
+            session.layout(),
             &kubepki_pki::expiry::rfc3339_utc(now),
         )?;
+        backed_up = Some(dir);
+    }
+    t.commit()?;
+    if let Some(dir) = backed_up {
         println!(
             "[kubeconfig] backed up {} to {}",
             target.display(),
             dir.display()
         );
     }
-    let mut t = txn::Replacement::new(&layout.cert_dir, "kubeconfig kubelet");
-    t.stage(&target, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
-    t.commit()?;
     println!(
         "[kubeconfig] wrote {}; restart the kubelet: systemctl restart kubelet",
         target.display()

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use kubepki_pki::config::KubeadmConfig;
+use kubepki_pki::layout::Layout;
 use kubepki_pki::params::{DEFAULT_CERT_DIR, DEFAULT_KUBECONFIG_DIR};
+use kubepki_pki::session::Session;
+use kubepki_pki::txn::Outcome;
 
 use crate::cli::DirArgs;
 
@@ -42,4 +45,65 @@ pub fn resolve(dirs: &DirArgs) -> Result<Resolved> {
         kubeconfig_dir,
         config,
     })
+}
+
+/// Opens a writing session on `layout` (creating the cert dir if `create`) and says what
+/// its recovery of an interrupted run did.
+pub fn open_session(layout: &Layout, wait: bool, create: bool) -> Result<Session> {
+    let s = if create {
+        Session::create(layout, wait)?
+    } else {
+        Session::open(layout, wait)?
+    };
+    let rec = s.recovery();
+    match &rec.outcome {
+        Outcome::Clean => {}
+        Outcome::RolledForward { operation, files } => println!(
+            "[recover] completed an interrupted {operation} ({} files now hold the new versions)",
+            files.len()
+        ),
+        Outcome::RolledBack { operation, removed } => println!(
+            "[recover] an interrupted {operation} stopped before changing anything; removed its {} temporary files",
+            removed.len()
+        ),
+    }
+    for u in &rec.unaccounted {
+        eprintln!(
+            "[recover] WARNING: {} is a kubepki temporary file that no journal accounts for (left by an older kubepki, or its journal was removed); kept because it may hold a key: inspect it, then remove it",
+            u.display()
+        );
+    }
+    for b in s.removed_backups() {
+        println!(
+            "[recover] removed {}, a backup an interrupted run had not finished",
+            b.display()
+        );
+    }
+    Ok(s)
+}
+
+/// The command that finishes or undoes an interrupted run of the PKI in `layout`, for advice.
+pub fn recover_command(layout: &Layout) -> String {
+    let l = layout.absolute().unwrap_or_else(|_| layout.clone());
+    format!(
+        "kubepki certs recover --cert-dir {} --kubeconfig-dir {}",
+        l.cert_dir.display(),
+        l.kubeconfig_dir.display()
+    )
+}
+
+/// The command that restores `backup` into the PKI of `layout`, for advice: the directories
+/// are named unless they are kubeadm's defaults.
+pub fn restore_command(backup: &std::path::Path, layout: &Layout) -> String {
+    let mut cmd = format!("kubepki certs restore {}", backup.display());
+    if layout.cert_dir != std::path::Path::new(DEFAULT_CERT_DIR)
+        || layout.kubeconfig_dir != std::path::Path::new(DEFAULT_KUBECONFIG_DIR)
+    {
+        cmd.push_str(&format!(
+            " --cert-dir {} --kubeconfig-dir {}",
+            layout.cert_dir.display(),
+            layout.kubeconfig_dir.display()
+        ));
+    }
+    cmd
 }

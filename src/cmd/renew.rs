@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
@@ -7,59 +7,10 @@ use kubepki_pki::inventory;
 use kubepki_pki::layout::Layout;
 use kubepki_pki::params::DEFAULT_CERT_VALIDITY;
 use kubepki_pki::renew::{self, Component, ExtraSans, Request, Selection};
-use kubepki_pki::txn::{self, DirLock, Recovery, Replacement};
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 use crate::cli::{RenewArgs, RestartArgs, RestoreArgs};
 use crate::restart;
-
-/// Takes the cert dir lock and repairs what an interrupted run left behind.
-pub fn lock_and_recover(layout: &Layout, wait: bool) -> Result<DirLock> {
-    let lock = DirLock::acquire(&layout.cert_dir, wait)?;
-    let etcd = layout.cert_dir.join("etcd");
-    let dirs = [
-        layout.cert_dir.as_path(),
-        etcd.as_path(),
-        layout.kubeconfig_dir.as_path(),
-    ];
-    match txn::recover(&layout.cert_dir, &dirs)? {
-        Recovery::Clean => {}
-        Recovery::RolledForward { operation, files } => println!(
-            "[recover] completed an interrupted {operation} ({} files now hold the new versions)",
-            files.len()
-        ),
-        Recovery::RolledBack { removed } => println!(
-            "[recover] an earlier run stopped before changing anything; removed its {} temporary files",
-            removed.len()
-        ),
-    }
-    for b in backup::remove_incomplete(&layout.kubeconfig_dir.join("kubepki-backups"))? {
-        println!(
-            "[recover] removed {}, a backup an interrupted run had not finished",
-            b.display()
-        );
-    }
-    Ok(lock)
-}
-
-pub fn stamp(now: OffsetDateTime) -> String {
-    now.format(&format_description!(
-        "[year][month][day]T[hour][minute][second]Z"
-    ))
-    .unwrap_or_else(|_| now.unix_timestamp().to_string())
-}
-
-/// A directory name that does not exist yet: `<base>`, else `<base>-2`, `<base>-3`, ...
-pub fn fresh_dir(base: PathBuf) -> PathBuf {
-    if !base.exists() {
-        return base;
-    }
-    (2..)
-        .map(|i| PathBuf::from(format!("{}-{i}", base.display())))
-        .find(|p| !p.exists())
-        .expect("some suffix is free")
-}
 
 fn restart_options(args: &RestartArgs, kubeconfig_dir: &Path) -> restart::Options {
     restart::Options {
@@ -109,23 +60,25 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     req.validate()?;
 
     let ropts = restart_options(&args.restart, &layout.kubeconfig_dir);
-    let _lock = if args.dry_run {
-        if layout.cert_dir.join(txn::JOURNAL).exists() {
+    let session = if args.dry_run {
+        if kubepki_pki::session::interrupted(&layout) {
             println!(
-                "[renew] an interrupted run left a journal; the next real run will complete it first"
+                "[renew] an interrupted run left a journal; the next real run will finish or undo it first"
             );
         }
         None
     } else {
-        let l = lock_and_recover(&layout, args.wait)?;
+        let s = super::open_session(&layout, args.wait, false)?;
         for m in restart::recover_held(&ropts)? {
             println!(
                 "[recover] put back static pod manifest {} held by an interrupted run",
                 m.display()
             );
         }
-        Some(l)
+        Some(s)
     };
+    // Within a session, everything is planned on its absolute paths.
+    let layout = session.as_ref().map_or(layout, |s| s.layout().clone());
 
     let plan = renew::plan(&layout, &req, now)?;
     for w in &plan.warnings {
@@ -145,30 +98,28 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let names: Vec<&str> = plan.to_renew().map(|t| t.name()).collect();
-    if args.dry_run {
+    let Some(session) = session else {
         if names.is_empty() {
             println!("[renew] nothing would be renewed");
         } else {
             advise(&renew::restart_needed(&names), true);
         }
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let backup_dir = match &args.backup_dir {
         Some(d) => d.clone(),
-        None => fresh_dir(
-            layout
-                .kubeconfig_dir
-                .join("kubepki-backups")
-                .join(stamp(now)),
-        ),
+        None => session.new_backup_dir(now),
     };
-    let outcome = match renew::execute(&plan, &req, now, &backup_dir) {
+    let outcome = match renew::execute(&session, &plan, &req, now, &backup_dir) {
         Ok(o) => o,
         Err(e) => {
             // One line per failure, naming the file (not anyhow's repeated source chain).
             eprintln!("error: {e}");
-            if layout.cert_dir.join(txn::JOURNAL).exists() {
-                eprintln!("error: the renewal stopped half-way; the next kubepki run completes it");
+            if kubepki_pki::session::interrupted(&layout) {
+                eprintln!(
+                    "error: the renewal stopped half-way; `{}` finishes it",
+                    super::recover_command(&layout)
+                );
             } else {
                 eprintln!("error: nothing was changed");
             }
@@ -184,9 +135,9 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     }
     if let Some(b) = &outcome.backup {
         println!(
-            "[renew] the previous files are in {}; `kubepki certs restore {}` puts them back",
+            "[renew] the previous files are in {}; `{}` puts them back",
             b.display(),
-            b.display()
+            super::restore_command(b, &layout)
         );
     }
     let comps = renew::restart_needed(&outcome.renewed);
@@ -232,64 +183,67 @@ fn advise(comps: &[Component], dry_run: bool) {
 }
 
 pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let r = super::resolve(&args.dirs)?;
+    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir).absolute()?;
     let m = backup::load(&args.backup)?;
-    let cert_dir = m.cert_dir.clone();
-    if !cert_dir.is_dir() {
+    // The backup must be of this PKI: a restore writes only inside the directories the user
+    // names (or kubeadm's defaults), never where an edited manifest points.
+    let of_other = m.cert_dir != layout.cert_dir
+        || m.kubeconfig_dir
+            .as_ref()
+            .is_some_and(|k| *k != layout.kubeconfig_dir);
+    if of_other {
         bail!(
-            "{}: the backup's certificate directory does not exist",
-            cert_dir.display()
+            "{}: this backup is of the PKI in {} and {}, not {} and {}; to restore it into that PKI, pass --cert-dir {} --kubeconfig-dir {}",
+            args.backup.join(backup::MANIFEST).display(),
+            m.cert_dir.display(),
+            m.kubeconfig_dir
+                .as_deref()
+                .unwrap_or(&layout.kubeconfig_dir)
+                .display(),
+            layout.cert_dir.display(),
+            layout.kubeconfig_dir.display(),
+            m.cert_dir.display(),
+            m.kubeconfig_dir
+                .as_deref()
+                .unwrap_or(&layout.kubeconfig_dir)
+                .display(),
         );
     }
+    let files = backup::plan_restore(&args.backup, &m, &layout)?;
     if args.dry_run {
-        for f in &m.files {
+        for f in &files {
             println!("[restore] would restore {}", f.original.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let kubeconfig_dirs: Vec<PathBuf> = m
-        .files
-        .iter()
-        .filter_map(|f| f.original.parent().map(Path::to_path_buf))
-        .filter(|d| !d.starts_with(&cert_dir))
-        .collect();
-    let layout = Layout::new(
-        &cert_dir,
-        kubeconfig_dirs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| cert_dir.clone()),
-    );
-    let _lock = lock_and_recover(&layout, args.wait)?;
+    let session = super::open_session(&layout, args.wait, false)?;
     // Only once the lock is held: a refused run must not claim to be restoring.
-    for f in &m.files {
+    for f in &files {
         println!("[restore] restoring {}", f.original.display());
     }
-
-    // What is there now is backed up too: a restore must be undoable.
-    let current: Vec<PathBuf> = m
-        .files
-        .iter()
-        .map(|f| f.original.clone())
-        .filter(|p| p.exists())
-        .collect();
     let before = match &args.backup_dir {
         Some(d) => d.clone(),
-        None => fresh_dir(PathBuf::from(format!(
-            "{}.before-restore-{}",
-            args.backup.display().to_string().trim_end_matches('/'),
-            stamp(now)
-        ))),
+        None => session.before_restore_dir(&args.backup, now),
     };
-    backup::create(
+    // What is there now is backed up too: a restore must be undoable.
+    let mut current = Vec::new();
+    for f in &files {
+        if kubepki_pki::layout::exists(&f.original)? {
+            current.push(f.original.clone());
+        }
+    }
+    let mut tx = session.transaction("restore")?;
+    for f in &files {
+        tx.replace(&f.original, &f.contents, f.mode)?;
+    }
+    tx.back_up(
         &before,
-        &cert_dir,
         &current,
-        "restore",
+        session.layout(),
         &kubepki_pki::expiry::rfc3339_utc(now),
     )?;
-    let mut r = Replacement::new(&cert_dir, "restore");
-    backup::stage_restore(&args.backup, &m, &mut r)?;
-    let restored = r.commit()?;
+    let restored = tx.commit()?;
     println!(
         "[restore] restored {} files; what they replaced is in {}",
         restored.len(),

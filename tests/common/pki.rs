@@ -143,13 +143,10 @@ pub fn kubepki_in(d: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// `certs restore BACKUP EXTRA --now NOW`.
-pub fn restore(backup: &Path, now: &str, extra: &[&str]) -> Command {
-    let mut c = kubepki();
-    c.args(["certs", "restore"])
-        .arg(backup)
-        .args(extra)
-        .args(["--now", now]);
+/// `certs restore BACKUP EXTRA --now NOW` into the node in `d`.
+pub fn restore(d: &Path, backup: &Path, now: &str, extra: &[&str]) -> Command {
+    let mut c = kubepki_in(d, &["certs", "restore"]);
+    c.arg(backup).args(extra).args(["--now", now]);
     c
 }
 

@@ -1,27 +1,33 @@
 //! Backups of files about to be replaced, and putting a backup back.
 //!
 //! A backup directory mirrors each file's absolute path (`etc/kubernetes/pki/apiserver.crt`)
-//! and holds `MANIFEST.json` with original paths, modes and SHA-256 sums. It is built under a
-//! temporary name (`.kubepki-backup-*` beside it), the manifest last, and renamed into place
-//! complete: a run killed while copying leaves only the temporary directory, which
-//! [`remove_incomplete`] deletes on the next run.
+//! and holds `MANIFEST.json` with the PKI's directories, original paths, modes and SHA-256
+//! sums, and the transaction that made it. It is built under a temporary name
+//! (`.kubepki-backup-<transaction>` beside it), the manifest last, and renamed into place
+//! complete; the transaction's journal names both, so a run killed while copying leaves
+//! nothing behind once recovered. Backups hold private keys: every directory is 0700 and
+//! every file 0600, whatever the umask.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::txn::{self, Replacement, op, sha256_hex};
+use crate::fsio::{self, PRIVATE_DIR_MODE, json_path, parent, sync_dir};
+use crate::layout::Layout;
+use crate::txn::{op, sha256_hex};
 
 pub const MANIFEST: &str = "MANIFEST.json";
-const STAGING_PREFIX: &str = ".kubepki-backup-";
+pub(crate) const STAGING_PREFIX: &str = ".kubepki-backup-";
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct BackupFile {
+    #[serde(with = "json_path")]
     pub original: PathBuf,
+    #[serde(with = "json_path")]
     pub stored: PathBuf,
     pub mode: u32,
     pub sha256: String,
@@ -32,19 +38,30 @@ pub struct Manifest {
     pub kubepki_backup: u32,
     pub created: String,
     pub operation: String,
+    /// The transaction that made the backup (empty in backups of format 1).
+    #[serde(default)]
+    pub transaction: String,
     /// Where the cert dir was: the journal of a restore lives there.
+    #[serde(with = "json_path")]
     pub cert_dir: PathBuf,
+    /// Where the kubeconfig dir was (absent in backups of format 1).
+    #[serde(default, with = "json_path::opt")]
+    pub kubeconfig_dir: Option<PathBuf>,
     pub files: Vec<BackupFile>,
 }
 
-/// Copies `files` into the new directory `dir`. Fails, removing what it wrote, if `dir`
-/// exists or any copy fails (a full disk, say); the originals are only read. `dir` appears
-/// only once complete.
-pub fn create(
+const FORMAT: u32 = 2;
+
+/// Copies `files` into `staging`, then renames it to `dir`. Fails, removing what it wrote, if
+/// `dir` exists or any copy fails (a full disk, say); the originals are only read. Called by a
+/// transaction, whose journal names `dir` and `staging` first.
+pub(crate) fn create(
     dir: &Path,
-    cert_dir: &Path,
+    staging: &Path,
     files: &[PathBuf],
     operation: &str,
+    transaction: &str,
+    layout: &Layout,
     created: &str,
 ) -> Result<Manifest> {
     if crate::layout::exists(dir)? {
@@ -52,20 +69,10 @@ pub fn create(
             path: dir.to_path_buf(),
         });
     }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(STAGING_PREFIX)
-        .tempdir_in(parent)
-        .map_err(|e| Error::io(dir, e))?
-        .keep();
-    op();
-    let res = copy_all(&staging, dir, cert_dir, files, operation, created);
+    fsio::create_dirs(parent(dir), PRIVATE_DIR_MODE)?;
+    let res = copy_all(staging, dir, files, operation, transaction, layout, created);
     if res.is_err() {
-        let _ = fs::remove_dir_all(&staging);
+        let _ = fs::remove_dir_all(staging);
     }
     res
 }
@@ -73,29 +80,34 @@ pub fn create(
 fn copy_all(
     staging: &Path,
     dir: &Path,
-    cert_dir: &Path,
     files: &[PathBuf],
     operation: &str,
+    transaction: &str,
+    layout: &Layout,
     created: &str,
 ) -> Result<Manifest> {
-    fs::set_permissions(staging, fs::Permissions::from_mode(0o700))
-        .map_err(|e| Error::io(dir, e))?;
-    op();
+    fsio::create_dirs(staging, PRIVATE_DIR_MODE).map_err(|e| shown_at(e, staging, dir))?;
     let mut manifest = Manifest {
-        kubepki_backup: 1,
+        kubepki_backup: FORMAT,
         created: created.to_string(),
         operation: operation.to_string(),
-        cert_dir: absolute(cert_dir)?,
+        transaction: transaction.to_string(),
+        cert_dir: absolute(&layout.cert_dir)?,
+        kubeconfig_dir: Some(absolute(&layout.kubeconfig_dir)?),
         files: Vec::new(),
     };
+    let mut made_dirs = vec![staging.to_path_buf()];
     for f in files {
         let original = absolute(f)?;
-        let bytes = fs::read(&original).map_err(|e| Error::io(&original, e))?;
-        let mode = fs::metadata(&original)
-            .map_err(|e| Error::io(&original, e))?
-            .permissions()
-            .mode()
-            & 0o7777;
+        let bytes = fsio::read(&original)?;
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(&original)
+                .map_err(|e| Error::io(&original, e))?
+                .permissions()
+                .mode()
+                & 0o7777
+        };
         let stored: PathBuf = original
             .components()
             .filter(|c| matches!(c, Component::Normal(_)))
@@ -103,13 +115,15 @@ fn copy_all(
         let dest = staging.join(&stored);
         // Errors name the file where it would end up, not the temporary directory.
         let shown = dir.join(&stored);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io(&shown, e))?;
+        for d in fsio::create_dirs(parent(&dest), PRIVATE_DIR_MODE)
+            .map_err(|e| shown_at(e, staging, dir))?
+        {
+            made_dirs.push(d);
         }
         let mut out = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode_0600()
+            .mode(0o600)
             .open(&dest)
             .map_err(|e| Error::io(&shown, e))?;
         out.write_all(&bytes).map_err(|e| Error::io(&shown, e))?;
@@ -123,22 +137,58 @@ fn copy_all(
             sha256: sha256_hex(&bytes),
         });
     }
-    let text = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    txn::write_atomic(&staging.join(MANIFEST), &text, 0o600).map_err(|e| match e {
-        Error::Io { source, .. } => Error::io(dir.join(MANIFEST), source),
-        e => e,
-    })?;
+    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    let mp = staging.join(MANIFEST);
+    let shown = dir.join(MANIFEST);
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&mp)
+        .map_err(|e| Error::io(&shown, e))?;
+    out.write_all(&text).map_err(|e| Error::io(&shown, e))?;
+    op();
+    out.sync_all().map_err(|e| Error::io(&shown, e))?;
+    op();
+    // Every directory of the copy is durable before the backup counts as made.
+    for d in made_dirs.iter().rev() {
+        sync_dir(d).map_err(|e| shown_at(e, staging, dir))?;
+    }
     // Renaming a directory never replaces a non-empty one: a `dir` made meanwhile is kept.
     fs::rename(staging, dir).map_err(|e| Error::io(dir, e))?;
     op();
-    if let Some(parent) = dir.parent() {
-        txn::sync_dir(parent)?;
-    }
+    sync_dir(parent(dir))?;
     Ok(manifest)
 }
 
+/// An error about a path inside the staging directory, named where it would end up.
+fn shown_at(e: Error, staging: &Path, dir: &Path) -> Error {
+    match e {
+        Error::Io { path, source } => {
+            let shown = path
+                .strip_prefix(staging)
+                .map(|rel| dir.join(rel))
+                .unwrap_or(path);
+            Error::Io {
+                path: shown,
+                source,
+            }
+        }
+        e => e,
+    }
+}
+
+/// Whether `dir` is a complete backup made by transaction `id`.
+pub(crate) fn made_by(dir: &Path, id: &str) -> bool {
+    fsio::read(&dir.join(MANIFEST))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        .is_some_and(|m| !id.is_empty() && m.transaction == id)
+}
+
 /// Deletes the temporary directories of backups interrupted while being made in `parent`
-/// (the caller holds the cert dir lock, so none is in progress). Returns what it removed.
+/// by kubepki versions before transactions named them (the caller holds the cert dir lock,
+/// so none is in progress; they are partial copies of files that are still in place).
 pub fn remove_incomplete(parent: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     if !crate::layout::exists(parent)? {
@@ -158,20 +208,9 @@ pub fn remove_incomplete(parent: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     if !removed.is_empty() {
-        txn::sync_dir(parent)?;
+        sync_dir(parent)?;
     }
     Ok(removed)
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
-    }
 }
 
 pub fn absolute(p: &Path) -> Result<PathBuf> {
@@ -181,7 +220,7 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 /// Reads and checks a backup: every file present with the recorded checksum.
 pub fn load(dir: &Path) -> Result<Manifest> {
     let mp = dir.join(MANIFEST);
-    let bytes = fs::read(&mp).map_err(|e| Error::io(&mp, e))?;
+    let bytes = fsio::read(&mp)?;
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Journal {
         path: mp.clone(),
         reason: format!("not a kubepki backup manifest: {e}"),
@@ -198,7 +237,7 @@ pub fn load(dir: &Path) -> Result<Manifest> {
             });
         }
         let p = dir.join(&f.stored);
-        let b = fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let b = fsio::read(&p)?;
         if sha256_hex(&b) != f.sha256 {
             return Err(Error::Journal {
                 path: p,
@@ -209,61 +248,100 @@ pub fn load(dir: &Path) -> Result<Manifest> {
     Ok(m)
 }
 
-/// Stages every backed-up file over its original into `r` (the caller commits).
-pub fn stage_restore(dir: &Path, m: &Manifest, r: &mut Replacement) -> Result<()> {
+/// One file a restore puts back.
+#[derive(Debug, Clone)]
+pub struct RestoreFile {
+    pub original: PathBuf,
+    pub contents: Vec<u8>,
+    /// The mode kubepki gives that kind of file (not the one the manifest records).
+    pub mode: u32,
+}
+
+/// What a restore into `layout` would write. Only files kubepki manages in the PKI of
+/// `layout` (its certificates, keys and kubeconfigs, by their exact paths) are restored, with
+/// the mode kubepki gives them; anything else in the manifest refuses the whole backup.
+/// `layout` must be absolute and is the one the backup was made from.
+pub fn plan_restore(dir: &Path, m: &Manifest, layout: &Layout) -> Result<Vec<RestoreFile>> {
+    let mp = dir.join(MANIFEST);
+    let managed = layout.managed_files();
+    let mut out = Vec::new();
     for f in &m.files {
-        let p = dir.join(&f.stored);
-        let b = fs::read(&p).map_err(|e| Error::io(&p, e))?;
-        r.stage(&f.original, &b, f.mode)?;
+        let Some((_, mode)) = managed.iter().find(|(p, _)| *p == f.original) else {
+            return Err(Error::Journal {
+                path: mp.clone(),
+                reason: format!(
+                    "names {}, which is not a file kubepki manages in {} or {}; nothing was restored",
+                    f.original.display(),
+                    layout.cert_dir.display(),
+                    layout.kubeconfig_dir.display()
+                ),
+            });
+        };
+        if out.iter().any(|r: &RestoreFile| r.original == f.original) {
+            return Err(Error::Journal {
+                path: mp.clone(),
+                reason: format!("names {} twice", f.original.display()),
+            });
+        }
+        out.push(RestoreFile {
+            original: f.original.clone(),
+            contents: fsio::read(&dir.join(&f.stored))?,
+            mode: *mode,
+        });
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::txn::Transaction;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn pki() -> (tempfile::TempDir, Layout) {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path().join("pki"), d.path());
+        fs::create_dir_all(layout.cert_dir.join("etcd")).unwrap();
+        (d, layout)
+    }
 
     #[test]
     fn backup_and_restore_round_trip() {
-        let d = tempfile::tempdir().unwrap();
-        let pki = d.path().join("pki");
-        fs::create_dir_all(pki.join("etcd")).unwrap();
-        let a = pki.join("apiserver.key");
-        let b = pki.join("etcd/server.crt");
+        let (d, layout) = pki();
+        let a = layout.cert_dir.join("apiserver.key");
+        let b = layout.cert_dir.join("etcd/server.crt");
         fs::write(&a, "A").unwrap();
         fs::set_permissions(&a, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&b, "B").unwrap();
         let bdir = d.path().join("backups/1");
-        let m = create(
-            &bdir,
-            &pki,
-            &[a.clone(), b.clone()],
-            "renew",
-            "2026-01-01T00:00:00Z",
-        )
-        .unwrap();
+        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
+        t.replace(&a, b"A2", 0o600).unwrap();
+        let m = t
+            .back_up(
+                &bdir,
+                &[a.clone(), b.clone()],
+                &layout,
+                "2026-01-01T00:00:00Z",
+            )
+            .unwrap();
+        t.commit().unwrap();
         assert_eq!(m.files.len(), 2);
         assert!(
             bdir.join(&m.files[1].stored)
                 .ends_with("pki/etcd/server.crt")
         );
-        // A second backup into the same directory is refused.
-        assert!(matches!(
-            create(&bdir, &pki, std::slice::from_ref(&a), "renew", "x"),
-            Err(Error::Exists { .. })
-        ));
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&bdir).unwrap().mode() & 0o777, 0o700);
 
-        fs::write(&a, "A2").unwrap();
         fs::write(&b, "B2").unwrap();
         let m = load(&bdir).unwrap();
-        let mut r = Replacement::new(&pki, "restore");
-        stage_restore(&bdir, &m, &mut r).unwrap();
+        let files = plan_restore(&bdir, &m, &layout).unwrap();
+        let mut r = Transaction::begin(&layout.cert_dir, "restore").unwrap();
+        for f in &files {
+            r.replace(&f.original, &f.contents, f.mode).unwrap();
+        }
         r.commit().unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"A");
-        assert_eq!(
-            fs::metadata(&a).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
         assert_eq!(fs::read(&b).unwrap(), b"B");
 
         // A tampered backup is refused before anything is staged.
@@ -272,21 +350,62 @@ mod tests {
     }
 
     #[test]
-    fn failed_backup_leaves_nothing() {
-        let d = tempfile::tempdir().unwrap();
-        let bdir = d.path().join("b");
-        let missing = d.path().join("nope.crt");
-        assert!(create(&bdir, d.path(), &[missing], "renew", "x").is_err());
+    fn a_dropped_transaction_removes_its_backup() {
+        let (d, layout) = pki();
+        let a = layout.cert_dir.join("apiserver.crt");
+        fs::write(&a, "A").unwrap();
+        let bdir = d.path().join("backups/1");
+        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
+        t.back_up(&bdir, std::slice::from_ref(&a), &layout, "x")
+            .unwrap();
+        assert!(bdir.join(MANIFEST).is_file());
+        drop(t);
         assert!(!bdir.exists());
-        assert_eq!(
-            fs::read_dir(d.path()).unwrap().count(),
-            0,
-            "no staging left"
-        );
+        assert_eq!(fs::read_dir(d.path().join("backups")).unwrap().count(), 0);
     }
 
     #[test]
-    fn interrupted_backups_are_removed() {
+    fn failed_backup_leaves_nothing() {
+        let (d, layout) = pki();
+        let bdir = d.path().join("b");
+        let missing = d.path().join("nope.crt");
+        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
+        assert!(t.back_up(&bdir, &[missing], &layout, "x").is_err());
+        drop(t);
+        assert!(!bdir.exists());
+        let left: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["pki"], "no staging left");
+    }
+
+    #[test]
+    fn restore_refuses_files_kubepki_does_not_manage() {
+        let (d, layout) = pki();
+        let a = layout.cert_dir.join("apiserver.crt");
+        fs::write(&a, "A").unwrap();
+        let bdir = d.path().join("backups/1");
+        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
+        let mut m = t
+            .back_up(&bdir, std::slice::from_ref(&a), &layout, "x")
+            .unwrap();
+        t.replace(&a, b"A2", 0o644).unwrap();
+        t.commit().unwrap();
+        for evil in [
+            d.path().join("OUTSIDE"),
+            layout.cert_dir.join("evil.crt"),
+            PathBuf::from("/etc/passwd"),
+        ] {
+            m.files[0].original = evil.clone();
+            m.files[0].mode = 0o4755;
+            let e = plan_restore(&bdir, &m, &layout).unwrap_err().to_string();
+            assert!(e.contains("not a file kubepki manages"), "{e}");
+        }
+    }
+
+    #[test]
+    fn interrupted_legacy_backups_are_removed() {
         let d = tempfile::tempdir().unwrap();
         let staged = d.path().join(".kubepki-backup-abc");
         fs::create_dir_all(staged.join("etc")).unwrap();

@@ -140,7 +140,10 @@ impl Certificate {
     /// plain (see [`crate::pem::parse_all`]); besides certificates it may hold one private key
     /// (the kubelet keeps both in one file), and nothing else.
     pub fn from_pem_chain(pem_bytes: &[u8]) -> Result<Vec<Self>, String> {
-        let blocks = crate::pem::parse_all(pem_bytes).map_err(|e| e.to_string())?;
+        let blocks = crate::pem::parse_all(pem_bytes).map_err(|e| match e {
+            crate::pem::PemError::NoBlock => "no CERTIFICATE PEM block found".to_string(),
+            e => e.to_string(),
+        })?;
         if let Some((i, b)) = blocks.iter().enumerate().find(|(_, b)| {
             b.label != "CERTIFICATE"
                 && b.label != "PRIVATE KEY"

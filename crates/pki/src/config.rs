@@ -115,7 +115,7 @@ struct LocalEtcd {
 
 impl KubeadmConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::fsio::read_to_string(path)?;
         Self::parse(&text, path)
     }
 

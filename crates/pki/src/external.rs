@@ -16,7 +16,8 @@ use crate::check::{Findings, missing_sans};
 use crate::csr::{self, CsrInfo};
 use crate::error::{Error, Result};
 use crate::expiry::read_item_cert;
-use crate::fsio::{self, NewFiles};
+use crate::fsio;
+use crate::fsio::CERT_MODE;
 use crate::inventory::{self, Item};
 use crate::issue::CertTemplate;
 use crate::key::{KeyAlgorithm, PrivateKey};
@@ -24,8 +25,7 @@ use crate::kubeconfig::{self, Kubeconfig};
 use crate::layout::{self, Layout};
 use crate::params::ClusterParams;
 use crate::renew::Selection;
-use crate::txn::Replacement;
-use crate::{backup, fsio::CERT_MODE};
+use crate::session::Session;
 
 /// Items an external CA may have to sign: kubeadm's list plus kubelet.conf.
 pub fn signable_items(local_etcd: bool) -> Vec<Item> {
@@ -130,8 +130,9 @@ pub fn plan_csrs(
     Ok(jobs)
 }
 
-/// Writes every key and CSR (and partial kubeconfig) as one all-or-nothing set.
+/// Writes every key and CSR (and partial kubeconfig) as one all-or-nothing set of new files.
 pub fn write_csrs(
+    session: &Session,
     jobs: &[CsrJob],
     params: &ClusterParams,
     alg: KeyAlgorithm,
@@ -144,11 +145,11 @@ pub fn write_csrs(
             Ok((key.to_pem()?, csr))
         })
         .collect();
-    let mut files = NewFiles::new();
+    let mut files = session.transaction("generate-csr")?;
     for (j, m) in jobs.iter().zip(made) {
         let (key_pem, csr_pem) = m.map_err(Error::Crypto)?;
         match j.item {
-            Item::Leaf(_) => files.stage(&j.key_path, key_pem.as_bytes(), fsio::KEY_MODE)?,
+            Item::Leaf(_) => files.create(&j.key_path, key_pem.as_bytes(), fsio::KEY_MODE)?,
             Item::Kubeconfig(k) => {
                 let yaml = Kubeconfig::key_only(
                     &params.cluster_name,
@@ -157,10 +158,10 @@ pub fn write_csrs(
                     &key_pem,
                 )
                 .to_yaml();
-                files.stage(&j.key_path, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
+                files.create(&j.key_path, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
             }
         }
-        files.stage(&j.csr_path, csr_pem.as_bytes(), CERT_MODE)?;
+        files.create(&j.csr_path, csr_pem.as_bytes(), CERT_MODE)?;
     }
     files.commit()
 }
@@ -207,7 +208,7 @@ pub fn plan_import(
             path: crt_path.clone(),
             reason,
         };
-        let csr_bytes = std::fs::read(&csr_path).map_err(|e| Error::io(&csr_path, e))?;
+        let csr_bytes = crate::fsio::read(&csr_path)?;
         let req = match csr::parse_pem(&csr_bytes) {
             Ok(r) => r,
             Err(reason) => {
@@ -218,7 +219,7 @@ pub fn plan_import(
                 continue;
             }
         };
-        let cert_pem = std::fs::read(&crt_path).map_err(|e| Error::io(&crt_path, e))?;
+        let cert_pem = crate::fsio::read(&crt_path)?;
         let chain = match Certificate::from_pem_chain(&cert_pem) {
             Ok(c) => c,
             Err(reason) => {
@@ -230,7 +231,7 @@ pub fn plan_import(
             }
         };
         let key_pem = match item {
-            Item::Leaf(_) => std::fs::read(&key_source).map_err(|e| Error::io(&key_source, e))?,
+            Item::Leaf(_) => crate::fsio::read(&key_source)?,
             Item::Kubeconfig(_) => kubeconfig::read_client_key(&key_source)?,
         };
         let key = PrivateKey::from_pem(&key_pem).map_err(|reason| Error::BadKey {
@@ -380,11 +381,12 @@ fn check_against_request(
 
 /// Installs every checked certificate at once, backing up anything it replaces.
 pub fn execute_import(
+    session: &Session,
     plan: &ImportPlan,
-    layout: &Layout,
     backup_dir: &Path,
     now: OffsetDateTime,
 ) -> Result<Vec<PathBuf>> {
+    let layout = session.layout();
     if !plan.findings.is_ok() {
         return Err(Error::Invalid(
             "refusing to import: see the problems above; nothing was installed".into(),
@@ -402,10 +404,8 @@ pub fn execute_import(
                 }
             }
             Item::Kubeconfig(k) => {
-                let text = std::fs::read_to_string(&i.key_source)
-                    .map_err(|e| Error::io(&i.key_source, e))?;
-                let ca_pem = std::fs::read_to_string(&ca_pem_path)
-                    .map_err(|e| Error::io(&ca_pem_path, e))?;
+                let text = fsio::read_to_string(&i.key_source)?;
+                let ca_pem = fsio::read_to_string(&ca_pem_path)?;
                 let cert = String::from_utf8_lossy(&i.cert_pem).into_owned();
                 let key = String::from_utf8_lossy(&i.key_pem).into_owned();
                 let full = kubeconfig::update_credentials(
@@ -433,18 +433,17 @@ pub fn execute_import(
         .map(|(p, _, _)| p.clone())
         .filter(|p| p.exists() && !is_partial_kubeconfig(p))
         .collect();
+    let mut r = session.transaction("import")?;
+    for (p, c, m) in &contents {
+        r.replace(p, c, *m)?;
+    }
     if !replaced.is_empty() {
-        backup::create(
+        r.back_up(
             backup_dir,
-            &layout.cert_dir,
             &replaced,
-            "import",
+            layout,
             &crate::expiry::rfc3339_utc(now),
         )?;
-    }
-    let mut r = Replacement::new(&layout.cert_dir, "import");
-    for (p, c, m) in &contents {
-        r.stage(p, c, *m)?;
     }
     r.commit()
 }

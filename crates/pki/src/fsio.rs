@@ -1,13 +1,13 @@
-//! Writing files safely: temp file in the target directory, fsync, then an atomic no-clobber
-//! link into place, then fsync of the directory. A [`NewFiles`] set is all-or-nothing: every
-//! file is staged before any becomes visible, and a failure removes what was placed.
+//! File-system primitives every write and read goes through: bounded reads of files kubepki
+//! did not write, directories with explicit modes (whatever the umask), directory fsync,
+//! no-clobber renames, and paths that survive a round trip through JSON even when they are
+//! not UTF-8.
 
 use std::fs::{self, File, Permissions};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 
@@ -15,183 +15,260 @@ pub const CERT_MODE: u32 = 0o644;
 pub const KEY_MODE: u32 = 0o600;
 pub const KUBECONFIG_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o755;
+/// Backups hold private keys: only root may enter.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
 
-/// A set of new files written together. Dropping an uncommitted set removes its temp files
-/// and the directories it created.
-#[derive(Default)]
-pub struct NewFiles {
-    staged: Vec<(NamedTempFile, PathBuf)>,
-    created_dirs: Vec<PathBuf>,
+/// The largest file kubepki reads. A certificate, key or kubeconfig is a few KiB; a CA bundle
+/// or a kubeadm config file some hundreds at most. Anything larger (or endless, like
+/// /dev/zero) is refused instead of filling memory.
+pub const MAX_READ: u64 = 4 << 20;
+
+/// Reads a regular file of at most [`MAX_READ`] bytes. Refuses devices, FIFOs, sockets and
+/// directories (opened without blocking, so a FIFO cannot hang the read), and files that grow
+/// past the limit while read.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a device, FIFO, socket or directory); kubepki reads only regular files",
+            ),
+        ));
+    }
+    let too_big = || {
+        Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {} MiB; not a PKI file", MAX_READ >> 20),
+            ),
+        )
+    };
+    if meta.len() > MAX_READ {
+        return Err(too_big());
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_READ + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(path, e))?;
+    if buf.len() as u64 > MAX_READ {
+        return Err(too_big());
+    }
+    Ok(buf)
 }
 
-impl NewFiles {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.staged.is_empty()
-    }
-
-    pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.staged.iter().map(|(_, p)| p.as_path())
-    }
-
-    /// Writes `contents` to a temp file beside `path`, with `mode`, fsynced.
-    pub fn stage(&mut self, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-        if crate::layout::exists(path)? {
-            return Err(Error::Exists {
-                path: path.to_path_buf(),
-            });
-        }
-        if self.staged.iter().any(|(_, p)| p == path) {
-            return Err(Error::Exists {
-                path: path.to_path_buf(),
-            });
-        }
-        let dir = parent(path);
-        self.create_dirs(dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".kubepki-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(path, e))?;
-        let f = tmp.as_file_mut();
-        f.set_permissions(Permissions::from_mode(mode))
-            .map_err(|e| Error::io(path, e))?;
-        f.write_all(contents).map_err(|e| Error::io(path, e))?;
-        f.sync_all().map_err(|e| Error::io(path, e))?;
-        self.staged.push((tmp, path.to_path_buf()));
-        Ok(())
-    }
-
-    fn create_dirs(&mut self, dir: &Path) -> Result<()> {
-        let mut missing = Vec::new();
-        let mut d = dir;
-        while !d.as_os_str().is_empty() && !crate::layout::exists(d)? {
-            missing.push(d.to_path_buf());
-            d = parent(d);
-        }
-        for m in missing.into_iter().rev() {
-            fs::create_dir(&m).map_err(|e| Error::io(&m, e))?;
-            fs::set_permissions(&m, Permissions::from_mode(DIR_MODE))
-                .map_err(|e| Error::io(&m, e))?;
-            self.created_dirs.push(m);
-        }
-        Ok(())
-    }
-
-    /// Links every staged file into place without replacing anything. On failure, the files
-    /// already placed are removed again and the error names the file that failed.
-    pub fn commit(mut self) -> Result<Vec<PathBuf>> {
-        let mut placed: Vec<PathBuf> = Vec::new();
-        let staged = std::mem::take(&mut self.staged);
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for (tmp, path) in staged {
-            if let Err(e) = tmp.persist_noclobber(&path) {
-                for p in &placed {
-                    let _ = fs::remove_file(p);
-                }
-                let kind = e.error.kind();
-                return Err(if kind == std::io::ErrorKind::AlreadyExists {
-                    Error::Exists { path }
-                } else {
-                    Error::io(path, e.error)
-                });
-            }
-            let d = parent(&path).to_path_buf();
-            if !dirs.contains(&d) {
-                dirs.push(d);
-            }
-            placed.push(path);
-        }
-        for d in dirs {
-            sync_dir(&d)?;
-        }
-        self.created_dirs.clear();
-        Ok(placed)
-    }
+/// [`read`], as UTF-8 text.
+pub fn read_to_string(path: &Path) -> Result<String> {
+    String::from_utf8(read(path)?).map_err(|_| {
+        Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        )
+    })
 }
 
-impl Drop for NewFiles {
-    fn drop(&mut self) {
-        // Temp files delete themselves; then remove directories we created, deepest first.
-        self.staged.clear();
-        for d in self.created_dirs.iter().rev() {
-            let _ = fs::remove_dir(d);
-        }
-    }
-}
-
-fn parent(path: &Path) -> &Path {
+/// The directory of `path` ("." for a bare file name).
+pub fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
-/// Makes a rename or link in `dir` durable.
+/// Makes a rename, link or removal in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(dir, e))
+    let f = File::open(dir).map_err(|e| Error::io(dir, e))?;
+    nix::unistd::fsync(f.as_fd()).map_err(|e| Error::io(dir, std::io::Error::from(e)))?;
+    crate::txn::op();
+    Ok(())
 }
 
-/// Writes one new file atomically; fails if it exists.
-pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let mut set = NewFiles::new();
-    set.stage(path, contents, mode)?;
-    set.commit().map(|_| ())
+/// Creates `dir` and its missing parents with `mode` exactly (the umask does not apply),
+/// fsyncing each parent that gained an entry. Returns the directories it created, outermost
+/// first.
+pub fn create_dirs(dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !crate::layout::exists(d)? {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    missing.reverse();
+    for m in &missing {
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(m)
+            .map_err(|e| Error::io(m, e))?;
+        fs::set_permissions(m, Permissions::from_mode(mode)).map_err(|e| Error::io(m, e))?;
+        crate::txn::op();
+        sync_dir(parent(m))?;
+    }
+    Ok(missing)
+}
+
+/// Renames `from` to `to` unless `to` exists (atomically: renameat2 RENAME_NOREPLACE).
+pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        // File systems without RENAME_NOREPLACE: a hard link fails on an existing target too.
+        Err(nix::errno::Errno::EINVAL) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        Err(e) => Err(std::io::Error::from(e)),
+    }
+}
+
+/// Serde for paths that are not always UTF-8: a JSON string when the path is UTF-8, else
+/// `{"bytes": [..]}`, so a journal or manifest never fails to record a path (and never
+/// records a lossy one that names another file).
+pub mod json_path {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes { bytes: Vec<u8> },
+    }
+
+    fn to_repr(p: &Path) -> Repr {
+        match p.to_str() {
+            Some(s) => Repr::Text(s.to_string()),
+            None => Repr::Bytes {
+                bytes: p.as_os_str().as_bytes().to_vec(),
+            },
+        }
+    }
+
+    fn from_repr(r: Repr) -> PathBuf {
+        match r {
+            Repr::Text(s) => PathBuf::from(s),
+            Repr::Bytes { bytes } => PathBuf::from(OsString::from_vec(bytes)),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        to_repr(p).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        Repr::deserialize(d).map(from_repr)
+    }
+
+    /// The same, for `Vec<PathBuf>`.
+    pub mod vec {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+            v.iter()
+                .map(|p| to_repr(p))
+                .collect::<Vec<_>>()
+                .serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+            Ok(Vec::<Repr>::deserialize(d)?
+                .into_iter()
+                .map(from_repr)
+                .collect())
+        }
+    }
+
+    /// The same, for `Option<PathBuf>`.
+    pub mod opt {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+            v.as_deref().map(to_repr).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+            Ok(Option::<Repr>::deserialize(d)?.map(from_repr))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
 
     #[test]
-    fn all_or_nothing() {
+    fn reads_are_bounded_and_regular_only() {
         let d = tempfile::tempdir().unwrap();
-        let a = d.path().join("x/a.key");
-        let b = d.path().join("x/y/b.crt");
-        let mut set = NewFiles::new();
-        set.stage(&a, b"A", KEY_MODE).unwrap();
-        set.stage(&b, b"B", CERT_MODE).unwrap();
-        assert!(!a.exists(), "nothing is visible before commit");
-        set.commit().unwrap();
-        assert_eq!(fs::read(&a).unwrap(), b"A");
-        assert_eq!(fs::metadata(&a).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(&b).unwrap().mode() & 0o777, 0o644);
-        // No temp files left behind.
-        let names: Vec<_> = fs::read_dir(d.path().join("x"))
+        let f = d.path().join("a");
+        fs::write(&f, "x").unwrap();
+        assert_eq!(read(&f).unwrap(), b"x");
+        let e = read(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.starts_with("/dev/zero: not a regular file"), "{e}");
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(read(&fifo).is_err(), "a FIFO is refused, not waited on");
+        assert!(read(d.path()).is_err());
+        let big = d.path().join("big");
+        fs::File::create(&big)
             .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-
-        // Staging over an existing file fails; an abandoned set leaves no trace.
-        let mut set = NewFiles::new();
-        set.stage(&d.path().join("z/new.crt"), b"N", CERT_MODE)
+            .set_len(MAX_READ + 1)
             .unwrap();
-        assert!(matches!(
-            set.stage(&a, b"A2", KEY_MODE),
-            Err(Error::Exists { .. })
-        ));
-        drop(set);
-        assert!(!d.path().join("z").exists());
-        assert_eq!(fs::read(&a).unwrap(), b"A");
+        assert!(read(&big).unwrap_err().to_string().contains("larger than"));
     }
 
     #[test]
-    fn commit_never_replaces_a_file_that_appeared_meanwhile() {
+    fn directories_get_their_mode_whatever_the_umask() {
+        // The test process's umask (022 or stricter) would take bits off 0777.
         let d = tempfile::tempdir().unwrap();
-        let a = d.path().join("a");
-        let b = d.path().join("b");
-        let mut set = NewFiles::new();
-        set.stage(&a, b"A", CERT_MODE).unwrap();
-        set.stage(&b, b"B", CERT_MODE).unwrap();
-        fs::write(&b, b"theirs").unwrap();
-        assert!(matches!(set.commit(), Err(Error::Exists { .. })));
-        assert!(!a.exists(), "the placed file is rolled back");
-        assert_eq!(fs::read(&b).unwrap(), b"theirs");
+        let made = create_dirs(&d.path().join("a/b"), 0o777).unwrap();
+        assert_eq!(made.len(), 2);
+        for p in ["a", "a/b"] {
+            assert_eq!(
+                fs::metadata(d.path().join(p)).unwrap().mode() & 0o777,
+                0o777
+            );
+        }
+    }
+
+    #[test]
+    fn noreplace_never_clobbers() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        fs::write(&a, "A").unwrap();
+        fs::write(&b, "B").unwrap();
+        assert!(rename_noreplace(&a, &b).is_err());
+        assert_eq!(fs::read(&b).unwrap(), b"B");
+        fs::remove_file(&b).unwrap();
+        rename_noreplace(&a, &b).unwrap();
+        assert_eq!(fs::read(&b).unwrap(), b"A");
+    }
+
+    #[test]
+    fn non_utf8_paths_round_trip_through_json() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct S {
+            #[serde(with = "json_path")]
+            p: PathBuf,
+        }
+        let weird = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff\xfe/pki"));
+        let text = serde_json::to_string(&S { p: weird.clone() }).unwrap();
+        let back: S = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.p, weird);
+        let plain: S = serde_json::from_str(r#"{"p":"/etc/kubernetes"}"#).unwrap();
+        assert_eq!(plain.p, PathBuf::from("/etc/kubernetes"));
     }
 }

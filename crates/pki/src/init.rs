@@ -16,13 +16,14 @@ use crate::cert::Certificate;
 use crate::check::{self, Findings};
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::fsio::{self, NewFiles};
+use crate::fsio;
 use crate::inventory::{self, CaId, CaSpec, KubeconfigSpec, LeafSpec};
 use crate::issue::{self, CertTemplate, Signer};
 use crate::key::PrivateKey;
 use crate::kubeconfig::{self, Kubeconfig};
 use crate::layout::{self, Layout};
 use crate::params::{BACKDATE, ClusterParams};
+use crate::session::Session;
 
 /// One inventory entry.
 #[derive(Clone, Copy, Debug)]
@@ -331,7 +332,7 @@ fn plan_service_account(plan: &mut Plan) -> Result<()> {
         (true, _) => {
             if let Some(k) = read_or_note(&mut plan.findings, layout::read_key(&key_path))? {
                 if pub_exists {
-                    let bytes = std::fs::read(&pub_path).map_err(|e| Error::io(&pub_path, e))?;
+                    let bytes = crate::fsio::read(&pub_path)?;
                     match crate::key::public_key_from_pem(&bytes) {
                         Err(reason) => plan.findings.problems.push(Error::BadPublicKey {
                             path: pub_path.clone(),
@@ -463,9 +464,11 @@ pub enum Event<'a> {
     Wrote { step: &'a Step },
 }
 
-/// Generates and writes everything the plan marks `Generate`/`DerivePublicKey`, atomically as
-/// one set. Refuses a plan with problems.
+/// Generates and writes everything the plan marks `Generate`/`DerivePublicKey`, as one
+/// transaction of new files: all of them appear, or none (even if killed). Refuses a plan
+/// with problems. Plan within the same session, so that nothing changed in between.
 pub fn execute(
+    session: &Session,
     plan: &Plan,
     params: &ClusterParams,
     now: OffsetDateTime,
@@ -497,7 +500,7 @@ pub fn execute(
         .collect();
 
     let not_before = now - BACKDATE;
-    let mut files = NewFiles::new();
+    let mut files = session.transaction("init")?;
 
     // CAs first: leaves need them.
     let mut cas: BTreeMap<CaId, (Certificate, &PrivateKey)> = BTreeMap::new();
@@ -568,15 +571,13 @@ pub fn execute(
             Some(CaMaterial::Existing { cert, .. }) => {
                 // Keep the whole file (a chain, maybe) as the kubeconfig's trust.
                 let p = plan.layout.ca_cert(inventory::ca(id));
-                std::fs::read_to_string(&p)
-                    .map_err(|e| Error::io(&p, e))
-                    .map(|s| {
-                        if s.trim().is_empty() {
-                            cert.to_pem()
-                        } else {
-                            s
-                        }
-                    })
+                crate::fsio::read_to_string(&p).map(|s| {
+                    if s.trim().is_empty() {
+                        cert.to_pem()
+                    } else {
+                        s
+                    }
+                })
             }
             _ => Ok(new_ca_certs[&id].to_pem()),
         }
@@ -586,12 +587,12 @@ pub fn execute(
         match s.artifact {
             Artifact::Ca(ca) => {
                 let key = new_keys.remove(ca.name).expect("generated above");
-                files.stage(
+                files.create(
                     &plan.layout.ca_cert(ca),
                     new_ca_certs[&ca.id].to_pem().as_bytes(),
                     fsio::CERT_MODE,
                 )?;
-                files.stage(
+                files.create(
                     &plan.layout.ca_key(ca),
                     key_pem(&key)?.as_bytes(),
                     fsio::KEY_MODE,
@@ -600,12 +601,12 @@ pub fn execute(
                 new_keys.insert(ca.name, key);
             }
             Artifact::Leaf(l) => {
-                files.stage(
+                files.create(
                     &plan.layout.leaf_cert(l),
                     leaf_certs[&i].to_pem().as_bytes(),
                     fsio::CERT_MODE,
                 )?;
-                files.stage(
+                files.create(
                     &plan.layout.leaf_key(l),
                     key_pem(&new_keys[l.name])?.as_bytes(),
                     fsio::KEY_MODE,
@@ -613,12 +614,12 @@ pub fn execute(
             }
             Artifact::ServiceAccount => {
                 let key = &new_keys["sa"];
-                files.stage(
+                files.create(
                     &plan.layout.sa_key(),
                     key_pem(key)?.as_bytes(),
                     fsio::KEY_MODE,
                 )?;
-                files.stage(
+                files.create(
                     &plan.layout.sa_pub(),
                     key.public_key_pem().as_bytes(),
                     fsio::CERT_MODE,
@@ -638,7 +639,7 @@ pub fn execute(
                     &key_pem(&new_keys[kc.name])?,
                 )
                 .to_yaml();
-                files.stage(
+                files.create(
                     &plan.layout.kubeconfig(kc),
                     yaml.as_bytes(),
                     fsio::KUBECONFIG_MODE,
@@ -655,7 +656,7 @@ pub fn execute(
             .sa_key
             .as_ref()
             .expect("planned from an existing sa.key");
-        files.stage(
+        files.create(
             &step.files[1],
             key.public_key_pem().as_bytes(),
             fsio::CERT_MODE,

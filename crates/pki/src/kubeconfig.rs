@@ -262,7 +262,7 @@ pub struct Credentials {
 
 /// The current context's API server URL, without loading any credentials.
 pub fn read_server(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::fsio::read_to_string(path)?;
     let (cluster, _) = parse_credentials_shallow(&text, path)?;
     let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
         path: path.to_path_buf(),
@@ -281,7 +281,7 @@ pub fn read_server(path: &Path) -> Result<String> {
 
 /// The embedded client key of a partial kubeconfig (one written by `generate-csr`).
 pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::fsio::read_to_string(path)?;
     let (_, user) = parse_credentials_shallow(&text, path)?;
     let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
         path: path.to_path_buf(),
@@ -305,7 +305,7 @@ pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads the current context's cluster and client credentials.
 pub fn read_credentials(path: &Path) -> Result<Credentials> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::fsio::read_to_string(path)?;
     parse_credentials(&text, path)
 }
 
@@ -359,7 +359,7 @@ pub fn parse_credentials(text: &str, path: &Path) -> Result<Credentials> {
         }
         if let Some(f) = file.as_deref().filter(|f| !f.is_empty()) {
             let p = base.join(f);
-            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            let bytes = crate::fsio::read(&p)?;
             return Ok(Some((bytes, Source::File(p))));
         }
         Ok(None)

@@ -43,6 +43,36 @@ impl Layout {
     pub fn sa_pub(&self) -> PathBuf {
         self.cert_dir.join(SA_PUB)
     }
+    /// The same layout with absolute paths (relative ones resolved against the working
+    /// directory now, so that journals and backups name the same files from anywhere).
+    pub fn absolute(&self) -> Result<Layout> {
+        let abs = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
+        Ok(Layout {
+            cert_dir: abs(&self.cert_dir)?,
+            kubeconfig_dir: abs(&self.kubeconfig_dir)?,
+        })
+    }
+
+    /// Every file kubepki manages in this PKI, with the mode kubepki gives it.
+    pub fn managed_files(&self) -> Vec<(PathBuf, u32)> {
+        use crate::fsio::{CERT_MODE, KEY_MODE, KUBECONFIG_MODE};
+        let mut v = Vec::new();
+        for ca in crate::inventory::CAS {
+            v.push((self.ca_cert(ca), CERT_MODE));
+            v.push((self.ca_key(ca), KEY_MODE));
+        }
+        for l in crate::inventory::LEAVES {
+            v.push((self.leaf_cert(l), CERT_MODE));
+            v.push((self.leaf_key(l), KEY_MODE));
+        }
+        v.push((self.sa_key(), KEY_MODE));
+        v.push((self.sa_pub(), CERT_MODE));
+        for k in crate::inventory::KUBECONFIGS {
+            v.push((self.kubeconfig(k), KUBECONFIG_MODE));
+        }
+        v
+    }
+
     /// The file whose certificate a kubeadm table row reports.
     pub fn item_file(&self, item: Item) -> PathBuf {
         match item {
@@ -74,9 +104,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     if !exists(path)? {
         return Ok(None);
     }
-    std::fs::read(path)
-        .map(Some)
-        .map_err(|e| Error::io(path, e))
+    crate::fsio::read(path).map(Some)
 }
 
 /// Reads a certificate file (leaf first if it holds a chain); `None` when absent.

@@ -22,6 +22,7 @@ pub mod layout;
 pub mod params;
 pub mod pem;
 pub mod renew;
+pub mod session;
 pub mod txn;
 mod yaml;
 

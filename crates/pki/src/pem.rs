@@ -198,10 +198,10 @@ pub fn parse_all(data: &[u8]) -> Result<Vec<Block>, PemError> {
         pos = b.end;
         blocks.push(b);
     }
-    outside(data, pos, data.len())?;
     if blocks.is_empty() {
         return Err(PemError::NoBlock);
     }
+    outside(data, pos, data.len())?;
     Ok(blocks)
 }
 
@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(found.der, b"bbbb");
         assert!(matches!(
             parse_all(crafted.as_bytes()),
-            Err(PemError::TextOutside { offset: 0, .. })
+            Err(PemError::TextOutside { offset: 1, .. })
         ));
         let prefixed = format!("junk{a}");
         assert!(decode(prefixed.as_bytes(), 0).is_none());

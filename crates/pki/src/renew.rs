@@ -18,8 +18,8 @@ use crate::key::{KeyAlgorithm, PrivateKey};
 use crate::kubeconfig::{self, Source};
 use crate::layout::{self, Layout};
 use crate::params::BACKDATE;
-use crate::txn::Replacement;
-use crate::{backup, check, duration, fsio};
+use crate::session::Session;
+use crate::{check, duration, fsio};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -418,8 +418,9 @@ pub struct Outcome {
 }
 
 /// Issues the new certificates, backs up the old files into `backup_dir`, then swaps
-/// everything in at once. The caller holds the cert dir lock and has run recovery.
+/// everything in at once, in one transaction of `session` (plan within the same session).
 pub fn execute(
+    session: &Session,
     plan: &Plan,
     req: &Request,
     now: OffsetDateTime,
@@ -475,9 +476,8 @@ pub fn execute(
             }
             Item::Kubeconfig(_) => {
                 let path = &t.files[0];
-                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-                let ca_pem = std::fs::read_to_string(&ca_pem_path)
-                    .map_err(|e| Error::io(&ca_pem_path, e))?;
+                let text = crate::fsio::read_to_string(path)?;
+                let ca_pem = crate::fsio::read_to_string(&ca_pem_path)?;
                 let new = kubeconfig::replace_credentials(
                     &text,
                     path,
@@ -491,30 +491,20 @@ pub fn execute(
     }
 
     // Stage first (a read-only or full cert dir fails here, before anything else exists),
-    // then back up, then swap. Until the journal exists a failure changes nothing: the staged
-    // files go when `r` drops, and the backup of a renewal that did not happen is removed.
-    let mut r = Replacement::new(&plan.layout.cert_dir, "renew");
+    // then back up, then swap. Until the commit a failure changes nothing: the transaction
+    // removes what it staged and the backup of a renewal that did not happen.
+    let mut r = session.transaction("renew")?;
     for (p, c, m) in &contents {
-        r.stage(p, c, *m)?;
+        r.replace(p, c, *m)?;
     }
     let old_files: Vec<PathBuf> = contents.iter().map(|(p, _, _)| p.clone()).collect();
-    let stamp = crate::expiry::rfc3339_utc(now);
-    backup::create(
+    r.back_up(
         backup_dir,
-        &plan.layout.cert_dir,
         &old_files,
-        "renew",
-        &stamp,
+        &plan.layout,
+        &crate::expiry::rfc3339_utc(now),
     )?;
-    let written = match r.commit() {
-        Ok(w) => w,
-        Err(e) => {
-            if !plan.layout.cert_dir.join(crate::txn::JOURNAL).exists() {
-                let _ = std::fs::remove_dir_all(backup_dir);
-            }
-            return Err(e);
-        }
-    };
+    let written = r.commit()?;
     Ok(Outcome {
         renewed: targets.iter().map(|t| t.name()).collect(),
         backup: Some(backup_dir.to_path_buf()),

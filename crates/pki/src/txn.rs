@@ -1,38 +1,48 @@
-//! Replacing existing files all-or-nothing, surviving SIGKILL at any point.
+//! Writing a set of files all-or-nothing, surviving SIGKILL at any point.
 //!
-//! 1. Every new file is written to a temp file beside its target and fsynced.
-//! 2. A journal naming each (temp, target) pair is written atomically into the cert dir.
-//! 3. Each temp is renamed over its target; directories are fsynced.
-//! 4. The journal is removed.
+//! A [`Transaction`] (opened from a [`crate::session::Session`], which holds the lock):
+//! 1. Before it creates anything, a *prepared* journal names the transaction, the directories
+//!    it stages in and the backup it makes. Its temp files carry the transaction's id.
+//! 2. Every new file is written to a temp file beside its target and fsynced; the backup, if
+//!    any, is made complete; the staging directories are fsynced.
+//! 3. The journal is rewritten as *committed*, naming each (temp, target) pair by absolute
+//!    path with the new content's SHA-256.
+//! 4. Each temp is renamed onto its target (new files never replace anything); the
+//!    directories are fsynced; the journal is removed.
 //!
-//! A run killed before step 2 leaves only temp files: [`recover`] deletes them (wholly old).
-//! A run killed after step 2 leaves the journal: [`recover`] finishes the renames (wholly new).
-//! Every step that touches the disk goes through [`op`], so a test can kill the process after
-//! any chosen number of operations.
+//! [`recover`] brings an interrupted run to an end: a committed journal is finished (wholly
+//! new), a prepared one is undone by removing exactly the temp files and backup it names
+//! (wholly old). Temp files no journal accounts for are reported and kept: they could hold
+//! the only copy of a key. Every step that touches the disk goes through [`op`], so a test
+//! build can kill the process after any chosen number of operations.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, Permissions};
 use std::io::Write;
-use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fsio::{self, json_path, parent, sync_dir};
 
 pub const JOURNAL: &str = ".kubepki-journal";
-const TEMP_PREFIX: &str = ".kubepki-";
+/// Temp files of the journal itself: only paths and checksums, never key material.
+const JOURNAL_TEMP_PREFIX: &str = ".kubepki-journal.";
+pub(crate) const TEMP_PREFIX: &str = ".kubepki-";
 
 static OPS: AtomicU64 = AtomicU64::new(0);
 
-/// Counts one disk operation. With `KUBEPKI_TEST_KILL_AFTER_OPS=N` the process SIGKILLs
-/// itself right after operation N: the crash-safety test hook.
+/// Counts one disk operation. In test builds (feature `test-hooks`),
+/// `KUBEPKI_TEST_KILL_AFTER_OPS=N` makes the process SIGKILL itself right after operation N:
+/// the crash-safety tests' hook.
 pub fn op() {
-    let n = OPS.fetch_add(1, Ordering::SeqCst) + 1;
+    let _n = OPS.fetch_add(1, Ordering::SeqCst) + 1;
+    #[cfg(feature = "test-hooks")]
     if let Ok(limit) = std::env::var("KUBEPKI_TEST_KILL_AFTER_OPS")
-        && limit.parse::<u64>().ok() == Some(n)
+        && limit.parse::<u64>().ok() == Some(_n)
     {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
@@ -46,6 +56,14 @@ pub fn ops_done() -> u64 {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random id for a transaction: its temp files and backup staging carry it.
+fn new_id() -> String {
+    let mut b = [0u8; 8];
+    // The system RNG does not fail on Linux; a fixed id would still be unique per lock holder.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Exclusive lock on a directory (flock on the directory itself: no lock file appears).
@@ -74,57 +92,157 @@ impl DirLock {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 struct Entry {
+    #[serde(with = "json_path")]
     target: PathBuf,
+    #[serde(with = "json_path")]
     staged: PathBuf,
     sha256: String,
+    /// A new file: the rename must not replace anything.
+    #[serde(default)]
+    create: bool,
 }
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Prepared,
+    /// Journals of format 1 had no state: they were written at commit.
+    #[default]
+    Committed,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct BackupRecord {
+    #[serde(with = "json_path")]
+    dir: PathBuf,
+    #[serde(with = "json_path")]
+    staging: PathBuf,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
 struct Journal {
     kubepki_journal: u32,
+    #[serde(default)]
+    id: String,
     operation: String,
+    #[serde(default)]
+    state: State,
+    /// Where temp files of this transaction may be.
+    #[serde(default, with = "json_path::vec")]
+    dirs: Vec<PathBuf>,
+    #[serde(default)]
+    backup: Option<BackupRecord>,
     entries: Vec<Entry>,
 }
 
-/// A set of files to replace (or create) together.
-pub struct Replacement {
+const FORMAT: u32 = 2;
+
+/// A set of files to replace or create together. Dropped uncommitted, it removes what it
+/// staged and the backup it made: nothing changed.
+pub struct Transaction<'s> {
+    /// Opened by a session, which must outlive it: the lock is held while it writes.
+    _session: std::marker::PhantomData<&'s crate::session::Session>,
     journal_dir: PathBuf,
-    operation: String,
-    entries: Vec<Entry>,
+    journal: Journal,
+    /// Whether a prepared journal is on disk.
+    prepared_on_disk: bool,
     committed: bool,
+    next: u32,
 }
 
-impl Replacement {
-    /// `journal_dir` holds the journal: the cert dir, which every kubepki run locks first.
-    pub fn new(journal_dir: &Path, operation: &str) -> Self {
-        Replacement {
-            journal_dir: journal_dir.to_path_buf(),
-            operation: operation.to_string(),
-            entries: Vec::new(),
+impl Transaction<'_> {
+    /// `journal_dir` (the locked cert dir) holds the journal. Crate-private: a Session opens
+    /// transactions, so that nobody writes without the lock and recovery.
+    pub(crate) fn begin(journal_dir: &Path, operation: &str) -> Result<Self> {
+        Ok(Transaction {
+            _session: std::marker::PhantomData,
+            journal_dir: absolute(journal_dir)?,
+            journal: Journal {
+                kubepki_journal: FORMAT,
+                id: new_id(),
+                operation: operation.to_string(),
+                state: State::Prepared,
+                dirs: Vec::new(),
+                backup: None,
+                entries: Vec::new(),
+            },
+            prepared_on_disk: false,
             committed: false,
-        }
+            next: 0,
+        })
     }
 
-    pub fn targets(&self) -> impl Iterator<Item = &Path> {
-        self.entries.iter().map(|e| e.target.as_path())
+    pub fn id(&self) -> &str {
+        &self.journal.id
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.journal.entries.is_empty()
     }
 
-    /// Writes `contents` to a temp file beside `target`, with `mode`, fsynced.
-    pub fn stage(&mut self, target: &Path, contents: &[u8], mode: u32) -> Result<()> {
-        let dir = parent(target);
-        let tmp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(".new")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(target, e))?;
-        op();
-        let (mut f, path) = tmp.keep().map_err(|e| Error::io(target, e.error))?;
-        let staged = path.clone();
+    /// Records `dir` as a place of temp files before the first one is made there.
+    fn note_dir(&mut self, dir: &Path) -> Result<()> {
+        if !self.journal.dirs.iter().any(|d| d == dir) {
+            self.journal.dirs.push(dir.to_path_buf());
+            self.write_prepared()?;
+        }
+        Ok(())
+    }
+
+    fn write_prepared(&mut self) -> Result<()> {
+        write_journal(&self.journal_dir, &self.journal)?;
+        self.prepared_on_disk = true;
+        Ok(())
+    }
+
+    /// Stages `contents` for `target`, which must not exist (a new file: it is placed without
+    /// replacing anything, even a file that appears meanwhile).
+    pub fn create(&mut self, target: &Path, contents: &[u8], mode: u32) -> Result<()> {
+        if crate::layout::exists(target)? {
+            return Err(Error::Exists {
+                path: target.to_path_buf(),
+            });
+        }
+        self.stage(target, contents, mode, true)
+    }
+
+    /// Stages `contents` to replace `target` (or to create it).
+    pub fn replace(&mut self, target: &Path, contents: &[u8], mode: u32) -> Result<()> {
+        self.stage(target, contents, mode, false)
+    }
+
+    fn stage(&mut self, target: &Path, contents: &[u8], mode: u32, create: bool) -> Result<()> {
+        let target = absolute(target)?;
+        if self.journal.entries.iter().any(|e| e.target == target) {
+            return Err(Error::Exists { path: target });
+        }
+        let dir = parent(&target).to_path_buf();
+        if !crate::layout::exists(&dir)? {
+            fsio::create_dirs(&dir, fsio::DIR_MODE)?;
+        }
+        // The journal lives in the cert dir; if it cannot be written, say which file could not.
+        self.note_dir(&dir).map_err(|e| match e {
+            Error::Io { path, source } => Error::io(
+                &target,
+                std::io::Error::new(
+                    source.kind(),
+                    format!("cannot be written ({}: {source})", path.display()),
+                ),
+            ),
+            e => e,
+        })?;
+        self.next += 1;
+        let staged = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}.new",
+            self.journal.id, self.next
+        ));
         let res = (|| -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&staged)?;
+            op();
             f.set_permissions(Permissions::from_mode(mode))?;
             f.write_all(contents)?;
             op();
@@ -134,62 +252,231 @@ impl Replacement {
         })();
         if let Err(e) = res {
             let _ = fs::remove_file(&staged);
-            return Err(Error::io(target, e));
+            return Err(Error::io(&target, e));
         }
-        self.entries.push(Entry {
-            target: target.to_path_buf(),
+        self.journal.entries.push(Entry {
+            target,
             staged,
-            sha256: crate::txn::sha256_hex(contents),
+            sha256: sha256_hex(contents),
+            create,
         });
         Ok(())
     }
 
-    /// Journal, swap, forget. On an error before the journal exists, staged files are removed
-    /// and nothing changed; after, the swap is finished by [`recover`].
+    /// Copies `files` into the new backup directory `dir` before anything is replaced; a
+    /// transaction dropped before its commit removes the backup again.
+    pub fn back_up(
+        &mut self,
+        dir: &Path,
+        files: &[PathBuf],
+        dirs: &crate::layout::Layout,
+        created: &str,
+    ) -> Result<crate::backup::Manifest> {
+        let dir = absolute(dir)?;
+        if crate::layout::exists(&dir)? {
+            return Err(Error::Exists { path: dir });
+        }
+        let staging = parent(&dir).join(format!(
+            "{}{}",
+            crate::backup::STAGING_PREFIX,
+            self.journal.id
+        ));
+        self.journal.backup = Some(BackupRecord {
+            dir: dir.clone(),
+            staging: staging.clone(),
+        });
+        self.write_prepared()?;
+        crate::backup::create(
+            &dir,
+            &staging,
+            files,
+            &self.journal.operation,
+            &self.journal.id,
+            dirs,
+            created,
+        )
+    }
+
+    /// Journal, swap, forget. Until the committed journal is in place a failure changes
+    /// nothing (the drop removes what was staged); after, [`recover`] finishes the swap.
     pub fn commit(mut self) -> Result<Vec<PathBuf>> {
-        if self.entries.is_empty() {
-            self.committed = true;
+        if self.journal.entries.is_empty() {
             return Ok(Vec::new());
         }
-        let journal = Journal {
-            kubepki_journal: 1,
-            operation: self.operation.clone(),
-            entries: self.entries.clone(),
-        };
-        let text = serde_json::to_vec_pretty(&journal).expect("journal serializes");
-        write_atomic(&self.journal_dir.join(JOURNAL), &text, 0o600)?;
-        self.committed = true;
-        finish(&self.journal_dir, &journal)?;
-        Ok(self.entries.iter().map(|e| e.target.clone()).collect())
+        // A new file that appeared since it was staged (another tool, not kubepki: the lock
+        // keeps kubepki runs apart) is never replaced: give up before anything moves.
+        for e in self.journal.entries.iter().filter(|e| e.create) {
+            if crate::layout::exists(&e.target)? {
+                return Err(Error::Exists {
+                    path: e.target.clone(),
+                });
+            }
+        }
+        // The staged files' directory entries must be durable before a journal names them.
+        for d in &self.journal.dirs {
+            sync_dir(d)?;
+        }
+        self.journal.state = State::Committed;
+        let mut renamed = false;
+        let written = replace_journal(&self.journal_dir, &self.journal, || renamed = true);
+        self.committed = renamed;
+        if let Err(e) = written {
+            if !renamed {
+                self.journal.state = State::Prepared;
+            }
+            return Err(e);
+        }
+        finish(&self.journal_dir, &self.journal)?;
+        Ok(self
+            .journal
+            .entries
+            .iter()
+            .map(|e| e.target.clone())
+            .collect())
+    }
+
+    /// Removes what this uncommitted transaction made. The prepared journal goes last, and
+    /// only once everything it names is gone: otherwise the next recovery finishes the job.
+    fn roll_back(&mut self) -> Result<()> {
+        for e in &self.journal.entries {
+            remove_if_present(&e.staged)?;
+        }
+        if let Some(b) = &self.journal.backup {
+            remove_backup(b, &self.journal.id)?;
+        }
+        if self.prepared_on_disk {
+            remove_if_present(&self.journal_dir.join(JOURNAL))?;
+            sync_dir(&self.journal_dir)?;
+        }
+        Ok(())
     }
 }
 
-impl Drop for Replacement {
+impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.committed {
-            for e in &self.entries {
-                let _ = fs::remove_file(&e.staged);
-            }
+            let _ = self.roll_back();
         }
     }
 }
 
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::io(p, e))
+}
+
+fn remove_if_present(p: &Path) -> Result<()> {
+    match fs::remove_file(p) {
+        Ok(()) => {
+            op();
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(p, e)),
+    }
+}
+
+/// Removes a backup that belongs to transaction `id`: its staging directory, and the
+/// finished directory if its manifest says it is this transaction's.
+fn remove_backup(b: &BackupRecord, id: &str) -> Result<()> {
+    let mut removed = false;
+    if crate::layout::exists(&b.staging)? {
+        fs::remove_dir_all(&b.staging).map_err(|e| Error::io(&b.staging, e))?;
+        op();
+        removed = true;
+    }
+    if crate::backup::made_by(&b.dir, id) {
+        fs::remove_dir_all(&b.dir).map_err(|e| Error::io(&b.dir, e))?;
+        op();
+        removed = true;
+    }
+    if removed {
+        sync_dir(parent(&b.dir))?;
+    }
+    Ok(())
+}
+
+fn journal_bytes(j: &Journal) -> Vec<u8> {
+    // Paths are recorded byte-exact (json_path); nothing here can fail to serialize.
+    serde_json::to_vec_pretty(j).unwrap_or_default()
+}
+
+fn write_journal(dir: &Path, j: &Journal) -> Result<()> {
+    replace_journal(dir, j, || {})
+}
+
+/// Writes the journal atomically: temp file, fsync, rename over the old one, directory
+/// fsync. `renamed` runs right after the rename, before the directory fsync: from then on
+/// the new journal is what a recovery sees, whatever happens next.
+fn replace_journal(dir: &Path, j: &Journal, renamed: impl FnOnce()) -> Result<()> {
+    let path = dir.join(JOURNAL);
+    let tmp = dir.join(format!("{JOURNAL_TEMP_PREFIX}{}.tmp", j.id));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        op();
+        f.write_all(&journal_bytes(j))?;
+        op();
+        f.sync_all()?;
+        op();
+        fs::rename(&tmp, &path)?;
+        op();
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(&path, e));
+    }
+    renamed();
+    sync_dir(dir)
+}
+
+/// Moves every staged file of a committed journal onto its target, then removes the journal.
 fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
+    let jp = journal_dir.join(JOURNAL);
     let mut dirs = BTreeSet::new();
     for e in &j.entries {
         if crate::layout::exists(&e.staged)? {
-            fs::rename(&e.staged, &e.target).map_err(|err| Error::io(&e.target, err))?;
+            let moved = if e.create {
+                fsio::rename_noreplace(&e.staged, &e.target)
+            } else {
+                fs::rename(&e.staged, &e.target)
+            };
+            moved.map_err(|err| {
+                if err.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::Journal {
+                        path: jp.clone(),
+                        reason: format!(
+                            "{} appeared while an interrupted {} was placing it; move it away, then run `kubepki certs recover --cert-dir {}` to finish",
+                            e.target.display(),
+                            j.operation,
+                            journal_dir.display()
+                        ),
+                    }
+                } else {
+                    Error::io(&e.target, err)
+                }
+            })?;
             op();
         } else {
             // Renamed before the interruption: the target must hold the new content.
-            let now = fs::read(&e.target).map_err(|err| Error::io(&e.target, err))?;
+            let now = fsio::read(&e.target)?;
             if sha256_hex(&now) != e.sha256 {
+                let backup = j
+                    .backup
+                    .as_ref()
+                    .map(|b| format!(" (the previous files are in {})", b.dir.display()))
+                    .unwrap_or_default();
                 return Err(Error::Journal {
-                    path: journal_dir.join(JOURNAL),
+                    path: jp.clone(),
                     reason: format!(
-                        "{} changed outside kubepki during an interrupted {}; restore it from the backup",
+                        "{} changed outside kubepki during an interrupted {}{backup}; put the file you want in place, then remove {} and rerun",
                         e.target.display(),
-                        j.operation
+                        j.operation,
+                        jp.display()
                     ),
                 });
             }
@@ -199,7 +486,6 @@ fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
     for d in dirs {
         sync_dir(&d)?;
     }
-    let jp = journal_dir.join(JOURNAL);
     fs::remove_file(&jp).map_err(|e| Error::io(&jp, e))?;
     op();
     sync_dir(journal_dir)
@@ -207,183 +493,255 @@ fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
 
 /// What [`recover`] found and did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Recovery {
+pub enum Outcome {
     Clean,
     /// An interrupted operation was completed: these files now hold its new content.
     RolledForward {
         operation: String,
         files: Vec<PathBuf>,
     },
-    /// Leftover temp files of an operation interrupted before its journal were removed.
+    /// An operation interrupted before its commit was undone: these temp files (and its
+    /// backup, if any) were removed.
     RolledBack {
+        operation: String,
         removed: Vec<PathBuf>,
     },
 }
 
-/// Brings `dirs` back to a consistent state after an interrupted run. `journal_dir` must be
-/// locked by the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Recovery {
+    pub outcome: Outcome,
+    /// Temp files in the PKI directories that no journal accounts for (left by an older
+    /// kubepki, or by a run whose journal was removed by hand). Kept: one could hold the only
+    /// copy of a key; the caller reports them.
+    pub unaccounted: Vec<PathBuf>,
+}
+
+/// Brings the PKI back to a consistent state after an interrupted run. `journal_dir` must be
+/// locked by the caller; `dirs` are searched for temp files no journal accounts for.
 pub fn recover(journal_dir: &Path, dirs: &[&Path]) -> Result<Recovery> {
     let jp = journal_dir.join(JOURNAL);
-    if crate::layout::exists(&jp)? {
-        let bytes = fs::read(&jp).map_err(|e| Error::io(&jp, e))?;
+    let outcome = if crate::layout::exists(&jp)? {
+        let bytes = fsio::read(&jp)?;
         let j: Journal = serde_json::from_slice(&bytes).map_err(|e| Error::Journal {
             path: jp.clone(),
-            reason: format!("unreadable ({e}); inspect it and the backup before removing it"),
+            reason: format!(
+                "unreadable ({e}); the files it names may be half-swapped: inspect it and the newest backup before removing it"
+            ),
         })?;
-        finish(journal_dir, &j)?;
-        return Ok(Recovery::RolledForward {
-            operation: j.operation,
-            files: j.entries.into_iter().map(|e| e.target).collect(),
-        });
+        match j.state {
+            State::Committed => {
+                finish(journal_dir, &j)?;
+                Outcome::RolledForward {
+                    operation: j.operation,
+                    files: j.entries.into_iter().map(|e| e.target).collect(),
+                }
+            }
+            State::Prepared => Outcome::RolledBack {
+                removed: undo_prepared(journal_dir, &j)?,
+                operation: j.operation,
+            },
+        }
+    } else {
+        Outcome::Clean
+    };
+    // A journal's own temp file holds no key material.
+    for e in read_dir(journal_dir)? {
+        if name_of(&e).starts_with(JOURNAL_TEMP_PREFIX) {
+            remove_if_present(&e)?;
+        }
     }
-    let mut removed = Vec::new();
+    let mut unaccounted = Vec::new();
     let mut seen = BTreeSet::new();
     for d in dirs {
         if !seen.insert(d.to_path_buf()) || !crate::layout::exists(d)? {
             continue;
         }
-        for entry in fs::read_dir(d).map_err(|e| Error::io(d, e))? {
-            let entry = entry.map_err(|e| Error::io(d, e))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+        for p in read_dir(d)? {
+            let name = name_of(&p);
             if name.starts_with(TEMP_PREFIX)
                 && name != JOURNAL
-                && entry.file_type().is_ok_and(|t| t.is_file())
+                && !name.starts_with(crate::backup::STAGING_PREFIX)
+                && fs::symlink_metadata(&p).is_ok_and(|m| m.is_file())
             {
-                fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-                op();
-                removed.push(entry.path());
+                unaccounted.push(p);
             }
         }
     }
-    if removed.is_empty() {
-        Ok(Recovery::Clean)
-    } else {
-        for d in dirs {
-            if crate::layout::exists(d)? {
-                sync_dir(d)?;
+    Ok(Recovery {
+        outcome,
+        unaccounted,
+    })
+}
+
+fn read_dir(d: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(d).map_err(|e| Error::io(d, e))? {
+        out.push(e.map_err(|e| Error::io(d, e))?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Undoes a transaction that never committed: its temp files (named with its id, in the
+/// directories it recorded) and its backup go, then the journal.
+fn undo_prepared(journal_dir: &Path, j: &Journal) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let prefix = format!("{TEMP_PREFIX}{}-", j.id);
+    for d in &j.dirs {
+        if !crate::layout::exists(d)? {
+            continue;
+        }
+        for p in read_dir(d)? {
+            if !j.id.is_empty() && name_of(&p).starts_with(&prefix) {
+                remove_if_present(&p)?;
+                removed.push(p);
             }
         }
-        Ok(Recovery::RolledBack { removed })
+        sync_dir(d)?;
     }
-}
-
-/// Writes a file via temp + fsync + rename + directory fsync (replacing it if present).
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = parent(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
-    op();
-    let f = tmp.as_file_mut();
-    f.set_permissions(Permissions::from_mode(mode))
-        .and_then(|_| f.write_all(contents))
-        .map_err(|e| Error::io(path, e))?;
-    op();
-    f.sync_all().map_err(|e| Error::io(path, e))?;
-    op();
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    op();
-    sync_dir(dir)
-}
-
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).map_err(|e| Error::io(dir, e))?;
-    nix::unistd::fsync(f.as_fd()).map_err(|e| Error::io(dir, std::io::Error::from(e)))?;
-    op();
-    Ok(())
-}
-
-fn parent(p: &Path) -> &Path {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    if let Some(b) = &j.backup {
+        remove_backup(b, &j.id)?;
     }
+    let jp = journal_dir.join(JOURNAL);
+    fs::remove_file(&jp).map_err(|e| Error::io(&jp, e))?;
+    op();
+    sync_dir(journal_dir)?;
+    Ok(removed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn names(d: &Path) -> BTreeSet<String> {
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
     #[test]
     fn commit_replaces_and_leaves_no_trace() {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a");
         fs::write(&a, "old").unwrap();
-        let mut r = Replacement::new(d.path(), "test");
-        r.stage(&a, b"new", 0o600).unwrap();
-        r.stage(&d.path().join("b"), b"B", 0o644).unwrap();
+        let mut t = Transaction::begin(d.path(), "test").unwrap();
+        t.replace(&a, b"new", 0o600).unwrap();
+        t.create(&d.path().join("b"), b"B", 0o644).unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"old");
-        r.commit().unwrap();
+        assert!(d.path().join(JOURNAL).exists(), "prepared before staging");
+        t.commit().unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"new");
         assert_eq!(
             fs::metadata(&a).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let names: BTreeSet<_> = fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-        assert_eq!(recover(d.path(), &[d.path()]).unwrap(), Recovery::Clean);
+        assert_eq!(names(d.path()), ["a", "b"].map(String::from).into());
+        let r = recover(d.path(), &[d.path()]).unwrap();
+        assert_eq!(r.outcome, Outcome::Clean);
+        assert!(r.unaccounted.is_empty());
     }
 
     #[test]
-    fn abandoned_replacement_changes_nothing() {
+    fn abandoned_transaction_changes_nothing() {
         let d = tempfile::tempdir().unwrap();
         let a = d.path().join("a");
         fs::write(&a, "old").unwrap();
-        let mut r = Replacement::new(d.path(), "test");
-        r.stage(&a, b"new", 0o600).unwrap();
-        drop(r);
+        let mut t = Transaction::begin(d.path(), "test").unwrap();
+        t.replace(&a, b"new", 0o600).unwrap();
+        drop(t);
         assert_eq!(fs::read(&a).unwrap(), b"old");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        assert_eq!(names(d.path()), ["a"].map(String::from).into());
     }
 
     #[test]
-    fn recovery_rolls_forward_from_a_journal() {
+    fn create_never_replaces() {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a"), d.path().join("b"));
-        fs::write(&a, "oldA").unwrap();
-        fs::write(&b, "oldB").unwrap();
-        // Simulate a crash after the journal and the first rename.
-        let sa = d.path().join(".kubepki-x.new");
-        let sb = d.path().join(".kubepki-y.new");
-        fs::write(&sb, "newB").unwrap();
+        let mut t = Transaction::begin(d.path(), "init").unwrap();
+        t.create(&a, b"A", 0o644).unwrap();
+        t.create(&b, b"B", 0o644).unwrap();
+        fs::write(&b, "theirs").unwrap();
+        assert!(matches!(t.commit(), Err(Error::Exists { .. })));
+        assert!(!a.exists(), "nothing placed");
+        assert_eq!(fs::read(&b).unwrap(), b"theirs");
+        assert_eq!(names(d.path()), ["b"].map(String::from).into());
+    }
+
+    /// A committed journal from a run killed after its first rename.
+    #[test]
+    fn recovery_rolls_forward_a_committed_journal() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
         fs::write(&a, "newA").unwrap();
+        fs::write(&b, "oldB").unwrap();
+        let sb = d.path().join(".kubepki-x-2.new");
+        fs::write(&sb, "newB").unwrap();
         let j = Journal {
-            kubepki_journal: 1,
+            kubepki_journal: FORMAT,
+            id: "x".into(),
             operation: "renew".into(),
+            state: State::Committed,
+            dirs: vec![d.path().to_path_buf()],
+            backup: None,
             entries: vec![
                 Entry {
                     target: a.clone(),
-                    staged: sa,
+                    staged: d.path().join(".kubepki-x-1.new"),
                     sha256: sha256_hex(b"newA"),
+                    create: false,
                 },
                 Entry {
                     target: b.clone(),
                     staged: sb,
                     sha256: sha256_hex(b"newB"),
+                    create: false,
                 },
             ],
         };
-        fs::write(d.path().join(JOURNAL), serde_json::to_vec(&j).unwrap()).unwrap();
+        write_journal(d.path(), &j).unwrap();
         let r = recover(d.path(), &[d.path()]).unwrap();
-        assert!(matches!(r, Recovery::RolledForward { .. }));
-        assert_eq!(fs::read(&a).unwrap(), b"newA");
+        assert!(matches!(r.outcome, Outcome::RolledForward { .. }));
         assert_eq!(fs::read(&b).unwrap(), b"newB");
-        assert!(!d.path().join(JOURNAL).exists());
+        assert_eq!(names(d.path()), ["a", "b"].map(String::from).into());
     }
 
+    /// A prepared journal: only its own temps go; a temp nobody accounts for stays.
     #[test]
-    fn recovery_removes_orphan_temps() {
+    fn recovery_rolls_back_a_prepared_journal_and_keeps_the_unknown() {
         let d = tempfile::tempdir().unwrap();
-        fs::write(d.path().join(".kubepki-abc.new"), "x").unwrap();
-        fs::write(d.path().join("keep"), "x").unwrap();
+        let mut t = Transaction::begin(d.path(), "init").unwrap();
+        t.create(&d.path().join("ca.key"), b"K", 0o600).unwrap();
+        std::mem::forget(t); // as if killed: no drop runs
+        fs::write(d.path().join(".kubepki-abc.new"), "someone's key").unwrap();
         let r = recover(d.path(), &[d.path()]).unwrap();
-        assert!(matches!(r, Recovery::RolledBack { ref removed } if removed.len() == 1));
-        assert!(d.path().join("keep").exists());
+        assert!(
+            matches!(r.outcome, Outcome::RolledBack { ref removed, .. } if removed.len() == 1),
+            "{r:?}"
+        );
+        assert_eq!(r.unaccounted, [d.path().join(".kubepki-abc.new")]);
+        assert_eq!(
+            names(d.path()),
+            [".kubepki-abc.new"].map(String::from).into()
+        );
+    }
+
+    /// Format-1 journals (no state, no id) are committed ones.
+    #[test]
+    fn reads_format_1_journals() {
+        let j: Journal = serde_json::from_str(
+            r#"{"kubepki_journal":1,"operation":"renew","entries":[{"target":"/a","staged":"/b","sha256":"00"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(j.state, State::Committed);
+        assert!(!j.entries[0].create);
     }
 
     #[test]
