@@ -615,6 +615,22 @@ fn refusals(cas: &Cas, tmp: &Path, node: &Path, api_port: u16) {
         ca.sign("server", &api_csr, &api_crt)
     });
 
+    // A space, this cluster's certificate, then a foreign one: Go's readers (kube-apiserver,
+    // etcd) skip a block whose BEGIN line does not start a line, so they would serve the
+    // foreign certificate. Refused, whichever block kubepki would have liked.
+    let d = fresh_set(cas, tmp, "csr-envelope", node, api_port);
+    let (api_csr, api_crt) = req_paths("apiserver", &d, &d);
+    let good = fs::read(&api_crt).unwrap();
+    cas.foreign.sign("server", &api_csr, &api_crt);
+    let foreign = fs::read(&api_crt).unwrap();
+    write_file(&api_crt, &[b" ".as_slice(), &good, &foreign].concat());
+    assert_refused(
+        node,
+        &d,
+        &[(&api_crt, "text that is not part of a PEM block at byte 1")],
+        || write_file(&api_crt, &good),
+    );
+
     // Another CA with the cluster CA's very subject: only the signature tells them apart.
     // admin.conf's comes with the real ca.crt appended, as if it were the chain.
     let foreign_subject = openssl_text(&["x509", "-noout", "-subject", "-in"], &cas.foreign.crt());

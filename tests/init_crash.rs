@@ -120,7 +120,10 @@ fn assert_complete(d: &Path, ctx: &str) {
     }
     let sa = key(d, "pki/sa.key");
     let public = public_key_from_pem(&fs::read(d.join("pki/sa.pub")).unwrap()).unwrap();
-    assert!(sa.matches_public_key(&public), "{ctx}: sa.pub is not sa.key's");
+    assert!(
+        sa.matches_public_key(&public),
+        "{ctx}: sa.pub is not sa.key's"
+    );
     let ca_pem = fs::read(d.join("pki/ca.crt")).unwrap();
     let ca = cert(d, "pki/ca.crt");
     for kc in KUBECONFIGS {
@@ -212,7 +215,10 @@ fn crash_and_recover(n: u64) -> Option<(State, Option<String>)> {
         "{ctx}: every temp file is accounted for:\n{se}"
     );
     let left = leftovers(d);
-    assert!(left.is_empty(), "{ctx}: left behind after recovery: {left:?}");
+    assert!(
+        left.is_empty(),
+        "{ctx}: left behind after recovery: {left:?}"
+    );
     let there = present(d);
     let state = if there.is_empty() {
         State::Empty
@@ -264,7 +270,10 @@ fn init_killed_after_every_file_operation_leaves_no_half_pki() {
         for (k, r) in results {
             match r {
                 Some(c) => {
-                    assert!(completed_at.is_none(), "op {k} killed after a completed run");
+                    assert!(
+                        completed_at.is_none(),
+                        "op {k} killed after a completed run"
+                    );
                     cases.insert(k, c);
                 }
                 None => {
@@ -404,5 +413,10 @@ fn init_and_generate_csr_respect_the_lock_and_finish_a_journal_first() {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    run_ok(Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(to));
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", from.display()))
+            .arg(to),
+    );
 }

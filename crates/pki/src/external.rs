@@ -223,9 +223,15 @@ pub fn plan_import(
         let chain = match Certificate::from_pem_chain(&cert_pem) {
             Ok(c) => c,
             Err(reason) => {
+                // `openssl ca` without -notext puts a text dump before the PEM.
+                let hint = if cert_pem.starts_with(b"Certificate:") {
+                    " (a text dump before the certificate: sign with openssl ca -notext)"
+                } else {
+                    ""
+                };
                 f.problems.push(Error::BadCertificate {
                     path: crt_path.clone(),
-                    reason,
+                    reason: format!("{reason}{hint}"),
                 });
                 continue;
             }
