@@ -160,9 +160,12 @@ enum State {
     Complete,
 }
 
+/// How a killed run came out after recovery, and the journal state it had left.
+type Case = (State, Option<String>);
+
 /// Kills `init` after operation `n` in a fresh directory, recovers, judges. None: the run
 /// completed.
-fn crash_and_recover(n: u64) -> Option<(State, Option<String>)> {
+fn crash_and_recover(n: u64) -> Option<Case> {
     let work = scratch();
     let d = work.path();
     let ctx = format!("init killed after op {n}");
@@ -252,13 +255,13 @@ fn crash_and_recover(n: u64) -> Option<(State, Option<String>)> {
 
 #[test]
 fn init_killed_after_every_file_operation_leaves_no_half_pki() {
-    let mut cases: BTreeMap<u64, (State, Option<String>)> = BTreeMap::new();
+    let mut cases: BTreeMap<u64, Case> = BTreeMap::new();
     let mut completed_at = None;
     let mut n = 1;
     while completed_at.is_none() && n <= MAX_OPS {
         let batch: Vec<u64> = (n..(n + BATCH).min(MAX_OPS + 1)).collect();
         n += BATCH;
-        let results: Vec<(u64, Option<(State, Option<String>)>)> = std::thread::scope(|s| {
+        let results: Vec<(u64, Option<Case>)> = std::thread::scope(|s| {
             let hs: Vec<_> = batch
                 .iter()
                 .map(|&k| s.spawn(move || (k, crash_and_recover(k))))
