@@ -84,7 +84,7 @@ fn block(r: &mut Rng) -> String {
     );
     if r.chance(15) {
         for _ in 0..1 + r.below(2) {
-            s.push_str(*r.pick(HEADERS));
+            s.push_str(r.pick(HEADERS));
         }
     }
     for (i, c) in b64.chars().enumerate() {
@@ -103,7 +103,7 @@ fn block(r: &mut Rng) -> String {
     let dashes = if r.chance(5) { "----" } else { "-----" };
     s.push_str(&format!("-----END {end_label}{dashes}"));
     if r.chance(10) {
-        s.push_str(*r.pick(&[" ", "\t", " junk", "x"]));
+        s.push_str(r.pick(&[" ", "\t", " junk", "x"]));
     }
     if !r.chance(10) {
         s.push_str(nl);
@@ -122,11 +122,11 @@ fn input(r: &mut Rng) -> Vec<u8> {
         return format!("{}{b}{}", r.pick(&ws), r.pick(&ws)).into_bytes();
     }
     let mut s = String::new();
-    s.push_str(*r.pick(JUNK));
+    s.push_str(r.pick(JUNK));
     for _ in 0..r.below(4) {
         s.push_str(&block(r));
         if r.chance(40) {
-            s.push_str(*r.pick(JUNK));
+            s.push_str(r.pick(JUNK));
         }
     }
     let mut b = s.into_bytes();
