@@ -28,8 +28,8 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())]
     }
     fn chance(&mut self, percent: usize) -> bool {
         self.below(100) < percent
@@ -70,7 +70,7 @@ const HEADERS: &[&str] = &[
 const DAMAGE: &[u8] = b"-BEGINEND :\r\n\t=A+/X";
 
 fn block(r: &mut Rng) -> String {
-    let label = *r.pick(LABELS);
+    let label = r.pick(LABELS);
     let body: Vec<u8> = (0..r.below(49)).map(|_| r.next() as u8).collect();
     let b64 = {
         use base64::Engine;
@@ -92,14 +92,14 @@ fn block(r: &mut Rng) -> String {
             s.push_str(nl);
         }
         if r.chance(2) {
-            s.push(*r.pick(&[' ', '\t']));
+            s.push(r.pick(&[' ', '\t']));
         }
         s.push(c);
     }
     if !b64.is_empty() || r.chance(50) {
         s.push_str(nl);
     }
-    let end_label = if r.chance(8) { *r.pick(LABELS) } else { label };
+    let end_label = if r.chance(8) { r.pick(LABELS) } else { label };
     let dashes = if r.chance(5) { "----" } else { "-----" };
     s.push_str(&format!("-----END {end_label}{dashes}"));
     if r.chance(10) {
@@ -137,11 +137,11 @@ fn input(r: &mut Rng) -> Vec<u8> {
             }
             let i = r.below(b.len());
             match r.below(3) {
-                0 => b[i] = *r.pick(DAMAGE),
+                0 => b[i] = r.pick(DAMAGE),
                 1 => {
                     b.remove(i);
                 }
-                _ => b.insert(i, *r.pick(DAMAGE)),
+                _ => b.insert(i, r.pick(DAMAGE)),
             }
         }
     }
