@@ -12,11 +12,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let now = cli
-        .now
-        .unwrap_or_else(time::OffsetDateTime::now_utc)
-        .replace_nanosecond(0)
-        .expect("zero nanoseconds is valid");
+    // Full precision: kubeadm computes residual time from the current instant, so a
+    // certificate issued a moment ago has 364d left, not 365d. Issued certificates carry
+    // whole seconds (X.509 times have no fraction).
+    let now = cli.now.unwrap_or_else(time::OffsetDateTime::now_utc);
     let result = match cli.command {
         cli::Command::Init(args) => cmd::init::run(&args, now),
         cli::Command::Certs(cli::CertsCommand::CheckExpiration(args)) => {

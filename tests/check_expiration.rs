@@ -118,6 +118,62 @@ fn residual_time_follows_the_clock() {
     assert!(line(&gone, "ca").contains("   8y"), "{gone}");
 }
 
+/// kubeadm computes the residual time from the current instant with sub-second precision and
+/// truncates it to whole seconds: one nanosecond after a 1-year leaf was issued, 364d are left
+/// (31535999 s), not 365d. So `check-expiration` right after `init` prints 364d, as kubeadm
+/// does for the same files at the same moment.
+#[test]
+fn residual_time_matches_kubeadm_at_the_second_boundary() {
+    let dir = scratch();
+    let d = dir.path();
+    init_ecdsa(d, NODE, IP, &["--now", "2026-01-01T00:00:00Z"]);
+    let at = |now: &str, fmt: &str| {
+        stdout(&run_ok(
+            kubepki_in(d, &["certs", "check-expiration", "-o", fmt]).args(["--now", now]),
+        ))
+    };
+    let residual = |json: &str, name: &str| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(v["certificateAuthorities"].as_array().unwrap())
+            .find(|c| c["name"] == name)
+            .unwrap()["residualTime"]
+            .as_i64()
+            .unwrap()
+    };
+    let row = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap()
+            .split_whitespace()
+            .nth(6)
+            .unwrap()
+            .to_string()
+    };
+    // Exactly at the instant of issue: a whole year, and ten for the CA.
+    let exact = "2026-01-01T00:00:00Z";
+    assert_eq!(residual(&at(exact, "json"), "apiserver"), 365 * 86400);
+    assert_eq!(row(&at(exact, "text"), "apiserver"), "365d");
+    assert_eq!(row(&at(exact, "text"), "ca"), "10y");
+    // Any fraction of a second later: kubeadm's 364d and 9y.
+    for later in ["2026-01-01T00:00:00.000000001Z", "2026-01-01T00:00:00.5Z"] {
+        assert_eq!(residual(&at(later, "json"), "apiserver"), 365 * 86400 - 1);
+        assert_eq!(row(&at(later, "text"), "apiserver"), "364d", "{later}");
+        assert_eq!(row(&at(later, "text"), "ca"), "9y", "{later}");
+    }
+    // And with the real clock, right after a real-time init.
+    let now_dir = scratch();
+    init_ecdsa(now_dir.path(), NODE, IP, &[]);
+    let out = stdout(&run_ok(&mut kubepki_in(
+        now_dir.path(),
+        &["certs", "check-expiration"],
+    )));
+    assert_eq!(row(&out, "apiserver"), "364d", "{out}");
+}
+
 #[test]
 fn missing_files_are_listed_and_external_cas_detected() {
     let dir = fresh_pki(NODE, IP, &[]);

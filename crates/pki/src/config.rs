@@ -177,6 +177,10 @@ impl KubeadmConfig {
 
     fn apply_init(&mut self, c: InitConfiguration) -> Result<(), String> {
         self.node_name = c.node_registration.name.filter(|s| !s.is_empty());
+        if let Some(n) = &self.node_name {
+            crate::params::validate_node_name(n)
+                .map_err(|e| format!("nodeRegistration.name: {e}"))?;
+        }
         if let Some(a) = c
             .local_api_endpoint
             .advertise_address
@@ -207,6 +211,28 @@ impl KubeadmConfig {
         if let Some(local) = c.etcd.local {
             self.etcd_server_cert_sans = local.server_cert_sans;
             self.etcd_peer_cert_sans = local.peer_cert_sans;
+        }
+        // kubeadm's own validation, so that the error names the file and the field.
+        use crate::params::{
+            split_host_port, validate_dns_domain, validate_san, validate_service_subnet,
+        };
+        if let Some(d) = &self.dns_domain {
+            validate_dns_domain(d).map_err(|e| format!("networking.dnsDomain: {e}"))?;
+        }
+        if let Some(s) = &self.service_subnet {
+            validate_service_subnet(s).map_err(|e| format!("networking.serviceSubnet: {e}"))?;
+        }
+        if let Some(ep) = &self.control_plane_endpoint {
+            split_host_port(ep).map_err(|e| format!("controlPlaneEndpoint: {e}"))?;
+        }
+        for (field, sans) in [
+            ("apiServer.certSANs", &self.apiserver_cert_sans),
+            ("etcd.local.serverCertSANs", &self.etcd_server_cert_sans),
+            ("etcd.local.peerCertSANs", &self.etcd_peer_cert_sans),
+        ] {
+            for s in sans {
+                validate_san(s).map_err(|e| format!("{field}: {e}"))?;
+            }
         }
         self.external_etcd = c.etcd.external.is_some();
         if let Some(a) = nonempty(c.encryption_algorithm) {
@@ -365,5 +391,17 @@ etcd:
         .to_string();
         assert!(e.contains("encryptionAlgorithm"), "{e}");
         assert!(KubeadmConfig::parse("kind: Foo\n", Path::new("k.yaml")).is_err());
+        let e = KubeadmConfig::parse(
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nnetworking:\n  dnsDomain: \"..\"\n",
+            Path::new("k.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "k.yaml: document 1: networking.dnsDomain: invalid service DNS domain \"..\""
+            ),
+            "{e}"
+        );
     }
 }

@@ -232,8 +232,12 @@ fn ext<T: const_oid::AssociatedOid + Encode>(
     })
 }
 
+/// X.509 times have whole seconds: the fraction is dropped, as Go's encoder drops it.
 fn to_time(t: OffsetDateTime) -> Result<Time, String> {
-    Time::try_from(SystemTime::from(t)).map_err(|e| format!("time {t}: {e}"))
+    let whole = t
+        .replace_nanosecond(0)
+        .map_err(|e| format!("time {t}: {e}"))?;
+    Time::try_from(SystemTime::from(whole)).map_err(|e| format!("time {t}: {e}"))
 }
 
 /// A positive 63-bit random serial, as kubeadm draws them.

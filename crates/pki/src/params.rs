@@ -97,15 +97,17 @@ impl ClusterParams {
         }
     }
 
-    /// Checks what can be checked before any key is generated.
+    /// Checks what can be checked before any key is generated, with kubeadm's rules.
     pub fn validate(&self) -> Result<(), String> {
         validate_node_name(&self.node_name)?;
+        validate_service_subnet(&self.service_subnet)?;
         self.service_vip()?;
         if let Some(ep) = &self.control_plane_endpoint {
             split_host_port(ep)?;
         }
-        if self.dns_domain.is_empty() {
-            return Err("service DNS domain is empty".into());
+        validate_dns_domain(&self.dns_domain)?;
+        if self.bind_port == 0 {
+            return Err("the API server bind port must be between 1 and 65535".into());
         }
         for s in self
             .apiserver_cert_sans
@@ -113,11 +115,7 @@ impl ClusterParams {
             .chain(&self.etcd_server_cert_sans)
             .chain(&self.etcd_peer_cert_sans)
         {
-            if s.parse::<IpAddr>().is_err() && !is_valid_dns_san(s) {
-                return Err(format!(
-                    "{s:?} is neither an IP address nor a valid DNS name"
-                ));
-            }
+            validate_san(s)?;
         }
         if self.cert_validity.is_zero() || self.ca_validity.is_zero() {
             return Err("certificate validity must be positive".into());
@@ -309,6 +307,63 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// The service DNS domain, as kubeadm validates `networking.dnsDomain`: a lowercase RFC 1123
+/// subdomain (it becomes part of the apiserver's SAN kubernetes.default.svc.<domain>).
+pub fn validate_dns_domain(domain: &str) -> Result<(), String> {
+    if domain.is_empty() || domain.len() > 253 || !is_dns1123_subdomain(domain) {
+        return Err(format!(
+            "invalid service DNS domain {domain:?}: must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')"
+        ));
+    }
+    Ok(())
+}
+
+/// The service CIDR(s), as kubeadm validates `networking.serviceSubnet`: one CIDR, or two of
+/// different IP families (dual stack), each with at least 10 addresses and at most 2^20.
+pub fn validate_service_subnet(subnets: &str) -> Result<(), String> {
+    let parts: Vec<&str> = subnets.split(',').map(str::trim).collect();
+    if parts.len() > 2 {
+        return Err(format!(
+            "invalid service CIDR {subnets:?}: at most two (one IPv4, one IPv6)"
+        ));
+    }
+    let mut families = Vec::new();
+    for p in &parts {
+        let net: IpNet = p
+            .parse()
+            .map_err(|_| format!("invalid service CIDR {p:?}: couldn't parse subnet"))?;
+        let host_bits = net.max_prefix_len() - net.prefix_len();
+        if host_bits < 4 {
+            return Err(format!(
+                "invalid service CIDR {p:?}: it must hold at least 10 addresses"
+            ));
+        }
+        if host_bits > 20 {
+            return Err(format!(
+                "invalid service CIDR {p:?}: too large; at most 2^20 addresses (a /{} or longer prefix)",
+                net.max_prefix_len() - 20
+            ));
+        }
+        families.push(matches!(net, IpNet::V4(_)));
+    }
+    if families.len() == 2 && families[0] == families[1] {
+        return Err(format!(
+            "invalid service CIDR {subnets:?}: two CIDRs must be one IPv4 and one IPv6"
+        ));
+    }
+    Ok(())
+}
+
+/// An extra SAN: an IP address or a DNS name (a wildcard `*.` first label allowed).
+pub fn validate_san(s: &str) -> Result<(), String> {
+    if s.parse::<IpAddr>().is_err() && !is_valid_dns_san(s) {
+        return Err(format!(
+            "{s:?} is neither an IP address nor a valid DNS name"
+        ));
+    }
+    Ok(())
+}
+
 /// RFC 1123 subdomain, as Kubernetes requires of node names.
 pub fn validate_node_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 253 || !is_dns1123_subdomain(name) {
@@ -417,5 +472,37 @@ mod tests {
         assert!(validate_node_name("node-1.example").is_ok());
         p.service_subnet = "10.96.0.0/33".into();
         assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn validation_follows_kubeadm() {
+        for d in [
+            "..",
+            "cluster..local",
+            "Cluster.local",
+            "-a.local",
+            "a_b",
+            "",
+        ] {
+            assert!(validate_dns_domain(d).is_err(), "{d:?}");
+        }
+        assert!(validate_dns_domain("prod.example").is_ok());
+        for c in [
+            "10.96.0.0/11",
+            "10.96.0.0/29",
+            "10.0.0.0/16,10.1.0.0/16",
+            "x",
+            "fd00::/64",
+        ] {
+            assert!(validate_service_subnet(c).is_err(), "{c:?}");
+        }
+        for c in ["10.96.0.0/12", "10.96.0.0/28", "10.96.0.0/16,fd00:10::/108"] {
+            assert!(validate_service_subnet(c).is_ok(), "{c:?}");
+        }
+        assert!(validate_san("*.example.com").is_ok());
+        assert!(validate_san("a..b").is_err());
+        let mut p = fixture_params();
+        p.dns_domain = "..".into();
+        assert!(p.validate().unwrap_err().contains("\"..\""));
     }
 }

@@ -58,6 +58,15 @@ impl Request {
                     .into(),
             ));
         }
+        for s in self
+            .extra_sans
+            .apiserver
+            .iter()
+            .chain(&self.extra_sans.etcd_server)
+            .chain(&self.extra_sans.etcd_peer)
+        {
+            crate::params::validate_san(s).map_err(Error::Invalid)?;
+        }
         Ok(())
     }
 }
