@@ -62,8 +62,7 @@ fn sign_client(
         not_after,
     )
     .map_err(anyhow::Error::msg)?;
-    let ca_pem =
-        std::fs::read_to_string(&crt_path).with_context(|| crt_path.display().to_string())?;
+    let ca_pem = kubepki_pki::fsio::read_to_string(&crt_path)?;
     Ok((
         cert.to_pem(),
         key.to_pem().map_err(anyhow::Error::msg)?,
@@ -156,8 +155,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
         let pem = std::path::absolute(args.kubelet_dir.join("pki/kubelet-client-current.pem"))?;
         check_rotated(&pem, &layout, &user, now)?;
         let ca_path = layout.ca_cert(inventory::ca(CaId::Ca));
-        let ca =
-            std::fs::read_to_string(&ca_path).with_context(|| ca_path.display().to_string())?;
+        let ca = kubepki_pki::fsio::read_to_string(&ca_path)?;
         Kubeconfig::with_files(&cluster_name(&r), &server, &ca, &user, &pem, &pem).to_yaml()
     } else {
         let template = CertTemplate {
@@ -216,12 +214,19 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
 
 /// The rotated certificate must be this node's, from the cluster CA, and current.
 fn check_rotated(pem: &Path, layout: &Layout, user: &str, now: OffsetDateTime) -> Result<()> {
-    let bytes = std::fs::read(pem).with_context(|| {
-        format!(
-            "{}: the kubelet has not rotated its certificate yet",
+    if pem.to_str().is_none() {
+        bail!(
+            "{}: the path is not UTF-8, and a kubeconfig names files as text; use another --kubelet-dir",
             pem.display()
-        )
-    })?;
+        );
+    }
+    if !kubepki_pki::layout::exists(pem)? {
+        bail!(
+            "{}: no such file; the kubelet has not rotated its certificate yet",
+            pem.display()
+        );
+    }
+    let bytes = kubepki_pki::fsio::read(pem)?;
     let chain = Certificate::from_pem_chain(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", pem.display()))?;
     let key =
