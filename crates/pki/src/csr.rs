@@ -159,8 +159,18 @@ const OID_RSA: ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
 const OID_EC: ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
 const OID_ED25519: ObjectIdentifier = const_oid::db::rfc8410::ID_ED_25519;
 
+/// Go's PrintableString alphabet (encoding/asn1 also lets '*' and '&' through).
+fn printable(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b" '()+,-./:=?*&".contains(&b)
+}
+
 fn text_value(v: &der::Any, what: &str) -> Result<String, CsrError> {
     match v.tag() {
+        der::Tag::PrintableString if !v.value().iter().all(|&b| printable(b)) => {
+            Err(CsrError::Der(format!(
+                "subject {what} is a PrintableString with characters outside its alphabet"
+            )))
+        }
         der::Tag::Utf8String | der::Tag::PrintableString => std::str::from_utf8(v.value())
             .map(str::to_string)
             .map_err(|_| CsrError::Der(format!("subject {what} is not valid UTF-8"))),
