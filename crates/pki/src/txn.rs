@@ -529,6 +529,7 @@ pub fn recover(journal_dir: &Path, dirs: &[&Path]) -> Result<Recovery> {
                 "unreadable ({e}); the files it names may be half-swapped: inspect it and the newest backup before removing it"
             ),
         })?;
+        check_shape(&jp, &j)?;
         match j.state {
             State::Committed => {
                 finish(journal_dir, &j)?;
@@ -587,6 +588,61 @@ fn name_of(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Refuses a journal kubepki could not have written before acting on it: every staged file
+/// is a kubepki temp file of this transaction beside its target, and the backup staging
+/// directory is this transaction's, beside the backup. A journal crafted by someone who can
+/// write only the cert dir then cannot make recovery move or delete files elsewhere.
+fn check_shape(jp: &Path, j: &Journal) -> Result<()> {
+    let bad = |what: String| Error::Journal {
+        path: jp.to_path_buf(),
+        reason: format!(
+            "{what}, which kubepki never writes; not acting on it: inspect the journal, then remove it"
+        ),
+    };
+    if !j.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(format!("names transaction {:?}", j.id)));
+    }
+    let prefix = if j.id.is_empty() {
+        TEMP_PREFIX.to_string()
+    } else {
+        format!("{TEMP_PREFIX}{}-", j.id)
+    };
+    for e in &j.entries {
+        let name = e
+            .staged
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !e.target.is_absolute()
+            || e.target.file_name().is_none()
+            || e.staged.parent() != e.target.parent()
+            || !name.starts_with(&prefix)
+            || !name.ends_with(".new")
+        {
+            return Err(bad(format!(
+                "pairs {} with {}",
+                e.staged.display(),
+                e.target.display()
+            )));
+        }
+    }
+    if let Some(b) = &j.backup {
+        let want = format!("{}{}", crate::backup::STAGING_PREFIX, j.id);
+        if j.id.is_empty()
+            || b.staging.file_name() != Some(std::ffi::OsStr::new(&want))
+            || b.staging.parent() != b.dir.parent()
+            || !b.dir.is_absolute()
+        {
+            return Err(bad(format!(
+                "names the backup {} staged in {}",
+                b.dir.display(),
+                b.staging.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Undoes a transaction that never committed: its temp files (named with its id, in the
@@ -682,11 +738,11 @@ mod tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         fs::write(&a, "newA").unwrap();
         fs::write(&b, "oldB").unwrap();
-        let sb = d.path().join(".kubepki-x-2.new");
+        let sb = d.path().join(".kubepki-0f-2.new");
         fs::write(&sb, "newB").unwrap();
         let j = Journal {
             kubepki_journal: FORMAT,
-            id: "x".into(),
+            id: "0f".into(),
             operation: "renew".into(),
             state: State::Committed,
             dirs: vec![d.path().to_path_buf()],
@@ -694,7 +750,7 @@ mod tests {
             entries: vec![
                 Entry {
                     target: a.clone(),
-                    staged: d.path().join(".kubepki-x-1.new"),
+                    staged: d.path().join(".kubepki-0f-1.new"),
                     sha256: sha256_hex(b"newA"),
                     create: false,
                 },
@@ -731,6 +787,54 @@ mod tests {
             names(d.path()),
             [".kubepki-abc.new"].map(String::from).into()
         );
+    }
+
+    /// A journal that names files outside its pattern (staged elsewhere, a backup staging
+    /// directory that is not the transaction's) is refused, and nothing is touched.
+    #[test]
+    fn a_crafted_journal_moves_and_deletes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join("keep"), "x").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let evil = elsewhere.path().join(".kubepki-ab-1.new");
+        fs::write(&evil, "evil").unwrap();
+        let cases = [
+            Journal {
+                kubepki_journal: FORMAT,
+                id: "ab".into(),
+                operation: "renew".into(),
+                state: State::Committed,
+                dirs: vec![],
+                backup: None,
+                entries: vec![Entry {
+                    target: d.path().join("shadow"),
+                    staged: evil.clone(),
+                    sha256: sha256_hex(b"evil"),
+                    create: false,
+                }],
+            },
+            Journal {
+                kubepki_journal: FORMAT,
+                id: "ab".into(),
+                operation: "renew".into(),
+                state: State::Prepared,
+                dirs: vec![],
+                backup: Some(BackupRecord {
+                    dir: d.path().join("b"),
+                    staging: victim.clone(),
+                }),
+                entries: vec![],
+            },
+        ];
+        for j in cases {
+            write_journal(d.path(), &j).unwrap();
+            let e = recover(d.path(), &[d.path()]).unwrap_err().to_string();
+            assert!(e.contains("which kubepki never writes"), "{e}");
+            assert!(evil.exists() && victim.join("keep").exists());
+            assert!(!d.path().join("shadow").exists());
+        }
     }
 
     /// Format-1 journals (no state, no id) are committed ones.
