@@ -13,8 +13,9 @@ use kubepki_pki::key::KeyAlgorithm;
     about = "Owns the certificate lifecycle of a kubeadm-style Kubernetes cluster",
     long_about = "kubepki creates a kubeadm-compatible control-plane PKI, reports certificate \
 expiry exactly as `kubeadm certs check-expiration` does, and issues user kubeconfigs.\n\n\
-It never overwrites a file it did not create in the same run, writes atomically (temp file, \
-fsync, rename), and keeps private keys at mode 0600.",
+Every command that writes takes a lock on the cert dir, first finishes or undoes an interrupted \
+run, backs up what it replaces, and puts its files in place as one journaled transaction (all \
+or nothing, even if killed). Private keys are mode 0600.",
     after_help = "Exit status: 0 success, 1 error (the message names the file and the problem), \
 2 usage error."
 )]
