@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::out::outln;
 use anyhow::{Context, Result, bail};
 use kubepki_pki::renew::Component;
 use kubepki_pki::txn;
@@ -121,7 +122,7 @@ pub fn restart(c: Component, opts: &Options) -> Result<()> {
         .with_context(|| format!("moving {} out", manifest.display()))?;
     txn::sync_dir(&opts.manifests_dir)?;
     let pause = opts.file_check_frequency + Duration::from_secs(2);
-    println!(
+    outln!(
         "[restart] {}: manifest moved out; waiting {}s for the kubelet to stop it",
         c.name(),
         pause.as_secs()
@@ -132,20 +133,20 @@ pub fn restart(c: Component, opts: &Options) -> Result<()> {
     txn::sync_dir(&opts.manifests_dir)?;
     let _ = std::fs::remove_dir(&opts.hold_dir);
     let Some(url) = probe else {
-        println!(
+        outln!(
             "[restart] {}: manifest restored; it declares no HTTP liveness probe, so check yourself that it is running",
             c.name()
         );
         return Ok(());
     };
-    println!(
+    outln!(
         "[restart] {}: manifest restored; waiting for {url}",
         c.name()
     );
     let start = Instant::now();
     while start.elapsed() < opts.timeout {
         if healthy(&url) {
-            println!(
+            outln!(
                 "[restart] {} is healthy again after {}s",
                 c.name(),
                 start.elapsed().as_secs()

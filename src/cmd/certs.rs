@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -7,6 +6,7 @@ use kubepki_pki::layout::Layout;
 use time::OffsetDateTime;
 
 use crate::cli::{CheckExpirationArgs, OutputFormat};
+use crate::out::errln;
 
 pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let r = super::resolve(&args.dirs)?;
@@ -16,7 +16,7 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
     };
     let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
     if layout.cert_dir.join(kubepki_pki::txn::JOURNAL).exists() {
-        eprintln!(
+        errln!(
             "warning: an interrupted kubepki run left {}; the next renew, import or restore completes it",
             layout.cert_dir.join(kubepki_pki::txn::JOURNAL).display()
         );
@@ -45,6 +45,6 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
             }
         }
     };
-    std::io::stdout().lock().write_all(out.as_bytes())?;
+    crate::out::data(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

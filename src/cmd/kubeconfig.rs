@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,6 +13,7 @@ use kubepki_pki::{backup, fsio, txn};
 use time::OffsetDateTime;
 
 use crate::cli::{KubeletArgs, UserArgs};
+use crate::out::{errln, outln};
 
 /// A client certificate signed by the cluster CA, as PEM: (cert, key, ca.crt file).
 fn sign_client(
@@ -45,7 +45,7 @@ fn sign_client(
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
     let mut not_after = kubepki_pki::duration::after(now, validity);
     if not_after > ca_cert.not_after {
-        eprintln!(
+        errln!(
             "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
             kubepki_pki::expiry::format_date(ca_cert.not_after)
         );
@@ -115,7 +115,7 @@ pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
         &key,
     )
     .to_yaml();
-    std::io::stdout().lock().write_all(yaml.as_bytes())?;
+    crate::out::data(yaml.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -176,7 +176,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
         Kubeconfig::embedded(&cluster_name(&r), &server, &ca, &user, &cert, &key).to_yaml()
     };
     if !args.write {
-        std::io::stdout().lock().write_all(yaml.as_bytes())?;
+        crate::out::data(yaml.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let target =
@@ -198,7 +198,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
             "kubeconfig kubelet",
             &kubepki_pki::expiry::rfc3339_utc(now),
         )?;
-        println!(
+        outln!(
             "[kubeconfig] backed up {} to {}",
             target.display(),
             dir.display()
@@ -207,7 +207,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let mut t = txn::Replacement::new(&layout.cert_dir, "kubeconfig kubelet");
     t.stage(&target, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
     t.commit()?;
-    println!(
+    outln!(
         "[kubeconfig] wrote {}; restart the kubelet: systemctl restart kubelet",
         target.display()
     );

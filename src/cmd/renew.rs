@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::cli::{RenewArgs, RestartArgs, RestoreArgs};
+use crate::out::{errln, outln};
 use crate::restart;
 
 /// Takes the cert dir lock and repairs what an interrupted run left behind.
@@ -25,17 +26,17 @@ pub fn lock_and_recover(layout: &Layout, wait: bool) -> Result<DirLock> {
     ];
     match txn::recover(&layout.cert_dir, &dirs)? {
         Recovery::Clean => {}
-        Recovery::RolledForward { operation, files } => println!(
+        Recovery::RolledForward { operation, files } => outln!(
             "[recover] completed an interrupted {operation} ({} files now hold the new versions)",
             files.len()
         ),
-        Recovery::RolledBack { removed } => println!(
+        Recovery::RolledBack { removed } => outln!(
             "[recover] an earlier run stopped before changing anything; removed its {} temporary files",
             removed.len()
         ),
     }
     for b in backup::remove_incomplete(&layout.kubeconfig_dir.join("kubepki-backups"))? {
-        println!(
+        outln!(
             "[recover] removed {}, a backup an interrupted run had not finished",
             b.display()
         );
@@ -111,7 +112,7 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let ropts = restart_options(&args.restart, &layout.kubeconfig_dir);
     let _lock = if args.dry_run {
         if layout.cert_dir.join(txn::JOURNAL).exists() {
-            println!(
+            outln!(
                 "[renew] an interrupted run left a journal; the next real run will complete it first"
             );
         }
@@ -119,7 +120,7 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     } else {
         let l = lock_and_recover(&layout, args.wait)?;
         for m in restart::recover_held(&ropts)? {
-            println!(
+            outln!(
                 "[recover] put back static pod manifest {} held by an interrupted run",
                 m.display()
             );
@@ -129,25 +130,25 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
 
     let plan = renew::plan(&layout, &req, now)?;
     for w in &plan.warnings {
-        println!("[renew] WARNING: {w}");
+        outln!("[renew] WARNING: {w}");
     }
     // "renewed" is said once it is true: after the swap (a dry run says "would be renewed").
     let done_later =
         |t: &&renew::Target| !args.dry_run && matches!(t.action, renew::Action::Renew { .. });
     for t in plan.targets.iter().filter(|t| !done_later(t)) {
-        println!("[renew] {}", renew::describe(t, args.dry_run));
+        outln!("[renew] {}", renew::describe(t, args.dry_run));
     }
     if !plan.problems.is_empty() {
         for p in &plan.problems {
-            eprintln!("error: {p}");
+            errln!("error: {p}");
         }
-        eprintln!("error: nothing was changed");
+        errln!("error: nothing was changed");
         return Ok(ExitCode::FAILURE);
     }
     let names: Vec<&str> = plan.to_renew().map(|t| t.name()).collect();
     if args.dry_run {
         if names.is_empty() {
-            println!("[renew] nothing would be renewed");
+            outln!("[renew] nothing would be renewed");
         } else {
             advise(&renew::restart_needed(&names), true);
         }
@@ -166,24 +167,24 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         Ok(o) => o,
         Err(e) => {
             // One line per failure, naming the file (not anyhow's repeated source chain).
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             if layout.cert_dir.join(txn::JOURNAL).exists() {
-                eprintln!("error: the renewal stopped half-way; the next kubepki run completes it");
+                errln!("error: the renewal stopped half-way; the next kubepki run completes it");
             } else {
-                eprintln!("error: nothing was changed");
+                errln!("error: nothing was changed");
             }
             return Ok(ExitCode::FAILURE);
         }
     };
     for t in plan.targets.iter().filter(done_later) {
-        println!("[renew] {}", renew::describe(t, false));
+        outln!("[renew] {}", renew::describe(t, false));
     }
     if outcome.renewed.is_empty() {
-        println!("[renew] nothing to renew");
+        outln!("[renew] nothing to renew");
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(b) = &outcome.backup {
-        println!(
+        outln!(
             "[renew] the previous files are in {}; `kubepki certs restore {}` puts them back",
             b.display(),
             b.display()
@@ -216,18 +217,18 @@ fn advise(comps: &[Component], dry_run: bool) {
         .collect();
     let tense = if dry_run { "would then need" } else { "must" };
     if !statics.is_empty() {
-        println!(
+        outln!(
             "[renew] {} {tense} restart to load the renewed certificates (or rerun with --restart-static-pods)",
             statics.join(", ")
         );
     }
     if comps.contains(&Component::Kubelet) {
-        println!(
+        outln!(
             "[renew] the kubelet {tense} restart to load the new kubelet.conf: systemctl restart kubelet"
         );
     }
     if comps.is_empty() && !dry_run {
-        println!("[renew] no component needs a restart: these certificates are read when used");
+        outln!("[renew] no component needs a restart: these certificates are read when used");
     }
 }
 
@@ -242,7 +243,7 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     }
     if args.dry_run {
         for f in &m.files {
-            println!("[restore] would restore {}", f.original.display());
+            outln!("[restore] would restore {}", f.original.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -262,7 +263,7 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let _lock = lock_and_recover(&layout, args.wait)?;
     // Only once the lock is held: a refused run must not claim to be restoring.
     for f in &m.files {
-        println!("[restore] restoring {}", f.original.display());
+        outln!("[restore] restoring {}", f.original.display());
     }
 
     // What is there now is backed up too: a restore must be undoable.
@@ -290,7 +291,7 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let mut r = Replacement::new(&cert_dir, "restore");
     backup::stage_restore(&args.backup, &m, &mut r)?;
     let restored = r.commit()?;
-    println!(
+    outln!(
         "[restore] restored {} files; what they replaced is in {}",
         restored.len(),
         before.display()

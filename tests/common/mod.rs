@@ -369,3 +369,83 @@ pub fn as_nobody(cmd: &Command) -> Command {
 pub fn give_to_nobody(d: &Path) {
     run_ok(Command::new("chown").args(["-R", "65534:65534"]).arg(d));
 }
+
+/// What a child's stdout or stderr is connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// A pipe the test reads.
+    Captured,
+    /// Closed (`>&-`).
+    Closed,
+    /// A pipe whose reader has already exited (as after `| head -n 1`): every write fails
+    /// with EPIPE, deterministically.
+    Broken,
+}
+
+/// Runs `cmd` with its stdout and stderr connected as told (stdin /dev/null), bounded to
+/// `limit` (then SIGKILLed by PID); what was captured comes back.
+pub fn run_sinks(cmd: &Command, out: Sink, err: Sink, limit: Duration) -> Output {
+    // Closing a descriptor takes a shell: `exec` keeps the PID, so the guard below stops kubepki.
+    let mut redir = String::new();
+    if out == Sink::Closed {
+        redir.push_str(" >&-");
+    }
+    if err == Sink::Closed {
+        redir.push_str(" 2>&-");
+    }
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("exec \"$@\"{redir}"))
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    let sink = |s: Sink| match s {
+        Sink::Captured | Sink::Closed => Stdio::piped(),
+        Sink::Broken => {
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            drop(reader);
+            Stdio::from(writer)
+        }
+    };
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(sink(out))
+        .stderr(sink(err))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(o) => o.expect("waiting for kubepki"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.join();
+            panic!("{cmd:?} did not finish within {limit:?}; killed");
+        }
+    };
+    let _ = waiter.join();
+    out
+}
+
+/// Fails with the command's output if it panicked (Rust's exit status 101, or a panic message).
+pub fn assert_no_panic(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert!(
+        o.status.code() != Some(101) && !err.contains("panicked"),
+        "{what}: kubepki panicked ({})\n--- stdout\n{}\n--- stderr\n{err}",
+        o.status,
+        stdout(o)
+    );
+}
