@@ -9,6 +9,7 @@ mod out;
 mod cli;
 mod cmd;
 mod detect;
+mod held;
 mod restart;
 
 use std::process::ExitCode;

@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::Sink::{Broken, Captured, Closed};
+use common::cluster::cert_serial;
 use common::pki::{IP, NODE, RENEW_NOW, backups, fresh, kubepki_in, restore};
 use common::*;
 
@@ -55,15 +56,6 @@ fn refuses(d: &Path, cmd: &Command, what: &str) {
             "{what}, refused ({sinks:?}), changed files"
         );
     }
-}
-
-fn serial(file: &Path) -> String {
-    let o = run_ok(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-serial", "-in"])
-            .arg(file),
-    );
-    stdout(&o)
 }
 
 fn init_cmd(d: &Path) -> Command {
@@ -143,13 +135,13 @@ fn renew_and_restore_complete_whatever_happens_to_their_output() {
     for sinks in SINKS {
         let tmp = fresh();
         let d = tmp.path();
-        let old: Vec<String> = SAMPLE.iter().map(|f| serial(&d.join(f))).collect();
+        let old: Vec<String> = SAMPLE.iter().map(|f| cert_serial(&d.join(f))).collect();
         let before = snapshot(d);
         let mut renew = kubepki_in(d, &["certs", "renew", "all", "--now", RENEW_NOW]);
         expect(&renew, sinks, 0, "renew all");
         for (f, s) in SAMPLE.iter().zip(&old) {
             assert_ne!(
-                &serial(&d.join(f)),
+                &cert_serial(&d.join(f)),
                 s,
                 "renew all {sinks:?}: {f} not renewed"
             );
@@ -163,7 +155,7 @@ fn renew_and_restore_complete_whatever_happens_to_their_output() {
         expect(&rest, sinks, 0, "restore");
         for (f, s) in SAMPLE.iter().zip(&old) {
             assert_eq!(
-                &serial(&d.join(f)),
+                &cert_serial(&d.join(f)),
                 s,
                 "restore {sinks:?}: {f} not restored"
             );
@@ -209,7 +201,7 @@ spec:\n  hostNetwork: true\n  containers:\n  - name: kube-apiserver\n    image: 
     };
     let check = |d: &Path, old: &str, what: &str| {
         assert_ne!(
-            serial(&d.join("pki/apiserver.crt")),
+            cert_serial(&d.join("pki/apiserver.crt")),
             old,
             "{what}: not renewed"
         );
@@ -226,7 +218,7 @@ spec:\n  hostNetwork: true\n  containers:\n  - name: kube-apiserver\n    image: 
         let tmp = fresh();
         let d = tmp.path();
         write_file(&d.join("manifests/kube-apiserver.yaml"), manifest_text);
-        let old = serial(&d.join("pki/apiserver.crt"));
+        let old = cert_serial(&d.join("pki/apiserver.crt"));
         expect(&renew(d), sinks, 0, "renew apiserver --restart-static-pods");
         check(d, &old, &format!("{sinks:?}"));
     }
@@ -236,7 +228,7 @@ spec:\n  hostNetwork: true\n  containers:\n  - name: kube-apiserver\n    image: 
         let tmp = fresh();
         let d = tmp.path();
         write_file(&d.join("manifests/kube-apiserver.yaml"), manifest_text);
-        let old = serial(&d.join("pki/apiserver.crt"));
+        let old = cert_serial(&d.join("pki/apiserver.crt"));
         let cmd = renew(d);
         let mut line = vec![cmd.get_program().to_os_string()];
         line.extend(cmd.get_args().map(|a| a.to_os_string()));

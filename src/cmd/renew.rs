@@ -41,6 +41,12 @@ pub fn lock_and_recover(layout: &Layout, wait: bool) -> Result<DirLock> {
             b.display()
         );
     }
+    for m in restart::recover_held(&restart::hold_dir(&layout.kubeconfig_dir))? {
+        outln!(
+            "[recover] put back static pod manifest {} held by an interrupted run",
+            m.display()
+        );
+    }
     Ok(lock)
 }
 
@@ -118,14 +124,7 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         }
         None
     } else {
-        let l = lock_and_recover(&layout, args.wait)?;
-        for m in restart::recover_held(&ropts)? {
-            outln!(
-                "[recover] put back static pod manifest {} held by an interrupted run",
-                m.display()
-            );
-        }
-        Some(l)
+        Some(lock_and_recover(&layout, args.wait)?)
     };
 
     let plan = renew::plan(&layout, &req, now)?;
@@ -192,20 +191,19 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     }
     let comps = renew::restart_needed(&outcome.renewed);
     if args.restart.restart_static_pods {
-        for c in comps.iter().filter(|c| c.is_static_pod()) {
-            restart::restart(*c, &ropts)?;
+        let (statics, others): (Vec<Component>, Vec<Component>) =
+            comps.iter().partition(|c| c.is_static_pod());
+        let results = restart::restart_all(&statics, &ropts);
+        let etcd = outcome
+            .renewed
+            .iter()
+            .any(|n| matches!(*n, "etcd-server" | "etcd-peer"));
+        for line in restart::summary(&results, &others, etcd) {
+            outln!("{line}");
         }
-        advise(
-            &comps
-                .iter()
-                .copied()
-                .filter(|c| !c.is_static_pod())
-                .collect::<Vec<_>>(),
-            false,
-        );
-    } else {
-        advise(&comps, false);
+        return Ok(restart::exit_code(&results));
     }
+    advise(&comps, false);
     Ok(ExitCode::SUCCESS)
 }
 
