@@ -379,7 +379,7 @@ fn kubeconfigs_and_reports() {
     eprintln!("kubeconfigs and reports: {:?}", t0.elapsed());
 }
 
-/// Errors from commands that talk to a cluster (none reachable here) through a failing stderr.
+/// Commands that talk to a cluster (none reachable here), through failing output.
 #[test]
 fn cluster_commands_fail_cleanly_through_a_broken_stderr() {
     let t0 = Instant::now();
@@ -413,5 +413,35 @@ fn cluster_commands_fail_cleanly_through_a_broken_stderr() {
             expect(&c, sinks, 1, &format!("{args:?}"));
         }
     }
+    // The controller logs (here: its failures to reach the API server) to stderr; with stderr
+    // broken it keeps running, and stops with 0 on SIGTERM.
+    let mut c = kubepki();
+    c.arg("controller")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--leader-elect=false", "--health-probe-bind-address", "0"])
+        .arg("--metrics-bind-address")
+        .arg(format!("127.0.0.31:{}", free_port(loopback(31))))
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut ctl = Proc::adopt("kubepki controller", c.stderr(writer).spawn().unwrap());
+    for _ in 0..30 {
+        if let Some(st) = ctl.try_wait() {
+            panic!("the controller exited ({st}) with its stderr broken");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = nix::unistd::Pid::from_raw(ctl.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let st = wait_for(
+        "the controller to stop",
+        Duration::from_secs(10),
+        100,
+        || ctl.try_wait(),
+    );
+    assert_eq!(st.code(), Some(0), "the controller after SIGTERM");
     eprintln!("cluster commands: {:?}", t0.elapsed());
 }

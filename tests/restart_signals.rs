@@ -160,6 +160,28 @@ fn a_termination_signal_puts_the_manifest_back_then_exits_128_plus_n() {
     eprintln!("signals: {:?}", t0.elapsed());
 }
 
+/// A signal the run inherited as ignored (nohup's SIGHUP) stays ignored, during the hold too.
+#[test]
+fn an_ignored_signal_stays_ignored() {
+    let tmp = fresh();
+    let d = tmp.path();
+    let manifests = d.join("manifests");
+    let manifest = manifests.join("kube-apiserver.yaml");
+    write_file(&manifest, MANIFEST);
+    let inner = renew_restart(d, d, &manifests, "2s");
+    let mut c = Command::new("sh");
+    c.args(["-c", "trap '' HUP; exec \"$@\"", "sh"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    let mut run = Running::spawn(c);
+    wait_moved_out(&manifest, &mut run);
+    run.signal(Signal::SIGHUP);
+    let (status, out, err) = run.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{out}\n{err}");
+    assert_eq!(fs::read(&manifest).ok().as_deref(), Some(MANIFEST));
+    assert!(!err.contains("caught"), "{err}");
+}
+
 #[test]
 fn after_sigkill_the_next_run_puts_the_manifest_back_where_it_was() {
     let t0 = Instant::now();

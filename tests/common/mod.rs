@@ -126,6 +126,15 @@ impl Proc {
         }
     }
 
+    /// A child started elsewhere (e.g. with its own stdio), stopped by PID on drop like the rest.
+    pub fn adopt(name: &str, child: Child) -> Proc {
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log: PathBuf::new(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -224,20 +233,31 @@ pub fn ensure_openssl() {
 
 /// kube-apiserver and kube-controller-manager v1.20.2, built once by the shared tool.
 pub fn k8s_bin_dir() -> PathBuf {
+    k8s_bin_dir_with("")
+}
+
+/// As [`k8s_bin_dir`], with `extra` v1.20.2 tools too (the tool's K8S_TEST_EXTRA, e.g.
+/// "kube-scheduler"): built once, the first time a test asks (a minute or two).
+pub fn k8s_bin_dir_with(extra: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tool = shared_dir().join("tools/k8s-test-binaries");
-        let out = run_ok(Command::new("bash").arg(&tool));
-        let last = stdout(&out).lines().last().unwrap_or("").trim().to_string();
-        let dir = PathBuf::from(last);
-        assert!(
-            dir.join("kube-apiserver").is_file(),
-            "{} has no kube-apiserver",
-            dir.display()
-        );
-        dir
-    })
-    .clone()
+    let dir = DIR.get_or_init(|| k8s_tool("")).clone();
+    if extra.split_whitespace().all(|t| dir.join(t).is_file()) {
+        return dir;
+    }
+    k8s_tool(extra)
+}
+
+fn k8s_tool(extra: &str) -> PathBuf {
+    let tool = shared_dir().join("tools/k8s-test-binaries");
+    let out = run_ok(Command::new("bash").arg(&tool).env("K8S_TEST_EXTRA", extra));
+    let last = stdout(&out).lines().last().unwrap_or("").trim().to_string();
+    let dir = PathBuf::from(last);
+    assert!(
+        dir.join("kube-apiserver").is_file(),
+        "{} has no kube-apiserver",
+        dir.display()
+    );
+    dir
 }
 
 /// kubectl, preinstalled on these machines.
