@@ -321,8 +321,12 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
         );
         return Outcome::Unverified(why);
     }
-    let mut urls: Vec<&str> = probes.http.iter().map(|p| p.url.as_str()).collect();
-    urls.dedup();
+    let mut urls: Vec<&str> = Vec::new();
+    for p in &probes.http {
+        if !urls.contains(&p.url.as_str()) {
+            urls.push(&p.url);
+        }
+    }
     outln!(
         "[restart] {}: manifest restored; waiting for {}",
         c.name(),
@@ -493,7 +497,7 @@ pub fn summary(
                 .into(),
         );
     }
-    if results.is_empty() && others.is_empty() {
+    if lines.is_empty() {
         lines.push(
             "[renew] no component needs a restart: these certificates are read when used".into(),
         );
@@ -699,6 +703,12 @@ mod tests {
         assert_eq!(
             summary(&[], &[], false),
             ["[renew] no component needs a restart: these certificates are read when used"]
+        );
+        assert_eq!(
+            summary(&[], &[], true),
+            [
+                "[renew] etcd was not restarted: it reads its serving and peer certificates on every new connection"
+            ]
         );
         assert_eq!(exit_code(&all), std::process::ExitCode::SUCCESS);
     }
