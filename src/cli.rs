@@ -17,7 +17,7 @@ Every command that writes takes a lock on the cert dir, first finishes or undoes
 run, backs up what it replaces, and puts its files in place as one journaled transaction (all \
 or nothing, even if killed). Private keys are mode 0600.",
     after_help = "Exit status: 0 success, 1 error (the message names the file and the problem), \
-2 usage error."
+2 usage error, 128+n when signal n stopped a static pod restart (its manifest was put back first)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -311,7 +311,10 @@ rolled back by the next kubepki run;\n- a lock keeps two runs apart;\n- --expiri
 controller-manager.conf, etcd-healthcheck-client, etcd-peer, etcd-server, front-proxy-client, \
 scheduler.conf, super-admin.conf, kubelet.conf (never part of `all`).\n\nAfterwards it says which control-plane components must restart; --restart-static-pods restarts \
 them the way the kubeadm docs describe (manifest moved out of the manifests directory for longer \
-than the kubelet's fileCheckFrequency, then back) and waits for each to answer its liveness probe."
+than the kubelet's fileCheckFrequency, then back) and waits for each to answer the httpGet \
+startup, liveness and readiness probes its manifest declares, as the kubelet sends them. SIGINT, \
+SIGTERM or SIGHUP while a manifest is out puts it back, then exits with 128+n; a manifest left out \
+by a killed run is put back by the next kubepki run that writes."
     )]
     Renew(RenewArgs),
 
@@ -446,7 +449,7 @@ pub struct RestartArgs {
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub file_check_frequency: std::time::Duration,
 
-    /// How long to wait for a restarted component to answer its liveness probe
+    /// How long to wait for a restarted component to answer its probes
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub restart_timeout: std::time::Duration,
 }

@@ -1,14 +1,22 @@
 //! kubepki: the command-line front end. Policy (what to print, exit codes) lives here; the PKI
 //! model and operations live in the `kubepki-pki` crate.
 
+// Every message goes through `out::outln!`/`out::errln!`, which cannot panic (see out.rs).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod out;
+
 mod cli;
 mod cmd;
 mod detect;
+mod held;
 mod restart;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use crate::out::errln;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -41,7 +49,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            errln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -1,90 +1,204 @@
 //! Restarting static pods the way the kubeadm docs describe: move the manifest out of the
 //! kubelet's manifest directory for longer than its fileCheckFrequency, move it back, then wait
-//! until the component answers the liveness probe its manifest declares.
+//! until the component answers the HTTP probes its manifest declares, sent as the kubelet
+//! sends them. Holding the manifest safely (a record of where it goes back, signals) is
+//! `held.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe as ProbeSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubepki_pki::renew::Component;
+use ureq::http::{HeaderName, HeaderValue, Uri};
+
+use crate::held::{self, Guard, signal_name};
+pub use crate::held::{hold_dir, recover_held};
+use crate::out::{errln, outln};
 
 pub struct Options {
     pub manifests_dir: PathBuf,
-    /// Where manifests wait while their pod is down; outside the manifests directory so the
-    /// kubelet does not see them.
+    /// Where manifests wait while their pod is down (see [`hold_dir`]).
     pub hold_dir: PathBuf,
     pub file_check_frequency: Duration,
     pub timeout: Duration,
 }
 
-pub fn hold_dir(kubeconfig_dir: &Path) -> PathBuf {
-    kubeconfig_dir.join("kubepki-held-manifests")
+/// One HTTP probe of a container, as the kubelet would send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub container: String,
+    /// startupProbe, livenessProbe or readinessProbe.
+    pub kind: &'static str,
+    pub url: String,
+    /// The manifest's httpHeaders.
+    pub headers: Vec<(String, String)>,
+    /// timeoutSeconds (the kubelet's default: 1 s).
+    pub timeout: Duration,
 }
 
-/// Puts back manifests an interrupted run left in the hold directory.
-pub fn recover_held(opts: &Options) -> Result<Vec<PathBuf>> {
-    let mut back = Vec::new();
-    if !opts.hold_dir.is_dir() {
-        return Ok(back);
-    }
-    for e in
-        std::fs::read_dir(&opts.hold_dir).with_context(|| opts.hold_dir.display().to_string())?
-    {
-        let e = e?;
-        let dest = opts.manifests_dir.join(e.file_name());
-        if dest.exists() {
-            bail!(
-                "{} is held by an interrupted kubepki run, but {} exists too; keep one and remove the other",
-                e.path().display(),
-                dest.display()
-            );
+/// What a manifest lets kubepki check once its pod is back.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Probes {
+    pub http: Vec<Probe>,
+    /// Probes kubepki cannot send, e.g. "livenessProbe of container etcd (exec)".
+    pub unchecked: Vec<String>,
+}
+
+impl Probes {
+    /// Why nothing can be checked, when nothing can.
+    fn why_unchecked(&self) -> String {
+        if self.unchecked.is_empty() {
+            "it declares no probe".into()
+        } else {
+            format!("kubepki cannot send its {}", self.unchecked.join(", "))
         }
-        std::fs::rename(e.path(), &dest).with_context(|| dest.display().to_string())?;
-        back.push(dest);
     }
-    kubepki_pki::fsio::sync_dir(&opts.manifests_dir)?;
-    let _ = std::fs::remove_dir(&opts.hold_dir);
-    Ok(back)
 }
 
-/// The httpGet liveness probe of a static pod manifest, as a URL.
-pub fn probe_url(manifest: &Path) -> Result<Option<String>> {
+/// The probes of a static pod manifest.
+pub fn probes(manifest: &Path) -> Result<Probes> {
     let text = std::fs::read_to_string(manifest).with_context(|| manifest.display().to_string())?;
-    let v: serde_json::Value = serde_saphyr::from_str(&text)
-        .with_context(|| format!("{}: not a valid pod manifest", manifest.display()))?;
-    let Some(get) = v
-        .pointer("/spec/containers/0/livenessProbe/httpGet")
-        .or_else(|| v.pointer("/spec/containers/0/startupProbe/httpGet"))
-    else {
+    probes_of(&text, manifest)
+}
+
+/// The probes of a manifest's text; `manifest` names it in errors.
+pub fn probes_of(text: &str, manifest: &Path) -> Result<Probes> {
+    let pod: Pod = serde_saphyr::from_str(text)
+        .map_err(|e| anyhow!("{}: not a valid pod manifest: {e}", manifest.display()))?;
+    let Some(spec) = pod.spec else {
+        bail!("{}: the pod has no spec", manifest.display());
+    };
+    // A static pod on the host network has the node's address; kubeadm's manifests name the
+    // host anyway, and where they do not the component listens on loopback too.
+    let host_network = spec.host_network == Some(true);
+    let mut out = Probes::default();
+    for c in &spec.containers {
+        for (kind, p) in [
+            ("startupProbe", &c.startup_probe),
+            ("livenessProbe", &c.liveness_probe),
+            ("readinessProbe", &c.readiness_probe),
+        ] {
+            let Some(p) = p else { continue };
+            let what = format!("{kind} of container {}", c.name);
+            match http_probe(p, c, kind, host_network) {
+                Ok(Some(probe)) => out.http.push(probe),
+                Ok(None) => out.unchecked.push(format!("{what} ({})", action_of(p))),
+                Err(e) => bail!("{}: {what}: {e}", manifest.display()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn action_of(p: &ProbeSpec) -> &'static str {
+    if p.exec.is_some() {
+        "exec"
+    } else if p.tcp_socket.is_some() {
+        "tcpSocket"
+    } else if p.grpc.is_some() {
+        "grpc"
+    } else if p.http_get.is_some() {
+        "httpGet on the pod IP, which only the kubelet knows"
+    } else {
+        "no action"
+    }
+}
+
+/// An httpGet probe as a URL, resolved as the kubelet resolves it; None for other actions, or
+/// one aimed at the IP of a pod that is not on the host network.
+fn http_probe(
+    p: &ProbeSpec,
+    c: &Container,
+    kind: &'static str,
+    host_network: bool,
+) -> std::result::Result<Option<Probe>, String> {
+    let Some(get) = &p.http_get else {
         return Ok(None);
     };
-    let host = get
-        .get("host")
-        .and_then(|h| h.as_str())
-        .unwrap_or("127.0.0.1");
-    let port = match get.get("port") {
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        Some(serde_json::Value::String(s)) if s.parse::<u16>().is_ok() => s.clone(),
+    let port = resolve_port(&get.port, c)?;
+    let host = match get.host.as_deref() {
+        Some(h) if !h.is_empty() => h,
+        _ if host_network => "127.0.0.1",
         _ => return Ok(None),
     };
-    let path = get.get("path").and_then(|p| p.as_str()).unwrap_or("/");
-    let scheme = get
-        .get("scheme")
-        .and_then(|s| s.as_str())
-        .unwrap_or("HTTP")
-        .to_lowercase();
+    let scheme = match get.scheme.as_deref().unwrap_or("HTTP") {
+        "HTTP" => "http",
+        "HTTPS" => "https",
+        s => return Err(format!("scheme {s:?} is neither HTTP nor HTTPS")),
+    };
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
         host.to_string()
     };
-    Ok(Some(format!("{scheme}://{host}:{port}{path}")))
+    // As Go's url.URL prints it: a path that does not start with "/" gets one.
+    let path = get.path.as_deref().unwrap_or("");
+    let slash = if path.starts_with('/') { "" } else { "/" };
+    let url = format!("{scheme}://{host}:{port}{slash}{path}");
+    Uri::try_from(url.as_str()).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    let mut headers = Vec::new();
+    for h in get.http_headers.iter().flatten() {
+        HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| format!("httpHeaders: {:?} is not a header name", h.name))?;
+        HeaderValue::from_str(&h.value)
+            .map_err(|_| format!("httpHeaders: {:?} is not a header value", h.value))?;
+        headers.push((h.name.clone(), h.value.clone()));
+    }
+    let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).clamp(1, 3600) as u64);
+    Ok(Some(Probe {
+        container: c.name.clone(),
+        kind,
+        url,
+        headers,
+        timeout,
+    }))
 }
 
-/// One probe, as the kubelet judges it: any status from 200 to 399 is healthy. Like the
-/// kubelet, it sends no credentials and does not verify the serving certificate.
-pub fn healthy(url: &str) -> bool {
+/// A probe's port as the kubelet resolves it (`ResolveContainerPort`): a number, or the name
+/// of one of the container's ports, or, failing that, a number written as a string.
+pub fn resolve_port(port: &IntOrString, c: &Container) -> std::result::Result<u16, String> {
+    let n = match port {
+        IntOrString::Int(n) => i64::from(*n),
+        IntOrString::String(name) => {
+            let named = c
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()));
+            match (named, name.parse::<i64>()) {
+                (Some(p), _) => i64::from(p.container_port),
+                (None, Ok(n)) => n,
+                (None, Err(_)) => {
+                    let names: Vec<&str> = c
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| p.name.as_deref())
+                        .collect();
+                    return Err(format!(
+                        "port {name:?} is not the name of one of the container's ports ({})",
+                        if names.is_empty() {
+                            "it names none".to_string()
+                        } else {
+                            format!("it names {}", names.join(", "))
+                        }
+                    ));
+                }
+            }
+        }
+    };
+    match u16::try_from(n) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("port {n} is not a port number (1-65535)")),
+    }
+}
+
+/// Sends one probe. Like the kubelet: no credentials, the serving certificate is not
+/// verified, any status from 200 to 399 is success. The error says what came back.
+pub fn check(p: &Probe) -> std::result::Result<(), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
@@ -94,68 +208,508 @@ pub fn healthy(url: &str) -> bool {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(3)))
+        .timeout_global(Some(p.timeout))
         .build()
         .into();
-    match agent.get(url).call() {
-        Ok(r) => (200..400).contains(&r.status().as_u16()),
-        Err(_) => false,
+    let mut req = agent
+        .get(&p.url)
+        .header("User-Agent", "kube-probe/kubepki")
+        .header("Accept", "*/*");
+    for (k, v) in &p.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    match req.call() {
+        Ok(r) if (200..400).contains(&r.status().as_u16()) => Ok(()),
+        Ok(r) => Err(format!("HTTP {}", r.status())),
+        Err(e) => Err(e.to_string()),
     }
 }
 
-pub fn restart(c: Component, opts: &Options) -> Result<()> {
-    let file = format!("{}.yaml", c.name());
-    let manifest = opts.manifests_dir.join(&file);
+/// How a static pod's restart went.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Back, and every HTTP probe answered.
+    Healthy,
+    /// Back; nothing kubepki can probe (the reason).
+    Unverified(String),
+    /// Left alone: the error came before its manifest moved.
+    NotRestarted(anyhow::Error),
+    /// Back, but its probes did not answer in time.
+    NotHealthy(anyhow::Error),
+    /// Its manifest could not be put back; the next kubepki run does it.
+    StillHeld(anyhow::Error),
+    /// A signal stopped the wait; the manifest went back first (unless `still_held`).
+    Interrupted {
+        signal: i32,
+        still_held: Option<anyhow::Error>,
+    },
+    /// Not tried: an earlier restart failed or was interrupted.
+    Skipped,
+}
+
+/// Restarts one static pod; prints its progress.
+pub fn restart(c: Component, opts: &Options) -> Outcome {
+    let manifest = opts.manifests_dir.join(format!("{}.yaml", c.name()));
     if !manifest.is_file() {
-        bail!(
+        return Outcome::NotRestarted(anyhow!(
             "{}: no such static pod manifest; restart {} yourself",
             manifest.display(),
             c.name()
-        );
+        ));
     }
-    let probe = probe_url(&manifest)?;
-    std::fs::create_dir_all(&opts.hold_dir).with_context(|| opts.hold_dir.display().to_string())?;
-    let held = opts.hold_dir.join(&file);
-    std::fs::rename(&manifest, &held)
-        .with_context(|| format!("moving {} out", manifest.display()))?;
-    kubepki_pki::fsio::sync_dir(&opts.manifests_dir)?;
+    // Read before the pod goes down: a manifest kubepki cannot probe is refused up front.
+    let probes = match probes(&manifest) {
+        Ok(p) => p,
+        Err(e) => return Outcome::NotRestarted(e),
+    };
+    let guard = match Guard::arm() {
+        Ok(g) => g,
+        Err(e) => return Outcome::NotRestarted(e),
+    };
+    if let Some(signal) = guard.caught() {
+        return Outcome::Interrupted {
+            signal,
+            still_held: None,
+        };
+    }
+    let held = match held::hold(&manifest, &opts.hold_dir) {
+        Ok(h) => h,
+        Err(e) => {
+            return match guard.disarm() {
+                Some(signal) => Outcome::Interrupted {
+                    signal,
+                    still_held: None,
+                },
+                None => Outcome::NotRestarted(e),
+            };
+        }
+    };
     let pause = opts.file_check_frequency + Duration::from_secs(2);
-    println!(
+    outln!(
         "[restart] {}: manifest moved out; waiting {}s for the kubelet to stop it",
         c.name(),
         pause.as_secs()
     );
-    std::thread::sleep(pause);
-    std::fs::rename(&held, &manifest)
-        .with_context(|| format!("moving {} back", manifest.display()))?;
-    kubepki_pki::fsio::sync_dir(&opts.manifests_dir)?;
-    let _ = std::fs::remove_dir(&opts.hold_dir);
-    let Some(url) = probe else {
-        println!(
-            "[restart] {}: manifest restored; it declares no HTTP liveness probe, so check yourself that it is running",
+    let until = Instant::now() + pause;
+    while guard.caught().is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+    let back = held.put_back();
+    if let Some(signal) = guard.disarm() {
+        let still_held = back.err();
+        if still_held.is_none() {
+            errln!(
+                "[restart] {}: caught {}; its manifest is back in place",
+                c.name(),
+                signal_name(signal)
+            );
+        }
+        return Outcome::Interrupted { signal, still_held };
+    }
+    if let Err(e) = back {
+        return Outcome::StillHeld(e);
+    }
+    if probes.http.is_empty() {
+        let why = probes.why_unchecked();
+        outln!(
+            "[restart] {}: manifest restored; {why}, so check yourself that it is running",
             c.name()
         );
-        return Ok(());
-    };
-    println!(
-        "[restart] {}: manifest restored; waiting for {url}",
-        c.name()
+        return Outcome::Unverified(why);
+    }
+    let mut urls: Vec<&str> = Vec::new();
+    for p in &probes.http {
+        if !urls.contains(&p.url.as_str()) {
+            urls.push(&p.url);
+        }
+    }
+    outln!(
+        "[restart] {}: manifest restored; waiting for {}",
+        c.name(),
+        urls.join(", ")
     );
     let start = Instant::now();
-    while start.elapsed() < opts.timeout {
-        if healthy(&url) {
-            println!(
+    loop {
+        // Healthy once every probe passes in the same round.
+        let failing = probes
+            .http
+            .iter()
+            .find_map(|p| check(p).err().map(|e| (p, e)));
+        let Some((p, why)) = failing else {
+            outln!(
                 "[restart] {} is healthy again after {}s",
                 c.name(),
                 start.elapsed().as_secs()
             );
-            return Ok(());
+            return Outcome::Healthy;
+        };
+        if start.elapsed() >= opts.timeout {
+            return Outcome::NotHealthy(anyhow!(
+                "{} did not answer {} (the {} of container {}) within {}s of its manifest being restored (last: {why}); check the kubelet's logs",
+                c.name(),
+                p.url,
+                p.kind,
+                p.container,
+                opts.timeout.as_secs()
+            ));
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    bail!(
-        "{} did not answer {url} within {}s of its manifest being restored; check the kubelet's logs",
-        c.name(),
-        opts.timeout.as_secs()
-    )
+}
+
+/// Restarts `comps` one at a time; errors are printed as they happen. After one that was
+/// stopped and did not come back healthy, or was interrupted, the rest are `Skipped` (one
+/// that could not be stopped at all does not stop the others).
+pub fn restart_all(comps: &[Component], opts: &Options) -> Vec<(Component, Outcome)> {
+    let mut out: Vec<(Component, Outcome)> = Vec::new();
+    for &c in comps {
+        if out.iter().any(|(_, o)| {
+            matches!(
+                o,
+                Outcome::NotHealthy(_) | Outcome::StillHeld(_) | Outcome::Interrupted { .. }
+            )
+        }) {
+            out.push((c, Outcome::Skipped));
+            continue;
+        }
+        let o = restart(c, opts);
+        match &o {
+            Outcome::NotRestarted(e) | Outcome::NotHealthy(e) | Outcome::StillHeld(e) => {
+                errln!("error: {e:#}")
+            }
+            Outcome::Interrupted {
+                still_held: Some(e),
+                ..
+            } => errln!("error: {e:#}"),
+            _ => {}
+        }
+        out.push((c, o));
+    }
+    out
+}
+
+/// The exit status after restarts: 128+n if a signal stopped them, 1 if one failed.
+pub fn exit_code(results: &[(Component, Outcome)]) -> std::process::ExitCode {
+    for (_, o) in results {
+        if let Outcome::Interrupted { signal, .. } = o {
+            return std::process::ExitCode::from(u8::try_from(128 + signal).unwrap_or(255));
+        }
+    }
+    if results
+        .iter()
+        .all(|(_, o)| matches!(o, Outcome::Healthy | Outcome::Unverified(_)))
+    {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+fn names(cs: &[Component]) -> String {
+    cs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// The last words of a renewal with `--restart-static-pods`: what was restarted, what was not
+/// and why, and what still needs a restart by hand. `others` are the components that are not
+/// static pods (the kubelet); `etcd_renewed` whether etcd's serving or peer certificate was.
+pub fn summary(
+    results: &[(Component, Outcome)],
+    others: &[Component],
+    etcd_renewed: bool,
+) -> Vec<String> {
+    let of = |f: fn(&Outcome) -> bool| -> Vec<Component> {
+        results
+            .iter()
+            .filter(|(_, o)| f(o))
+            .map(|(c, _)| *c)
+            .collect()
+    };
+    let mut lines = Vec::new();
+    let healthy = of(|o| matches!(o, Outcome::Healthy));
+    if !healthy.is_empty() {
+        lines.push(format!(
+            "[renew] restarted {}: {} healthy again",
+            names(&healthy),
+            if healthy.len() == 1 {
+                "it is"
+            } else {
+                "each is"
+            }
+        ));
+    }
+    for (c, o) in results {
+        let n = c.name();
+        match o {
+            Outcome::Healthy | Outcome::Skipped => {}
+            Outcome::Unverified(why) => lines.push(format!(
+                "[renew] restarted {n}, not verified: {why}; check yourself that it is running"
+            )),
+            Outcome::NotRestarted(_) => lines.push(format!(
+                "[renew] {n} was not restarted (see the error above); it must restart to load the renewed certificates"
+            )),
+            Outcome::NotHealthy(_) => lines.push(format!(
+                "[renew] restarted {n}, but it is not healthy (see the error above)"
+            )),
+            Outcome::StillHeld(_) => lines.push(format!(
+                "[renew] {n} is stopped: its manifest could not be put back (see the error above); the next kubepki run puts it back"
+            )),
+            Outcome::Interrupted {
+                signal,
+                still_held: None,
+            } => lines.push(format!(
+                "[renew] the restart of {n} was interrupted by {}: its manifest is back in place; check that {n} runs the renewed certificates, or restart it yourself",
+                signal_name(*signal)
+            )),
+            Outcome::Interrupted {
+                signal,
+                still_held: Some(_),
+            } => lines.push(format!(
+                "[renew] the restart of {n} was interrupted by {}, and its manifest could not be put back (see the error above); the next kubepki run puts it back",
+                signal_name(*signal)
+            )),
+        }
+    }
+    let skipped = of(|o| matches!(o, Outcome::Skipped));
+    if !skipped.is_empty() {
+        lines.push(format!(
+            "[renew] not restarted: {}; {} restart to load the renewed certificates",
+            names(&skipped),
+            if skipped.len() == 1 {
+                "it must"
+            } else {
+                "they must"
+            }
+        ));
+    }
+    if others.contains(&Component::Kubelet) {
+        lines.push(
+            "[renew] not restarted: the kubelet, which is not a static pod; it must restart to load the new kubelet.conf: systemctl restart kubelet"
+                .into(),
+        );
+    }
+    if etcd_renewed {
+        lines.push(
+            "[renew] etcd was not restarted: it reads its serving and peer certificates on every new connection"
+                .into(),
+        );
+    }
+    if lines.is_empty() {
+        lines.push(
+            "[renew] no component needs a restart: these certificates are read when used".into(),
+        );
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kubeadm v1.20 kube-apiserver manifest's probe part, with `port` and `ports` as given.
+    fn manifest(port: &str, ports: &str, host: &str) -> String {
+        let probe = |kind: &str, path: &str, timeout: &str| {
+            format!(
+                "    {kind}:\n      httpGet:\n{host}        path: {path}\n        port: {port}\n        scheme: HTTPS\n{timeout}"
+            )
+        };
+        [
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\n",
+            "spec:\n  hostNetwork: true\n  containers:\n  - name: kube-apiserver\n",
+            "    image: k8s.gcr.io/kube-apiserver:v1.20.2\n",
+            ports,
+            &probe("livenessProbe", "/livez", "      timeoutSeconds: 15\n"),
+            &probe("readinessProbe", "/readyz", ""),
+            &probe("startupProbe", "livez", "      timeoutSeconds: 15\n"),
+        ]
+        .concat()
+    }
+
+    const HOST: &str = "        host: 10.0.0.5\n";
+    const NAMED: &str =
+        "    ports:\n    - containerPort: 6443\n      name: probe-port\n      protocol: TCP\n";
+
+    fn urls(p: &Probes) -> Vec<(&str, &str)> {
+        p.http.iter().map(|p| (p.kind, p.url.as_str())).collect()
+    }
+
+    const EXPECTED: [(&str, &str); 3] = [
+        ("startupProbe", "https://10.0.0.5:6443/livez"),
+        ("livenessProbe", "https://10.0.0.5:6443/livez"),
+        ("readinessProbe", "https://10.0.0.5:6443/readyz"),
+    ];
+
+    #[test]
+    fn numeric_and_named_ports_give_the_same_probes() {
+        let m = Path::new("/m/kube-apiserver.yaml");
+        let numeric = probes_of(&manifest("6443", "", HOST), m).unwrap();
+        let named = probes_of(&manifest("probe-port", NAMED, HOST), m).unwrap();
+        assert_eq!(urls(&numeric), EXPECTED);
+        assert_eq!(numeric, named);
+        assert!(numeric.unchecked.is_empty());
+        assert_eq!(numeric.http[1].timeout, Duration::from_secs(15));
+        assert_eq!(numeric.http[2].timeout, Duration::from_secs(1));
+        // A number written as a string, as the kubelet's last resort.
+        let quoted = probes_of(&manifest("\"6443\"", "", HOST), m).unwrap();
+        assert_eq!(numeric, quoted);
+    }
+
+    #[test]
+    fn an_unknown_port_name_is_an_error_naming_the_manifest() {
+        let m = Path::new("/etc/kubernetes/manifests/kube-apiserver.yaml");
+        let e = probes_of(&manifest("other-port", NAMED, HOST), m)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/etc/kubernetes/manifests/kube-apiserver.yaml: startupProbe of container \
+             kube-apiserver: port \"other-port\" is not the name of one of the container's \
+             ports (it names probe-port)"
+        );
+        let e = probes_of(&manifest("probe-port", "", HOST), m)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("(it names none)"), "{e}");
+        for bad in ["0", "70000", "-1"] {
+            let e = probes_of(&manifest(bad, "", HOST), m)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is not a port number (1-65535)"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn host_defaults_to_loopback_on_the_host_network() {
+        let m = Path::new("m.yaml");
+        let p = probes_of(&manifest("6443", "", ""), m).unwrap();
+        assert_eq!(p.http[0].url, "https://127.0.0.1:6443/livez");
+        // Not on the host network: the pod IP, which only the kubelet knows.
+        let text = manifest("6443", "", "").replace("  hostNetwork: true\n", "");
+        let p = probes_of(&text, m).unwrap();
+        assert!(p.http.is_empty());
+        assert_eq!(p.unchecked.len(), 3);
+        assert!(
+            p.why_unchecked().contains("pod IP"),
+            "{}",
+            p.why_unchecked()
+        );
+        // IPv6 hosts are bracketed; HTTP is the default scheme.
+        let text = manifest("6443", "", "        host: \"::1\"\n")
+            .replace("scheme: HTTPS", "scheme: HTTP");
+        assert_eq!(
+            probes_of(&text, m).unwrap().http[0].url,
+            "http://[::1]:6443/livez"
+        );
+        let text = manifest("6443", "", HOST).replace("        scheme: HTTPS\n", "");
+        assert_eq!(
+            probes_of(&text, m).unwrap().http[0].url,
+            "http://10.0.0.5:6443/livez"
+        );
+    }
+
+    #[test]
+    fn other_actions_and_bad_fields() {
+        let m = Path::new("/m/etcd.yaml");
+        let etcd = "apiVersion: v1\nkind: Pod\nspec:\n  hostNetwork: true\n  containers:\n  - name: etcd\n    livenessProbe:\n      exec:\n        command: [etcdctl, endpoint, health]\n";
+        let p = probes_of(etcd, m).unwrap();
+        assert!(p.http.is_empty());
+        assert_eq!(
+            p.why_unchecked(),
+            "kubepki cannot send its livenessProbe of container etcd (exec)"
+        );
+        let none = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: x\n";
+        assert_eq!(
+            probes_of(none, m).unwrap().why_unchecked(),
+            "it declares no probe"
+        );
+        let e = probes_of(&manifest("6443", "", HOST).replace("HTTPS", "FTP"), m)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("scheme \"FTP\" is neither HTTP nor HTTPS"),
+            "{e}"
+        );
+        let e = probes_of("spec: [", m).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/m/etcd.yaml: not a valid pod manifest"),
+            "{e}"
+        );
+        let e = probes_of("apiVersion: v1\nkind: Pod\n", m)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "/m/etcd.yaml: the pod has no spec");
+        let headers = manifest("6443", "", HOST).replace(
+            "        path: /livez\n",
+            "        path: /livez\n        httpHeaders:\n        - name: \"bad header\"\n          value: x\n",
+        );
+        let e = probes_of(&headers, m).unwrap_err().to_string();
+        assert!(e.contains("\"bad header\" is not a header name"), "{e}");
+    }
+
+    fn err() -> anyhow::Error {
+        anyhow!("x")
+    }
+
+    #[test]
+    fn summary_says_what_was_restarted_and_what_was_not() {
+        use Component::*;
+        let all = [
+            (KubeApiserver, Outcome::Healthy),
+            (KubeControllerManager, Outcome::Healthy),
+            (KubeScheduler, Outcome::Healthy),
+        ];
+        assert_eq!(
+            summary(&all, &[], true),
+            [
+                "[renew] restarted kube-apiserver, kube-controller-manager, kube-scheduler: each is healthy again",
+                "[renew] etcd was not restarted: it reads its serving and peer certificates on every new connection",
+            ]
+        );
+        let failed = [
+            (KubeApiserver, Outcome::NotHealthy(err())),
+            (KubeControllerManager, Outcome::Skipped),
+            (KubeScheduler, Outcome::Skipped),
+        ];
+        assert_eq!(
+            summary(&failed, &[Kubelet], false),
+            [
+                "[renew] restarted kube-apiserver, but it is not healthy (see the error above)",
+                "[renew] not restarted: kube-controller-manager, kube-scheduler; they must restart to load the renewed certificates",
+                "[renew] not restarted: the kubelet, which is not a static pod; it must restart to load the new kubelet.conf: systemctl restart kubelet",
+            ]
+        );
+        assert_eq!(exit_code(&failed), std::process::ExitCode::FAILURE);
+        let stopped = [
+            (KubeApiserver, Outcome::Healthy),
+            (
+                KubeScheduler,
+                Outcome::Interrupted {
+                    signal: 15,
+                    still_held: None,
+                },
+            ),
+        ];
+        assert_eq!(
+            summary(&stopped, &[], false),
+            [
+                "[renew] restarted kube-apiserver: it is healthy again",
+                "[renew] the restart of kube-scheduler was interrupted by SIGTERM: its manifest is back in place; check that kube-scheduler runs the renewed certificates, or restart it yourself",
+            ]
+        );
+        assert_eq!(exit_code(&stopped), std::process::ExitCode::from(143));
+        assert_eq!(
+            summary(&[], &[], false),
+            ["[renew] no component needs a restart: these certificates are read when used"]
+        );
+        assert_eq!(
+            summary(&[], &[], true),
+            [
+                "[renew] etcd was not restarted: it reads its serving and peer certificates on every new connection"
+            ]
+        );
+        assert_eq!(exit_code(&all), std::process::ExitCode::SUCCESS);
+    }
 }

@@ -19,7 +19,6 @@ mod common;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,10 +67,6 @@ impl Plane {
         ));
         s
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The serial of the certificate kube-apiserver serves right now (None if no TLS answer).
@@ -309,9 +304,14 @@ fn checks(p: &mut Plane) {
             p.port,
             p.etcd_url.clone(),
         );
-        MiniKubelet::start(manifest.clone(), p.apiserver.clone(), move || {
-            start_apiserver(&bin, &dir, ip, port, &url)
-        })
+        MiniKubelet::start(
+            vec![StaticPod {
+                manifest: manifest.clone(),
+                slot: p.apiserver.clone(),
+                spawn: Box::new(move || start_apiserver(&bin, &dir, ip, port, &url)),
+            }],
+            Duration::from_secs(180),
+        )
     };
     let before_pid = p.apiserver_pid().unwrap();
     let t0 = Instant::now();
@@ -329,7 +329,7 @@ fn checks(p: &mut Plane) {
     let events = kubelet.finish();
     assert_eq!(
         events,
-        vec!["stop".to_string(), "start".to_string()],
+        vec!["kube-apiserver stop", "kube-apiserver start"],
         "the mini kubelet should have stopped and started kube-apiserver once ({:?})",
         t0.elapsed()
     );
@@ -347,53 +347,4 @@ fn checks(p: &mut Plane) {
     assert_lists_namespaces(&admin, "admin.conf after the restart by manifest");
     assert_lists_namespaces(&carol, "user kubeconfig after the restart by manifest");
     assert_running(&mut p.etcd);
-}
-
-/// Keeps kube-apiserver running exactly while `manifest` exists, as the kubelet does for a
-/// static pod: polls every 200 ms, starts it when the manifest appears, stops it (by PID) when
-/// it goes. Bounded: it gives up after 3 minutes. Stopped and joined on `finish` or drop.
-struct MiniKubelet {
-    events: Arc<Mutex<Vec<String>>>,
-    thread: Background,
-}
-
-impl MiniKubelet {
-    fn start(
-        manifest: PathBuf,
-        slot: Arc<Mutex<Option<Proc>>>,
-        spawn: impl Fn() -> Proc + Send + 'static,
-    ) -> MiniKubelet {
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let ev = events.clone();
-        let thread = Background::spawn(move |stop| {
-            let deadline = Instant::now() + Duration::from_secs(180);
-            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                let present = manifest.is_file();
-                {
-                    let mut proc_ = lock(&slot);
-                    match (present, proc_.is_some()) {
-                        (true, false) => {
-                            *proc_ = Some(spawn());
-                            lock(&ev).push("start".to_string());
-                        }
-                        (false, true) => {
-                            if let Some(mut p) = proc_.take() {
-                                p.stop(Duration::from_secs(20));
-                            }
-                            lock(&ev).push("stop".to_string());
-                        }
-                        _ => {}
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        MiniKubelet { events, thread }
-    }
-
-    /// Stops watching; returns what it did.
-    fn finish(mut self) -> Vec<String> {
-        self.thread.halt();
-        lock(&self.events).clone()
-    }
 }

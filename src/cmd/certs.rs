@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -7,6 +6,7 @@ use kubepki_pki::layout::Layout;
 use time::OffsetDateTime;
 
 use crate::cli::{CheckExpirationArgs, OutputFormat};
+use crate::out::{errln, outln};
 
 pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let r = super::resolve(&args.dirs)?;
@@ -16,7 +16,7 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
     };
     let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
     if kubepki_pki::session::interrupted(&layout) {
-        eprintln!(
+        errln!(
             "warning: an interrupted kubepki run left {}; `{}` (or any kubepki command that writes) finishes or undoes it",
             layout.cert_dir.join(kubepki_pki::txn::JOURNAL).display(),
             super::recover_command(&layout)
@@ -46,7 +46,7 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
             }
         }
     };
-    std::io::stdout().lock().write_all(out.as_bytes())?;
+    crate::out::data(out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -57,7 +57,7 @@ pub fn recover(args: &crate::cli::RecoverArgs) -> Result<ExitCode> {
     let s = super::open_session(&layout, args.wait, false)?;
     let rec = s.recovery();
     if rec.outcome == kubepki_pki::txn::Outcome::Clean && s.removed_backups().is_empty() {
-        println!(
+        outln!(
             "[recover] nothing to recover in {}",
             s.layout().cert_dir.display()
         );

@@ -31,7 +31,9 @@ pub fn run(args: &ControllerArgs, now: time::OffsetDateTime) -> Result<ExitCode>
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Its own report of a failed write is an errln!, which panics on a broken stderr.
+        .log_internal_errors(false);
     match args.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

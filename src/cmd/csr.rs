@@ -17,6 +17,7 @@ use kubepki_controller::rules::{self, NodeInfo, Policy, Verdict};
 use serde::Serialize;
 
 use crate::cli::{CsrApproveArgs, CsrListArgs, KubeClientArgs, OutputFormat, PolicyArgs};
+use crate::out::{errln, outln};
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -184,13 +185,12 @@ pub fn list(args: &CsrListArgs) -> Result<ExitCode> {
             reason,
         });
     }
-    let mut out = std::io::stdout().lock();
-    match args.output {
-        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
-        OutputFormat::Yaml => write!(out, "{}", serde_saphyr::to_string(&rows)?)?,
+    let text = match args.output {
+        OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&rows)?).into_bytes(),
+        OutputFormat::Yaml => serde_saphyr::to_string(&rows)?.into_bytes(),
         OutputFormat::Text => {
             if rows.is_empty() {
-                eprintln!(
+                errln!(
                     "No {}CertificateSigningRequests found.",
                     if args.all { "" } else { "pending " }
                 );
@@ -208,9 +208,10 @@ pub fn list(args: &CsrListArgs) -> Result<ExitCode> {
                     r.name, r.age, r.signer_name, r.requestor, r.condition, r.verdict, r.reason
                 )?;
             }
-            out.write_all(&tw.into_inner()?)?;
+            tw.into_inner()?
         }
-    }
+    };
+    crate::out::data(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -222,7 +223,7 @@ pub fn approve(args: &CsrApproveArgs) -> Result<ExitCode> {
         let mut failed = false;
         for name in &args.names {
             if let Err(e) = approve_one(&client, &api, name, &policy, args.force).await {
-                eprintln!("error: {e:#}");
+                errln!("error: {e:#}");
                 failed = true;
             }
         }
@@ -249,7 +250,7 @@ async fn approve_one(
             .with_context(|| format!("cannot read certificatesigningrequest {name}"))?
             .ok_or_else(|| anyhow!("certificatesigningrequest {name:?} not found"))?;
         if facts::is_approved(&csr) {
-            println!("certificatesigningrequest.certificates.k8s.io/{name} already approved");
+            outln!("certificatesigningrequest.certificates.k8s.io/{name} already approved");
             return Ok(());
         }
         if facts::is_denied(&csr) {
@@ -269,7 +270,7 @@ async fn approve_one(
                 csr.spec.signer_name
             ),
             Verdict::Deny(r) if force => {
-                eprintln!("warning: {name}: approving despite the rules (--force): {r}");
+                errln!("warning: {name}: approving despite the rules (--force): {r}");
                 format!("approved with kubepki csr approve --force despite: {r}")
             }
             Verdict::Deny(r) => bail!("{name}: refused: {r} (use --force to approve anyway)"),
@@ -277,7 +278,7 @@ async fn approve_one(
         match controller::set_condition(api, &csr, "Approved", "KubepkiManualApprove", &note).await
         {
             Ok(_) => {
-                println!("certificatesigningrequest.certificates.k8s.io/{name} approved");
+                outln!("certificatesigningrequest.certificates.k8s.io/{name} approved");
                 return Ok(());
             }
             Err(kube::Error::Api(s)) if s.code == 409 => continue,

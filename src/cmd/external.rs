@@ -7,6 +7,7 @@ use kubepki_pki::renew::Selection;
 use time::OffsetDateTime;
 
 use crate::cli::{GenerateCsrArgs, ImportArgs};
+use crate::out::{errln, outln};
 
 fn selection(names: &[String]) -> Result<Selection> {
     if names.iter().any(|n| n == "all") {
@@ -34,7 +35,7 @@ pub fn generate_csr(args: &GenerateCsrArgs) -> Result<ExitCode> {
     let jobs = external::plan_csrs(&p, &sel, args.csr_dir.as_deref())?;
     external::write_csrs(&session, &jobs, &p, p.key_algorithm)?;
     for j in &jobs {
-        println!(
+        outln!(
             "[csr] {}: wrote {} and {}{}",
             j.item.name(),
             j.key_path.display(),
@@ -46,7 +47,7 @@ pub fn generate_csr(args: &GenerateCsrArgs) -> Result<ExitCode> {
             }
         );
     }
-    println!(
+    outln!(
         "[csr] have the external CA sign each CSR, put the certificate beside it as <name>.crt, then run `kubepki certs import`"
     );
     Ok(ExitCode::SUCCESS)
@@ -64,19 +65,19 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let layout = session.as_ref().map_or(layout, |s| s.layout().clone());
     let plan = external::plan_import(&layout, args.csr_dir.as_deref(), local_etcd, now)?;
     for w in &plan.findings.warnings {
-        println!("[import] WARNING: {w}");
+        outln!("[import] WARNING: {w}");
     }
     for w in &plan.waiting {
-        println!(
+        outln!(
             "[import] {}: no signed certificate beside it yet",
             w.display()
         );
     }
     if !plan.findings.is_ok() {
         for p in &plan.findings.problems {
-            eprintln!("error: {p}");
+            errln!("error: {p}");
         }
-        eprintln!("error: nothing was installed");
+        errln!("error: nothing was installed");
         return Ok(ExitCode::FAILURE);
     }
     if plan.items.is_empty() {
@@ -96,7 +97,7 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
         } else {
             "installed"
         };
-        println!(
+        outln!(
             "[import] {}: {} {what}",
             i.item.name(),
             i.returned.display()
@@ -111,12 +112,12 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
         .unwrap_or_else(|| session.new_backup_dir(now));
     let written = external::execute_import(&session, &plan, &backup_dir, now)?;
     if backup_dir.exists() {
-        println!(
+        outln!(
             "[import] replaced files were backed up to {}",
             backup_dir.display()
         );
     }
-    println!("[import] {} files written", written.len());
+    outln!("[import] {} files written", written.len());
     Ok(if plan.waiting.is_empty() {
         ExitCode::SUCCESS
     } else {

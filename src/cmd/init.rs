@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::cli::{ClusterArgs, InitArgs};
 use crate::detect;
+use crate::out::{errln, outln};
 
 /// Flags over --config over detected defaults.
 pub fn params(args: &ClusterArgs) -> Result<ClusterParams> {
@@ -70,7 +71,7 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
     // input creates nothing, not even that directory.
     let session = if dry {
         if kubepki_pki::session::interrupted(&layout) {
-            println!(
+            outln!(
                 "[dry-run] an interrupted kubepki run left a journal; the next real run will finish or undo it first"
             );
         }
@@ -88,22 +89,22 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
     }
     let plan = init::plan(&p, now)?;
 
-    println!(
+    outln!(
         "[certs] Using certificateDir folder {:?}",
         shown_cert_dir.display().to_string()
     );
-    println!(
+    outln!(
         "[kubeconfig] Using kubeconfig folder {:?}",
         shown_kubeconfig_dir.display().to_string()
     );
     for w in &plan.findings.warnings {
-        println!("[certs] WARNING: {w}");
+        outln!("[certs] WARNING: {w}");
     }
     if !plan.can_write() {
         for e in &plan.findings.problems {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
         }
-        eprintln!(
+        errln!(
             "error: {} existing file problem(s); fix or remove those files. Nothing was written.",
             plan.findings.problems.len()
         );
@@ -112,13 +113,13 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
 
     if dry {
         for s in &plan.steps {
-            println!("[dry-run] {}", describe(s, true));
+            outln!("[dry-run] {}", describe(s, true));
         }
-        println!("[dry-run] {} is unchanged", shown_cert_dir.display());
+        outln!("[dry-run] {} is unchanged", shown_cert_dir.display());
     } else if plan.generates_anything() {
         let mut print = |e: Event<'_>| match e {
             Event::GeneratingKeys { count } if count > 0 => {
-                println!("[certs] Generating {count} {} keys", p.key_algorithm)
+                outln!("[certs] Generating {count} {} keys", p.key_algorithm)
             }
             Event::GeneratingKeys { .. } => {}
             Event::Wrote { .. } => {}
@@ -126,18 +127,18 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
         let session = session.as_ref().expect("a writing run holds a session");
         init::execute(session, &plan, &p, now, &mut print)?;
         for s in &plan.steps {
-            println!("{}", describe(s, false));
+            outln!("{}", describe(s, false));
         }
     } else {
         for s in &plan.steps {
-            println!("{}", describe(s, false));
+            outln!("{}", describe(s, false));
         }
     }
 
     let gaps = plan.external_gaps();
     if !gaps.is_empty() {
         for g in &gaps {
-            eprintln!("error: {g}");
+            errln!("error: {g}");
         }
         return Ok(ExitCode::FAILURE);
     }

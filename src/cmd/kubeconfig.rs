@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,6 +13,7 @@ use kubepki_pki::params::{BACKDATE, ClusterParams, DEFAULT_CLUSTER_NAME};
 use time::OffsetDateTime;
 
 use crate::cli::{KubeletArgs, UserArgs};
+use crate::out::{errln, outln};
 
 /// A client certificate signed by the cluster CA, as PEM: (cert, key, ca.crt file).
 fn sign_client(
@@ -45,7 +45,7 @@ fn sign_client(
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
     let mut not_after = kubepki_pki::duration::after(now, validity);
     if not_after > ca_cert.not_after {
-        eprintln!(
+        errln!(
             "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
             kubepki_pki::expiry::format_date(ca_cert.not_after)
         );
@@ -114,7 +114,7 @@ pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
         &key,
     )
     .to_yaml();
-    std::io::stdout().lock().write_all(yaml.as_bytes())?;
+    crate::out::data(yaml.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,7 +174,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
         Kubeconfig::embedded(&cluster_name(&r), &server, &ca, &user, &cert, &key).to_yaml()
     };
     if !args.write {
-        std::io::stdout().lock().write_all(yaml.as_bytes())?;
+        crate::out::data(yaml.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
     let session = super::open_session(&layout, args.wait, false)?;
@@ -199,13 +199,13 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
     }
     t.commit()?;
     if let Some(dir) = backed_up {
-        println!(
+        outln!(
             "[kubeconfig] backed up {} to {}",
             target.display(),
             dir.display()
         );
     }
-    println!(
+    outln!(
         "[kubeconfig] wrote {}; restart the kubelet: systemctl restart kubelet",
         target.display()
     );

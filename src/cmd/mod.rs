@@ -16,6 +16,7 @@ use kubepki_pki::session::Session;
 use kubepki_pki::txn::Outcome;
 
 use crate::cli::DirArgs;
+use crate::out::{errln, outln};
 
 /// Directories and the kubeadm config, resolved: flags win over the config file, which wins
 /// over kubeadm's defaults.
@@ -58,25 +59,31 @@ pub fn open_session(layout: &Layout, wait: bool, create: bool) -> Result<Session
     let rec = s.recovery();
     match &rec.outcome {
         Outcome::Clean => {}
-        Outcome::RolledForward { operation, files } => println!(
+        Outcome::RolledForward { operation, files } => outln!(
             "[recover] completed an interrupted {operation} ({} files now hold the new versions)",
             files.len()
         ),
-        Outcome::RolledBack { operation, removed } => println!(
+        Outcome::RolledBack { operation, removed } => outln!(
             "[recover] an interrupted {operation} stopped before changing anything; removed its {} temporary files",
             removed.len()
         ),
     }
     for u in &rec.unaccounted {
-        eprintln!(
+        errln!(
             "[recover] WARNING: {} is a kubepki temporary file that no journal accounts for (left by an older kubepki, or its journal was removed); kept because it may hold a key: inspect it, then remove it",
             u.display()
         );
     }
     for b in s.removed_backups() {
-        println!(
+        outln!(
             "[recover] removed {}, a backup an interrupted run had not finished",
             b.display()
+        );
+    }
+    for m in crate::restart::recover_held(&crate::restart::hold_dir(&s.layout().kubeconfig_dir))? {
+        outln!(
+            "[recover] put back static pod manifest {} held by an interrupted run",
+            m.display()
         );
     }
     Ok(s)

@@ -10,6 +10,7 @@ use kubepki_pki::renew::{self, Component, ExtraSans, Request, Selection};
 use time::OffsetDateTime;
 
 use crate::cli::{RenewArgs, RestartArgs, RestoreArgs};
+use crate::out::{errln, outln};
 use crate::restart;
 
 fn restart_options(args: &RestartArgs, kubeconfig_dir: &Path) -> restart::Options {
@@ -62,45 +63,38 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let ropts = restart_options(&args.restart, &layout.kubeconfig_dir);
     let session = if args.dry_run {
         if kubepki_pki::session::interrupted(&layout) {
-            println!(
+            outln!(
                 "[renew] an interrupted run left a journal; the next real run will finish or undo it first"
             );
         }
         None
     } else {
-        let s = super::open_session(&layout, args.wait, false)?;
-        for m in restart::recover_held(&ropts)? {
-            println!(
-                "[recover] put back static pod manifest {} held by an interrupted run",
-                m.display()
-            );
-        }
-        Some(s)
+        Some(super::open_session(&layout, args.wait, false)?)
     };
     // Within a session, everything is planned on its absolute paths.
     let layout = session.as_ref().map_or(layout, |s| s.layout().clone());
 
     let plan = renew::plan(&layout, &req, now)?;
     for w in &plan.warnings {
-        println!("[renew] WARNING: {w}");
+        outln!("[renew] WARNING: {w}");
     }
     // "renewed" is said once it is true: after the swap (a dry run says "would be renewed").
     let done_later =
         |t: &&renew::Target| !args.dry_run && matches!(t.action, renew::Action::Renew { .. });
     for t in plan.targets.iter().filter(|t| !done_later(t)) {
-        println!("[renew] {}", renew::describe(t, args.dry_run));
+        outln!("[renew] {}", renew::describe(t, args.dry_run));
     }
     if !plan.problems.is_empty() {
         for p in &plan.problems {
-            eprintln!("error: {p}");
+            errln!("error: {p}");
         }
-        eprintln!("error: nothing was changed");
+        errln!("error: nothing was changed");
         return Ok(ExitCode::FAILURE);
     }
     let names: Vec<&str> = plan.to_renew().map(|t| t.name()).collect();
     let Some(session) = session else {
         if names.is_empty() {
-            println!("[renew] nothing would be renewed");
+            outln!("[renew] nothing would be renewed");
         } else {
             advise(&renew::restart_needed(&names), true);
         }
@@ -114,27 +108,27 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         Ok(o) => o,
         Err(e) => {
             // One line per failure, naming the file (not anyhow's repeated source chain).
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             if kubepki_pki::session::interrupted(&layout) {
-                eprintln!(
+                errln!(
                     "error: the renewal stopped half-way; `{}` finishes it",
                     super::recover_command(&layout)
                 );
             } else {
-                eprintln!("error: nothing was changed");
+                errln!("error: nothing was changed");
             }
             return Ok(ExitCode::FAILURE);
         }
     };
     for t in plan.targets.iter().filter(done_later) {
-        println!("[renew] {}", renew::describe(t, false));
+        outln!("[renew] {}", renew::describe(t, false));
     }
     if outcome.renewed.is_empty() {
-        println!("[renew] nothing to renew");
+        outln!("[renew] nothing to renew");
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(b) = &outcome.backup {
-        println!(
+        outln!(
             "[renew] the previous files are in {}; `{}` puts them back",
             b.display(),
             super::restore_command(b, &layout)
@@ -142,20 +136,19 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     }
     let comps = renew::restart_needed(&outcome.renewed);
     if args.restart.restart_static_pods {
-        for c in comps.iter().filter(|c| c.is_static_pod()) {
-            restart::restart(*c, &ropts)?;
+        let (statics, others): (Vec<Component>, Vec<Component>) =
+            comps.iter().partition(|c| c.is_static_pod());
+        let results = restart::restart_all(&statics, &ropts);
+        let etcd = outcome
+            .renewed
+            .iter()
+            .any(|n| matches!(*n, "etcd-server" | "etcd-peer"));
+        for line in restart::summary(&results, &others, etcd) {
+            outln!("{line}");
         }
-        advise(
-            &comps
-                .iter()
-                .copied()
-                .filter(|c| !c.is_static_pod())
-                .collect::<Vec<_>>(),
-            false,
-        );
-    } else {
-        advise(&comps, false);
+        return Ok(restart::exit_code(&results));
     }
+    advise(&comps, false);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -167,18 +160,18 @@ fn advise(comps: &[Component], dry_run: bool) {
         .collect();
     let tense = if dry_run { "would then need" } else { "must" };
     if !statics.is_empty() {
-        println!(
+        outln!(
             "[renew] {} {tense} restart to load the renewed certificates (or rerun with --restart-static-pods)",
             statics.join(", ")
         );
     }
     if comps.contains(&Component::Kubelet) {
-        println!(
+        outln!(
             "[renew] the kubelet {tense} restart to load the new kubelet.conf: systemctl restart kubelet"
         );
     }
     if comps.is_empty() && !dry_run {
-        println!("[renew] no component needs a restart: these certificates are read when used");
+        outln!("[renew] no component needs a restart: these certificates are read when used");
     }
 }
 
@@ -213,14 +206,14 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let files = backup::plan_restore(&args.backup, &m, &layout)?;
     if args.dry_run {
         for f in &files {
-            println!("[restore] would restore {}", f.original.display());
+            outln!("[restore] would restore {}", f.original.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
     let session = super::open_session(&layout, args.wait, false)?;
     // Only once the lock is held: a refused run must not claim to be restoring.
     for f in &files {
-        println!("[restore] restoring {}", f.original.display());
+        outln!("[restore] restoring {}", f.original.display());
     }
     let before = match &args.backup_dir {
         Some(d) => d.clone(),
@@ -244,7 +237,7 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
         &kubepki_pki::expiry::rfc3339_utc(now),
     )?;
     let restored = tx.commit()?;
-    println!(
+    outln!(
         "[restore] restored {} files; what they replaced is in {}",
         restored.len(),
         before.display()

@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -149,16 +149,36 @@ pub fn kctl(conf: &Path) -> Command {
 /// for delegated authentication/authorization, sa.key to sign service-account tokens, one
 /// service account per controller), running only `controllers` (its `--controllers` list).
 pub fn start_kcm(bin: &Path, dir: &Path, ip: IpAddr, controllers: &str) -> Proc {
-    let pki = |f: &str| dir.join("pki").join(f).display().to_string();
-    let conf = dir.join("controller-manager.conf").display().to_string();
-    let flags: Vec<String> = vec![
+    start_kcm_on(bin, dir, ip, free_port(ip), controllers)
+}
+
+/// What kubeadm gives kube-controller-manager and kube-scheduler alike: `conf` (in `dir`) for
+/// their own and delegated authentication/authorization, HTTPS only on `ip:port`, self-signed
+/// serving certificates in `dir/cert_dir`.
+fn control_plane_flags(
+    dir: &Path,
+    conf: &str,
+    ip: IpAddr,
+    port: u16,
+    cert_dir: &str,
+) -> Vec<String> {
+    let conf = dir.join(conf).display().to_string();
+    vec![
         format!("--kubeconfig={conf}"),
         format!("--authentication-kubeconfig={conf}"),
         format!("--authorization-kubeconfig={conf}"),
         format!("--bind-address={ip}"),
-        format!("--secure-port={}", free_port(ip)),
+        format!("--secure-port={port}"),
         "--port=0".into(),
-        format!("--cert-dir={}", dir.join("kcm-certs").display()),
+        format!("--cert-dir={}", dir.join(cert_dir).display()),
+    ]
+}
+
+/// As [`start_kcm`], serving (/healthz among others) on `ip:port`.
+pub fn start_kcm_on(bin: &Path, dir: &Path, ip: IpAddr, port: u16, controllers: &str) -> Proc {
+    let pki = |f: &str| dir.join("pki").join(f).display().to_string();
+    let mut flags = control_plane_flags(dir, "controller-manager.conf", ip, port, "kcm-certs");
+    flags.extend([
         format!("--client-ca-file={}", pki("ca.crt")),
         format!(
             "--requestheader-client-ca-file={}",
@@ -171,7 +191,7 @@ pub fn start_kcm(bin: &Path, dir: &Path, ip: IpAddr, controllers: &str) -> Proc 
         "--use-service-account-credentials=true".into(),
         "--leader-elect=false".into(),
         format!("--controllers={controllers}"),
-    ];
+    ]);
     let mut c = Command::new(bin.join("kube-controller-manager"));
     c.args(&flags);
     Proc::spawn(
@@ -179,6 +199,17 @@ pub fn start_kcm(bin: &Path, dir: &Path, ip: IpAddr, controllers: &str) -> Proc 
         c,
         &dir.join("kube-controller-manager.log"),
     )
+}
+
+/// kube-scheduler v1.20.2 as kubeadm runs it (scheduler.conf for its own and for delegated
+/// authentication/authorization), serving /healthz on `ip:port`. Its binary is built on first
+/// use (see [`k8s_bin_dir_with`]).
+pub fn start_scheduler(bin: &Path, dir: &Path, ip: IpAddr, port: u16) -> Proc {
+    let mut flags = control_plane_flags(dir, "scheduler.conf", ip, port, "scheduler-certs");
+    flags.push("--leader-elect=false".into());
+    let mut c = Command::new(bin.join("kube-scheduler"));
+    c.args(&flags);
+    Proc::spawn("kube-scheduler", c, &dir.join("kube-scheduler.log"))
 }
 
 /// Runs kubectl with `conf`; the output whatever the exit status.
@@ -526,4 +557,72 @@ pub fn ensure_control_plane_tools() -> PathBuf {
     ensure_openssl();
     ensure_installed("curl", &["curl"]);
     k8s_bin_dir()
+}
+
+/// A static pod as the mini kubelet runs it: its manifest, the slot holding its process while
+/// it runs (shared with the test), and how to start it.
+pub struct StaticPod {
+    pub manifest: PathBuf,
+    pub slot: Arc<Mutex<Option<Proc>>>,
+    pub spawn: Box<dyn Fn() -> Proc + Send>,
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps each static pod running exactly while its manifest exists, as the kubelet does:
+/// polls every 200 ms, starts the process when the manifest appears, stops it (by PID) when it
+/// goes. Bounded: it gives up after `limit`. Stopped and joined on `finish` or drop; the
+/// processes stay in their slots (and are stopped when those drop).
+pub struct MiniKubelet {
+    events: Arc<Mutex<Vec<String>>>,
+    thread: Background,
+}
+
+impl MiniKubelet {
+    pub fn start(pods: Vec<StaticPod>, limit: Duration) -> MiniKubelet {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let ev = events.clone();
+        let thread = Background::spawn(move |stop| {
+            let deadline = Instant::now() + limit;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                for pod in &pods {
+                    let name = pod
+                        .manifest
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let present = pod.manifest.is_file();
+                    let mut proc_ = lock(&pod.slot);
+                    match (present, proc_.is_some()) {
+                        (true, false) => {
+                            *proc_ = Some((pod.spawn)());
+                            lock(&ev).push(format!("{name} start"));
+                        }
+                        (false, true) => {
+                            if let Some(mut p) = proc_.take() {
+                                p.stop(Duration::from_secs(20));
+                            }
+                            lock(&ev).push(format!("{name} stop"));
+                        }
+                        _ => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        MiniKubelet { events, thread }
+    }
+
+    /// What it did so far: "<manifest stem> start|stop", in order.
+    pub fn events(&self) -> Vec<String> {
+        lock(&self.events).clone()
+    }
+
+    /// Stops watching; returns what it did.
+    pub fn finish(mut self) -> Vec<String> {
+        self.thread.halt();
+        self.events()
+    }
 }

@@ -126,6 +126,15 @@ impl Proc {
         }
     }
 
+    /// A child started elsewhere (e.g. with its own stdio), stopped by PID on drop like the rest.
+    pub fn adopt(name: &str, child: Child) -> Proc {
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log: PathBuf::new(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -224,20 +233,31 @@ pub fn ensure_openssl() {
 
 /// kube-apiserver and kube-controller-manager v1.20.2, built once by the shared tool.
 pub fn k8s_bin_dir() -> PathBuf {
+    k8s_bin_dir_with("")
+}
+
+/// As [`k8s_bin_dir`], with `extra` v1.20.2 tools too (the tool's K8S_TEST_EXTRA, e.g.
+/// "kube-scheduler"): built once, the first time a test asks (a minute or two).
+pub fn k8s_bin_dir_with(extra: &str) -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tool = shared_dir().join("tools/k8s-test-binaries");
-        let out = run_ok(Command::new("bash").arg(&tool));
-        let last = stdout(&out).lines().last().unwrap_or("").trim().to_string();
-        let dir = PathBuf::from(last);
-        assert!(
-            dir.join("kube-apiserver").is_file(),
-            "{} has no kube-apiserver",
-            dir.display()
-        );
-        dir
-    })
-    .clone()
+    let dir = DIR.get_or_init(|| k8s_tool("")).clone();
+    if extra.split_whitespace().all(|t| dir.join(t).is_file()) {
+        return dir;
+    }
+    k8s_tool(extra)
+}
+
+fn k8s_tool(extra: &str) -> PathBuf {
+    let tool = shared_dir().join("tools/k8s-test-binaries");
+    let out = run_ok(Command::new("bash").arg(&tool).env("K8S_TEST_EXTRA", extra));
+    let last = stdout(&out).lines().last().unwrap_or("").trim().to_string();
+    let dir = PathBuf::from(last);
+    assert!(
+        dir.join("kube-apiserver").is_file(),
+        "{} has no kube-apiserver",
+        dir.display()
+    );
+    dir
 }
 
 /// kubectl, preinstalled on these machines.
@@ -368,4 +388,84 @@ pub fn as_nobody(cmd: &Command) -> Command {
 /// Everything below `d` owned by the user `as_nobody` runs as.
 pub fn give_to_nobody(d: &Path) {
     run_ok(Command::new("chown").args(["-R", "65534:65534"]).arg(d));
+}
+
+/// What a child's stdout or stderr is connected to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// A pipe the test reads.
+    Captured,
+    /// Closed (`>&-`).
+    Closed,
+    /// A pipe whose reader has already exited (as after `| head -n 1`): every write fails
+    /// with EPIPE, deterministically.
+    Broken,
+}
+
+/// Runs `cmd` with its stdout and stderr connected as told (stdin /dev/null), bounded to
+/// `limit` (then SIGKILLed by PID); what was captured comes back.
+pub fn run_sinks(cmd: &Command, out: Sink, err: Sink, limit: Duration) -> Output {
+    // Closing a descriptor takes a shell: `exec` keeps the PID, so the guard below stops kubepki.
+    let mut redir = String::new();
+    if out == Sink::Closed {
+        redir.push_str(" >&-");
+    }
+    if err == Sink::Closed {
+        redir.push_str(" 2>&-");
+    }
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!("exec \"$@\"{redir}"))
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    let sink = |s: Sink| match s {
+        Sink::Captured | Sink::Closed => Stdio::piped(),
+        Sink::Broken => {
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            drop(reader);
+            Stdio::from(writer)
+        }
+    };
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(sink(out))
+        .stderr(sink(err))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(o) => o.expect("waiting for kubepki"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.join();
+            panic!("{cmd:?} did not finish within {limit:?}; killed");
+        }
+    };
+    let _ = waiter.join();
+    out
+}
+
+/// Fails with the command's output if it panicked (Rust's exit status 101, or a panic message).
+pub fn assert_no_panic(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert!(
+        o.status.code() != Some(101) && !err.contains("panicked"),
+        "{what}: kubepki panicked ({})\n--- stdout\n{}\n--- stderr\n{err}",
+        o.status,
+        stdout(o)
+    );
 }

@@ -116,6 +116,28 @@ pub fn create_dirs(dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
     Ok(missing)
 }
 
+/// Writes a small file atomically: a temp file beside it, fsync, rename over `path`, fsync of
+/// the directory. For records outside a transaction (a held manifest's origin).
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    let dir = parent(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(crate::txn::TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    crate::txn::op();
+    let f = tmp.as_file_mut();
+    f.set_permissions(Permissions::from_mode(mode))
+        .and_then(|_| f.write_all(contents))
+        .map_err(|e| Error::io(path, e))?;
+    crate::txn::op();
+    f.sync_all().map_err(|e| Error::io(path, e))?;
+    crate::txn::op();
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    crate::txn::op();
+    sync_dir(dir)
+}
+
 /// Renames `from` to `to` unless `to` exists (atomically: renameat2 RENAME_NOREPLACE).
 pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
