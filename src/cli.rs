@@ -207,7 +207,8 @@ pub struct CsrApproveArgs {
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
 
-    /// Approve even if the rules reject the request (the reason is still printed)
+    /// Approve even if the rules reject the request (the reason is still printed; `kubepki
+    /// controller --sign` still will not sign it)
     #[arg(long)]
     pub force: bool,
 }

@@ -333,6 +333,11 @@ fn wait_event(env: &Env, name: &str, reason: &str) -> String {
     panic!("no {reason} Event on {name}: {ev:?}");
 }
 
+/// CSR `name`'s `.status.certificate` (base64; empty when none).
+fn certificate(env: &Env, name: &str) -> String {
+    env.kc_ok(&["get", "csr", name, "-o", "jsonpath={.status.certificate}"])
+}
+
 /// A replica's `kubepki_leader` (None: its metrics do not answer).
 fn leader(env: &Env, port: u16) -> Option<f64> {
     env.metrics(port)
@@ -1358,6 +1363,8 @@ fn signing_phase(env: &mut Env) {
         60,
         || {
             assert_running(&mut ctl);
+            let issued = certificate(env, &masters.name);
+            assert!(issued.is_empty(), "signed what the rules refuse: {issued}");
             env.conditions()[&masters.name]
                 .iter()
                 .find(|c| c.0 == "Failed")
@@ -1475,6 +1482,8 @@ fn short_lived_ca(env: &mut Env, pki: &Path) {
     env.create(&node_req("short-ca-after", "n2", Some("DNS:n2")));
     wait_for("a ca_expired refusal", Duration::from_secs(30), 60, || {
         assert_running(&mut ctl);
+        let issued = certificate(env, "short-ca-after");
+        assert!(issued.is_empty(), "signed with an expired CA: {issued}");
         let m = env.metrics(port)?;
         (metric_sum(
             &m,
@@ -1492,13 +1501,7 @@ fn short_lived_ca(env: &mut Env, pki: &Path) {
     let c = &env.conditions()["short-ca-after"];
     assert_eq!(c.len(), 1, "{c:?}");
     assert_eq!(c[0].0, "Approved", "{c:?}");
-    let o = env.kc_ok(&[
-        "get",
-        "csr",
-        "short-ca-after",
-        "-o",
-        "jsonpath={.status.certificate}",
-    ]);
+    let o = certificate(env, "short-ca-after");
     assert!(o.is_empty(), "no certificate from an expired CA: {o}");
     let m = env.metrics(port).unwrap();
     assert_eq!(metric_sum(&m, "kubepki_csr_signed_total", &[]), 1.0, "{m}");
@@ -1646,10 +1649,11 @@ fn unreachable_start_phase(env: &mut Env) {
     let start = Instant::now();
     let mut answered = 0;
     while start.elapsed() < Duration::from_secs(4) {
+        let (body, lead) = (readyz(env, pc), leader(env, pc));
         assert_running(&mut c);
-        if let Some(body) = readyz(env, pc) {
+        if let Some(body) = body {
             assert!(body.starts_with("not ready"), "{body}");
-            assert_eq!(leader(env, pc), Some(0.0));
+            assert_eq!(lead, Some(0.0));
             answered += 1;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -1701,6 +1705,19 @@ fn skew_phase(env: &mut Env) {
             &spec,
         ]);
     };
+    // The Lease exists once any replica ran; made here otherwise.
+    let exists = env
+        .kc(&["-n", "kubepki-system", "get", "lease", "kubepki-controller"])
+        .status
+        .success();
+    if !exists {
+        let f = env.work.join("lease.yaml");
+        write_file(
+            &f,
+            b"apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubepki-controller\n  namespace: kubepki-system\n",
+        );
+        env.kc_ok(&["create", "-f", f.to_str().unwrap()]);
+    }
     renew(true);
     let (mut s, ps) = env.controller("skewed-standby", &[]);
     wait_ready(env, &mut s, ps);
