@@ -56,7 +56,7 @@ then flags, which win."
 
     /// Run the in-cluster controller that approves kubelet serving certificates.
     #[command(
-        long_about = "Run the in-cluster controller that decides CertificateSigningRequests for the signer kubernetes.io/kubelet-serving (kubelets with serverTLSBootstrap: true).\n\nA request is approved only when it is bound to the node that owns it: the requester is system:node:<name> in group system:nodes and is the request's CN; O is exactly [system:nodes]; the usages are what the built-in signer issues; the Node object exists; every IP SAN is one of its status.addresses; every DNS SAN is its name or one of its Hostname/InternalDNS/ExternalDNS addresses (exactly; --allowed-dns-pattern adds more); no email or URI SANs; at least one SAN; RSA keys of at least 2048 bits, ECDSA P-256/P-384 or Ed25519; expirationSeconds within --max-expiration; and no older pending request from the same node. Anything else is denied with a reason (or left pending with --no-deny). Every decision is also recorded as an Event.\n\nCredentials: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the in-cluster service account. With --leader-elect (the default) only the holder of a Lease reconciles, so several replicas are safe; every decision is also written with the request's resourceVersion as a precondition.",
+        long_about = "Run the in-cluster controller that decides CertificateSigningRequests for the signer kubernetes.io/kubelet-serving (kubelets with serverTLSBootstrap: true).\n\nA request is approved only when it is bound to the node that owns it: the requester is system:node:<name> in group system:nodes and is the request's CN; O is exactly [system:nodes]; the usages are what the built-in signer issues; the Node object exists and is not being deleted; every IP SAN is one of its status.addresses; every DNS SAN is its name or one of its Hostname/InternalDNS/ExternalDNS addresses (exactly; --allowed-dns-pattern adds more); no email or URI SANs; at least one SAN; RSA keys of at least 2048 bits, ECDSA P-256/P-384 or Ed25519; expirationSeconds within --max-expiration; and no older pending request from the same node. Anything else is denied with a reason (or left pending with --no-deny). Every decision is also recorded as an Event.\n\nCredentials: --kubeconfig, else $KUBECONFIG or ~/.kube/config, else the in-cluster service account. With --leader-elect (the default) only the holder of a Lease reconciles, and only while it renews it within --leader-elect-renew-deadline, so several replicas are safe; every decision is also written with the request's resourceVersion as a precondition.\n\nWith --sign, an approved request (whoever approved it) is signed only if it passes the same rules; one that does not is marked Failed, as the built-in signer does, and nothing is signed while the CA is expired.",
         after_help = "Endpoints: /metrics (Prometheus), /healthz, /readyz on --metrics-bind-address and --health-probe-bind-address. Logs: RUST_LOG (default info), --log-format json|text."
     )]
     Controller(ControllerArgs),
@@ -138,13 +138,18 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "NAMESPACE")]
     pub leader_elect_resource_namespace: Option<String>,
 
-    /// How long a lease holds without renewal
+    /// How long a standby waits, after it last saw the Lease renewed, before taking it over
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub leader_elect_lease_duration: std::time::Duration,
 
-    /// How long before the lease expires the holder renews it
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub leader_elect_renew_grace: std::time::Duration,
+    /// How long the leader keeps acting without a successful renewal (shorter than the lease
+    /// duration, so that it has stopped before a standby can take over)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: std::time::Duration,
+
+    /// How often the leader renews and a standby looks at the Lease
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: std::time::Duration,
 
     /// This replica's identity in the Lease and in Events [default: $POD_NAME, else the hostname
     /// and process ID]
@@ -203,7 +208,8 @@ pub struct CsrApproveArgs {
     #[arg(value_name = "NAME", required = true)]
     pub names: Vec<String>,
 
-    /// Approve even if the rules reject the request (the reason is still printed)
+    /// Approve even if the rules reject the request (the reason is still printed; `kubepki
+    /// controller --sign` still will not sign it)
     #[arg(long)]
     pub force: bool,
 }

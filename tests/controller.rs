@@ -7,24 +7,34 @@
 //! 2. `--no-deny`: a node's own request (made with its own client certificate) ends Approved
 //!    and Issued by the real controller-manager and verifies against ca.crt; bad requests stay
 //!    pending; `kubepki csr list` gives their verdicts and `kubepki csr approve` refuses them;
-//! 3. with the controller stopped, the bad-request matrix (and a duplicate pair) is created;
-//!    a normal controller then denies each with the expected reason, records Events and
-//!    counts its decisions in /metrics;
+//! 3. with the controller stopped, the bad-request matrix (and a duplicate pair) is created:
+//!    among it, requests whose spec.request hides a second node's request behind n1's (text
+//!    before it, two blocks, trailing junk), and one from a Node being deleted; a normal
+//!    controller then denies each with the expected reason, records Events and counts its
+//!    decisions in /metrics; the controller-manager never issues a certificate for a name the
+//!    requester does not own;
 //! 4. two replicas with leader election: every request gets exactly one decision, from one
 //!    replica; when the leader is killed the other takes over;
-//! 5. with the controller-manager stopped, `--sign` issues the certificate itself.
+//! 5. a leader cut off from the API server (a TCP proxy that stops passing bytes) stops
+//!    reconciling before the other replica takes over; a replica that starts while the API
+//!    server is unreachable waits, not ready, and recovers; a standby does not take a lease
+//!    that is renewed, however old its renewTime looks to its clock;
+//! 6. with the controller-manager stopped, `--sign` issues the certificate itself, refuses to
+//!    sign what an admin approved but the rules refuse (as the built-in signer does: Failed),
+//!    and signs nothing once its CA has expired.
 //!
-//! Everything listens on 127.0.0.40; every process is stopped by PID.
+//! Everything listens on 127.0.0.40; every process is stopped by PID; every wait is bounded.
 
 mod common;
 
 use std::collections::BTreeMap;
-
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
+use common::proxy::{Mode, TcpProxy};
 use common::*;
 
 const LOOPBACK: u8 = 40;
@@ -62,6 +72,23 @@ const NODES: &[NodeSpec] = &[
         name: "ndup",
         addresses: &[("InternalIP", "10.0.0.5")],
     },
+    NodeSpec {
+        name: "ndel",
+        addresses: &[("InternalIP", "10.0.0.7"), ("Hostname", "ndel")],
+    },
+];
+
+/// A Node with a finalizer: deleted in phase 3, it lingers with a deletionTimestamp.
+const LINGERING: &str = "ndel";
+
+/// Leader election fast enough for a test: a 4 s lease, a 3 s renew deadline, 0.5 s rounds.
+const FAST_ELECTION: [&str; 6] = [
+    "--leader-elect-lease-duration",
+    "4s",
+    "--leader-elect-renew-deadline",
+    "3s",
+    "--leader-elect-retry-period",
+    "500ms",
 ];
 
 /// Nodes for the leader-election phase: l0..l19 at 10.1.0.x.
@@ -104,6 +131,9 @@ fn node_req(name: &str, node: &str, san: Option<&str>) -> Req {
     }
 }
 
+/// CSR name → its conditions as (type, reason, message).
+type Conditions = BTreeMap<String, Vec<(String, String, String)>>;
+
 struct Env {
     c: Cluster,
     work: PathBuf,
@@ -135,26 +165,7 @@ impl Env {
     fn try_create(&self, r: &Req) -> std::process::Output {
         let pem = match &r.pem {
             Some(p) => p.clone(),
-            None => {
-                let key = self.work.join(format!("{}.key", r.name));
-                let csr = self.work.join(format!("{}.csr", r.name));
-                let mut cmd = Command::new("sh");
-                let san = r
-                    .san
-                    .as_ref()
-                    .map(|s| format!("-addext 'subjectAltName={s}'"))
-                    .unwrap_or_default();
-                cmd.arg("-c").arg(format!(
-                    "openssl req -new {} -nodes -keyout {} -subj '{}' {} -out {}",
-                    r.key,
-                    key.display(),
-                    r.subject,
-                    san,
-                    csr.display()
-                ));
-                run_ok(&mut cmd);
-                std::fs::read(&csr).unwrap()
-            }
+            None => self.openssl_csr(&r.name, r.key, &r.subject, r.san.as_deref()),
         };
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(&pem);
@@ -184,6 +195,21 @@ impl Env {
         }
     }
 
+    /// A key and PKCS#10 request made by openssl (`work/<name>.key`, `.csr`); returns the PEM.
+    fn openssl_csr(&self, name: &str, key: &str, subject: &str, san: Option<&str>) -> Vec<u8> {
+        let key_file = self.work.join(format!("{name}.key"));
+        let csr = self.work.join(format!("{name}.csr"));
+        let san = san
+            .map(|s| format!("-addext 'subjectAltName={s}'"))
+            .unwrap_or_default();
+        run_ok(Command::new("sh").arg("-c").arg(format!(
+            "openssl req -new {key} -nodes -keyout {} -subj '{subject}' {san} -out {}",
+            key_file.display(),
+            csr.display()
+        )));
+        std::fs::read(&csr).unwrap()
+    }
+
     /// A node's own kubeconfig (`kubepki kubeconfig user`), as its kubelet would have.
     fn node_conf(&self, node: &str) -> PathBuf {
         let p = self.work.join(format!("node-{node}.conf"));
@@ -205,7 +231,7 @@ impl Env {
     }
 
     /// Every CSR: name → (condition types, condition reason, message).
-    fn conditions(&self) -> BTreeMap<String, Vec<(String, String, String)>> {
+    fn conditions(&self) -> Conditions {
         let out = self.kc_ok(&["get", "csr", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let mut m = BTreeMap::new();
@@ -231,17 +257,24 @@ impl Env {
     }
 
     fn controller(&self, tag: &str, extra: &[&str]) -> (Proc, u16) {
+        self.controller_via(&self.sa_conf, tag, extra)
+    }
+
+    /// A controller with the service account's token, reaching the API server through `conf`
+    /// (a proxy's address, say), with FAST_ELECTION and then `extra`.
+    fn controller_via(&self, conf: &Path, tag: &str, extra: &[&str]) -> (Proc, u16) {
         let port = free_port(self.c.ip);
         let mut cmd = kubepki();
         cmd.arg("controller")
             .arg("--kubeconfig")
-            .arg(&self.sa_conf)
+            .arg(conf)
             .arg("--metrics-bind-address")
             .arg(format!("{}:{port}", self.c.ip))
             .arg("--health-probe-bind-address")
             .arg("0")
             .args(["--leader-elect-resource-namespace", "kubepki-system"])
             .args(["--identity", tag])
+            .args(FAST_ELECTION)
             .args(extra)
             .env("RUST_LOG", "info,kubepki_controller=debug");
         let p = Proc::spawn(
@@ -270,6 +303,145 @@ fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
         .sum()
 }
 
+/// The Events on CSR `name`, one `reason: message` a line.
+fn events_of(env: &Env, name: &str) -> String {
+    let selector = format!("involvedObject.name={name}");
+    env.kc_ok(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &selector,
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ])
+}
+
+/// Waits (bounded: 10 s; Events are recorded just after a decision, off its path) for an Event
+/// with `reason` on CSR `name`; returns every Event on it.
+fn wait_event(env: &Env, name: &str, reason: &str) -> String {
+    let prefix = format!("{reason}: ");
+    let mut ev = String::new();
+    for _ in 0..40 {
+        ev = events_of(env, name);
+        if ev.lines().any(|l| l.starts_with(&prefix)) {
+            return ev;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("no {reason} Event on {name}: {ev:?}");
+}
+
+/// CSR `name`'s `.status.certificate` (base64; empty when none).
+fn certificate(env: &Env, name: &str) -> String {
+    env.kc_ok(&["get", "csr", name, "-o", "jsonpath={.status.certificate}"])
+}
+
+/// A replica's `kubepki_leader` (None: its metrics do not answer).
+fn leader(env: &Env, port: u16) -> Option<f64> {
+    env.metrics(port)
+        .map(|m| metric_sum(&m, "kubepki_leader", &[]))
+}
+
+/// How many approvals a replica wrote.
+fn approvals(env: &Env, port: u16) -> f64 {
+    env.metrics(port)
+        .map(|m| metric_sum(&m, "kubepki_csr_decisions_total", &["decision=\"approve\""]))
+        .unwrap_or(0.0)
+}
+
+/// Every CSR's conditions once all of `names` are Approved (None: not yet).
+fn all_approved(env: &Env, names: &[String]) -> Option<Conditions> {
+    let c = env.conditions();
+    names
+        .iter()
+        .all(|n| c[n].iter().any(|x| x.0 == "Approved"))
+        .then_some(c)
+}
+
+fn assert_one_decision_each<'a>(conds: &Conditions, names: impl IntoIterator<Item = &'a String>) {
+    for n in names {
+        assert_eq!(
+            conds[n].len(),
+            1,
+            "{n}: exactly one decision: {:?}",
+            conds[n]
+        );
+    }
+}
+
+/// Valid requests `<prefix>-l<i>` from leader-phase nodes l<i>, i in `nodes`; their names.
+fn leader_node_reqs(env: &Env, prefix: &str, nodes: std::ops::Range<usize>) -> Vec<String> {
+    nodes
+        .map(|i| {
+            let name = format!("{prefix}-l{i}");
+            env.create(&node_req(
+                &name,
+                &format!("l{i}"),
+                Some(&format!("DNS:l{i},IP:10.1.0.{}", i + 1)),
+            ));
+            name
+        })
+        .collect()
+}
+
+/// The body of a replica's /readyz (None: it does not answer).
+fn readyz(env: &Env, port: u16) -> Option<String> {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "2"])
+        .arg(format!("http://{}:{port}/readyz", env.c.ip))
+        .output()
+        .ok()?;
+    o.status.success().then(|| stdout(&o))
+}
+
+/// `kubepki csr list -o json` (with `--all`: decided requests too), as super-admin.
+fn csr_list(env: &Env, all: bool) -> Vec<serde_json::Value> {
+    let mut cmd = kubepki();
+    cmd.args(["csr", "list", "-o", "json", "--kubeconfig"])
+        .arg(&env.super_admin);
+    if all {
+        cmd.arg("--all");
+    }
+    let out = run_ok(&mut cmd);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array().unwrap().clone()
+}
+
+fn row_of<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("csr list lacks {name}: {rows:?}"))
+}
+
+/// Every certificate any CSR was ever issued names its requester and nothing of the API
+/// server's: a CN that is the CSR's spec.username, no `kubernetes.default.svc` SAN. Returns how
+/// many certificates were checked.
+fn assert_no_foreign_certificates(env: &Env) -> usize {
+    let v: serde_json::Value =
+        serde_json::from_str(&env.kc_ok(&["get", "csr", "-o", "json"])).unwrap();
+    let mut checked = 0;
+    for item in v["items"].as_array().unwrap() {
+        let Some(cert) = item["status"]["certificate"].as_str() else {
+            continue;
+        };
+        let name = item["metadata"]["name"].as_str().unwrap();
+        let user = item["spec"]["username"].as_str().unwrap_or("");
+        let text = subject_and_sans(&write_issued(env, &format!("issued-{name}"), cert));
+        assert!(
+            text.contains(&format!("CN = {user}\n")) || text.contains(&format!("CN = {user},")),
+            "{name}: issued to someone other than its requester {user}:\n{text}"
+        );
+        assert!(
+            !text.contains("kubernetes.default.svc"),
+            "{name}: issued for the API server's name:\n{text}"
+        );
+        checked += 1;
+    }
+    checked
+}
+
 fn wait_ready(env: &Env, p: &mut Proc, port: u16) {
     wait_for(
         &format!("{} /readyz", p.name),
@@ -277,12 +449,7 @@ fn wait_ready(env: &Env, p: &mut Proc, port: u16) {
         120,
         || {
             assert_running(p);
-            let o = Command::new("curl")
-                .args(["-sS", "--max-time", "2"])
-                .arg(format!("http://{}:{port}/readyz", env.c.ip))
-                .output()
-                .ok()?;
-            (stdout(&o) == "ok").then_some(())
+            (readyz(env, port)? == "ok").then_some(())
         },
     );
 }
@@ -301,20 +468,47 @@ fn wait_issued(env: &Env, ctl: &mut Proc, name: &str, what: &str) -> String {
 /// Writes the issued certificate (`.status.certificate`) of CSR `name` to `work/<name>.crt`
 /// and checks it is a server certificate of ca.crt; returns the file.
 fn verify_serving(env: &Env, name: &str, cert_b64: &str) -> PathBuf {
+    let crt = write_issued(env, name, cert_b64);
+    assert_server_cert_of(&env.ca(), &crt);
+    crt
+}
+
+/// Writes a CSR's `.status.certificate` (base64 PEM) to `work/<name>.crt`; returns the file.
+fn write_issued(env: &Env, name: &str, cert_b64: &str) -> PathBuf {
     use base64::Engine;
     let pem = base64::engine::general_purpose::STANDARD
         .decode(cert_b64.trim())
         .unwrap();
     let crt = env.work.join(format!("{name}.crt"));
     write_file(&crt, &pem);
+    crt
+}
+
+/// openssl says `crt` is a server certificate issued by `ca`.
+fn assert_server_cert_of(ca: &Path, crt: &Path) {
     let o = run_ok(
         Command::new("openssl")
             .args(["verify", "-purpose", "sslserver", "-CAfile"])
-            .arg(env.ca())
-            .arg(&crt),
+            .arg(ca)
+            .arg(crt),
     );
     assert!(stdout(&o).contains(": OK"), "{}", stdout(&o));
-    crt
+}
+
+/// openssl's `-subject` and `subjectAltName` lines of a certificate file.
+fn subject_and_sans(crt: &Path) -> String {
+    stdout(&run_ok(
+        Command::new("openssl")
+            .args([
+                "x509",
+                "-noout",
+                "-subject",
+                "-ext",
+                "subjectAltName",
+                "-in",
+            ])
+            .arg(crt),
+    ))
 }
 
 #[test]
@@ -355,7 +549,11 @@ fn phases(env: &mut Env) {
     let valid = no_deny_phase(env);
     matrix_phase(env, &valid);
     leader_phase(env);
+    partition_phase(env);
+    unreachable_start_phase(env);
+    skew_phase(env);
     signing_phase(env);
+    assert_no_foreign_certificates(env);
 }
 
 fn setup(env: &mut Env) {
@@ -389,7 +587,14 @@ fn setup(env: &mut Env) {
     }
     let list: Vec<String> = nodes
         .iter()
-        .map(|(n, _)| format!("- apiVersion: v1\n  kind: Node\n  metadata:\n    name: {n}\n"))
+        .map(|(n, _)| {
+            let finalizer = if n == LINGERING {
+                "    finalizers: [kubepki.test/keep]\n"
+            } else {
+                ""
+            };
+            format!("- apiVersion: v1\n  kind: Node\n  metadata:\n    name: {n}\n{finalizer}")
+        })
         .collect();
     let f = env.work.join("nodes.yaml");
     write_file(
@@ -554,18 +759,7 @@ fn no_deny_phase(env: &mut Env) -> String {
     ]);
     assert!(o.starts_with("system:node:n1 "), "requester: {o}");
     let crt = verify_serving(env, "n1-serving", &cert);
-    let text = stdout(&run_ok(
-        Command::new("openssl")
-            .args([
-                "x509",
-                "-noout",
-                "-subject",
-                "-ext",
-                "subjectAltName",
-                "-in",
-            ])
-            .arg(&crt),
-    ));
+    let text = subject_and_sans(&crt);
     for want in [
         "CN = system:node:n1",
         "DNS:n1",
@@ -612,19 +806,8 @@ fn no_deny_phase(env: &mut Env) -> String {
     );
 
     // `csr list` shows each pending request with the rules' verdict and reason.
-    let out = run_ok(
-        kubepki()
-            .args(["csr", "list", "--kubeconfig"])
-            .arg(&env.super_admin)
-            .args(["-o", "json"]),
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows = rows.as_array().unwrap();
-    let row = |n: &str| {
-        rows.iter()
-            .find(|r| r["name"] == n)
-            .unwrap_or_else(|| panic!("csr list lacks {n}: {rows:?}"))
-    };
+    let rows = csr_list(env, false);
+    let row = |n: &str| row_of(&rows, n);
     assert_eq!(row("early-cn-mismatch")["verdict"], "deny");
     assert_eq!(row("early-cn-mismatch")["reasonCode"], "cn_mismatch");
     assert_eq!(
@@ -687,7 +870,44 @@ fn matrix_phase(env: &mut Env, valid: &str) {
         "server auth",
         "client auth",
     ];
-    let cases: Vec<(Req, &str)> = vec![
+    // spec.request with n1's honest request A and, after it, n2's request B for the API
+    // server's name. Go's PEM decoder (the API server's, the controller-manager's) skips text
+    // before a block only up to a newline: with anything else in front of A, it reads B.
+    let a = env.openssl_csr(
+        "envelope-a",
+        EC,
+        "/O=system:nodes/CN=system:node:n1",
+        Some("DNS:n1,IP:10.0.0.1"),
+    );
+    let b = env.openssl_csr(
+        "envelope-b",
+        EC,
+        "/O=system:nodes/CN=system:node:n2",
+        Some("DNS:n2,DNS:kubernetes.default.svc,IP:10.0.0.6"),
+    );
+    // Made with n1's own client certificate, as its kubelet would.
+    let envelope = |name: &str, parts: &[&[u8]]| Req {
+        as_user: None,
+        pem: Some(parts.concat()),
+        ..node_req(name, "n1", None)
+    };
+    let envelopes = [
+        envelope("pem-space-first", &[b" ", &a, &b]),
+        envelope("pem-text-first", &[b"some text ", &a, &b]),
+        envelope("pem-two-blocks", &[&a, &b]),
+        envelope("pem-trailing-junk", &[&a, b"trailing junk\n"]),
+    ];
+    // A Node being deleted (its finalizer keeps it, with a deletionTimestamp).
+    env.kc_ok(&["delete", "node", LINGERING, "--wait=false"]);
+    let ts = env.kc_ok(&[
+        "get",
+        "node",
+        LINGERING,
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(!ts.trim().is_empty(), "{LINGERING} lingers while deleted");
+    let mut cases: Vec<(Req, &str)> = vec![
         // Identity.
         (
             n1("cn-other-node", "DNS:n2").with_subject("system:node:n2"),
@@ -858,7 +1078,18 @@ fn matrix_phase(env: &mut Env, valid: &str) {
             node_req("dup-b", "ndup", Some("DNS:ndup")),
             "KubepkiDuplicate",
         ),
+        (
+            node_req(
+                "node-being-deleted",
+                LINGERING,
+                Some("DNS:ndel,IP:10.0.0.7"),
+            ),
+            "KubepkiNodeBeingDeleted",
+        ),
     ];
+    for r in &envelopes {
+        cases.push((r.clone(), "KubepkiPemEnvelope"));
+    }
     assert!(cases.len() >= 30, "{} cases", cases.len());
     // Malformed requests (a bad self-signature, garbage) never reach a controller on this API
     // server: it refuses them at creation. The rules' own handling is in the unit tests.
@@ -892,6 +1123,22 @@ fn matrix_phase(env: &mut Env, valid: &str) {
         ..n1("other-signer", "DNS:n1")
     };
     env.create(&other_signer);
+    // The API server took every envelope (it reads one block and checks only that); the requester
+    // of each is n1, and `csr list` already says what the controller will do.
+    let rows = csr_list(env, false);
+    for r in &envelopes {
+        let row = row_of(&rows, &r.name);
+        assert_eq!(row["requestor"], "system:node:n1", "{row}");
+        assert_eq!(
+            (&row["verdict"], &row["reasonCode"]),
+            (&"deny".into(), &"pem_envelope".into()),
+            "{row}"
+        );
+    }
+    assert_eq!(
+        row_of(&rows, "node-being-deleted")["reasonCode"],
+        "node_being_deleted"
+    );
 
     let (mut ctl, port) = env.controller("matrix", &[]);
     let mut all: Vec<(String, &str)> = cases
@@ -952,29 +1199,8 @@ fn matrix_phase(env: &mut Env, valid: &str) {
 
     // Every decision is an Event on its request (recorded just after the decision, off its
     // path: allow a few seconds), and a metric.
-    let events_of = |name: &str| {
-        let selector = format!("involvedObject.name={name}");
-        env.kc_ok(&[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            &selector,
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ])
-    };
     for (name, reason) in [("usage-extra", "Denied"), ("dup-a", "Approved")] {
-        let mut ev = String::new();
-        for _ in 0..40 {
-            ev = events_of(name);
-            if ev.contains(reason) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        assert!(ev.contains(reason), "events for {name}: {ev:?}");
+        wait_event(env, name, reason);
     }
     let m = env.metrics(port).expect("metrics");
     let denied = metric_sum(&m, "kubepki_csr_decisions_total", &["decision=\"deny\""]);
@@ -990,30 +1216,45 @@ fn matrix_phase(env: &mut Env, valid: &str) {
     );
     assert_eq!(metric_sum(&m, "kubepki_csr_queue_depth", &[]), 0.0, "{m}");
     assert_eq!(metric_sum(&m, "kubepki_leader", &[]), 1.0, "{m}");
+    assert_eq!(
+        metric_sum(
+            &m,
+            "kubepki_csr_decisions_total",
+            &["reason=\"pem_envelope\""]
+        ),
+        envelopes.len() as f64,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "kubepki_csr_decisions_total",
+            &["reason=\"node_being_deleted\""]
+        ),
+        1.0,
+        "{m}"
+    );
+    // The envelopes: denied, so never issued (the controller-manager signs what is approved, at
+    // once: give it a moment), and `csr list --all` shows why.
+    std::thread::sleep(Duration::from_secs(2));
+    let rows = csr_list(env, true);
+    for r in &envelopes {
+        let row = row_of(&rows, &r.name);
+        assert_eq!(row["condition"], "Denied", "{row}");
+        assert_eq!(row["reasonCode"], "pem_envelope", "{row}");
+    }
+    let issued = assert_no_foreign_certificates(env);
+    assert!(issued >= 2, "n1-serving and dup-a were issued: {issued}");
     ctl.stop(Duration::from_secs(10));
 }
 
 /// Phase 4: two replicas, one Lease; one decision per request.
 fn leader_phase(env: &mut Env) {
-    let flags = [
-        "--leader-elect-lease-duration",
-        "4s",
-        "--leader-elect-renew-grace",
-        "2s",
-    ];
-    let (mut r1, p1) = env.controller("replica-1", &flags);
-    let (mut r2, p2) = env.controller("replica-2", &flags);
+    let (mut r1, p1) = env.controller("replica-1", &[]);
+    let (mut r2, p2) = env.controller("replica-2", &[]);
     wait_ready(env, &mut r1, p1);
     wait_ready(env, &mut r2, p2);
-    let leader_of = |env: &Env| {
-        let l1 = env
-            .metrics(p1)
-            .map(|m| metric_sum(&m, "kubepki_leader", &[]));
-        let l2 = env
-            .metrics(p2)
-            .map(|m| metric_sum(&m, "kubepki_leader", &[]));
-        (l1, l2)
-    };
+    let leader_of = |env: &Env| (leader(env, p1), leader(env, p2));
     let first = wait_for(
         "a leader",
         Duration::from_secs(30),
@@ -1023,40 +1264,14 @@ fn leader_phase(env: &mut Env) {
             _ => None,
         },
     );
-    let names: Vec<String> = (0..LEADER_NODES).map(|i| format!("leader-l{i}")).collect();
-    for (i, name) in names.iter().enumerate() {
-        env.create(&node_req(
-            name,
-            &format!("l{i}"),
-            Some(&format!("DNS:l{i},IP:10.1.0.{}", i + 1)),
-        ));
-    }
-    let approved_everywhere = |env: &Env, names: &[String]| {
-        let c = env.conditions();
-        names
-            .iter()
-            .all(|n| c[n].iter().any(|x| x.0 == "Approved"))
-            .then_some(c)
-    };
+    let names = leader_node_reqs(env, "leader", 0..LEADER_NODES);
     let conds = wait_for("20 approvals", Duration::from_secs(60), 120, || {
         assert_running(&mut r1);
         assert_running(&mut r2);
-        approved_everywhere(env, &names)
+        all_approved(env, &names)
     });
-    for n in &names {
-        assert_eq!(
-            conds[n].len(),
-            1,
-            "{n}: exactly one decision: {:?}",
-            conds[n]
-        );
-    }
-    let approvals = |port: u16| {
-        env.metrics(port)
-            .map(|m| metric_sum(&m, "kubepki_csr_decisions_total", &["decision=\"approve\""]))
-            .unwrap_or(0.0)
-    };
-    let (a1, a2) = (approvals(p1), approvals(p2));
+    assert_one_decision_each(&conds, &names);
+    let (a1, a2) = (approvals(env, p1), approvals(env, p2));
     let (leader_n, follower_n) = if first == 1 { (a1, a2) } else { (a2, a1) };
     assert_eq!(
         (leader_n, follower_n),
@@ -1080,10 +1295,7 @@ fn leader_phase(env: &mut Env) {
         60,
         || {
             assert_running(survivor);
-            env.metrics(sp)
-                .map(|m| metric_sum(&m, "kubepki_leader", &[]) == 1.0)
-                .unwrap_or(false)
-                .then_some(())
+            (leader(env, sp) == Some(1.0)).then_some(())
         },
     );
     let more: Vec<String> = (0..5).map(|i| format!("after-failover-l{i}")).collect();
@@ -1096,42 +1308,79 @@ fn leader_phase(env: &mut Env) {
         120,
         || {
             assert_running(survivor);
-            approved_everywhere(env, &more)
+            all_approved(env, &more)
         },
     );
-    for n in more.iter().chain(&names) {
-        assert_eq!(
-            conds[n].len(),
-            1,
-            "{n}: exactly one decision: {:?}",
-            conds[n]
-        );
-    }
-    assert_eq!(approvals(sp), 5.0, "the survivor decided the new requests");
+    assert_one_decision_each(&conds, more.iter().chain(&names));
+    assert_eq!(
+        approvals(env, sp),
+        5.0,
+        "the survivor decided the new requests"
+    );
 }
 
-/// Phase 5: no controller-manager; `--sign` issues what it approves, with the extra RBAC of
-/// deploy/signing-rbac.yaml.
+/// Phase 6: no controller-manager; `--sign` issues what it approves, with the extra RBAC of
+/// deploy/signing-rbac.yaml. It signs nothing the rules refuse, even when an admin approved it
+/// (the built-in signer's way: a Failed condition), and nothing once its CA has expired.
 fn signing_phase(env: &mut Env) {
     if let Some(mut kcm) = env.c.kcm.take() {
         kcm.stop(Duration::from_secs(10));
     }
+    // A CA that expires while its controller runs (made now: its clock starts now).
+    let short = env.work.join("short-lived-ca");
+    init_ecdsa(
+        &short,
+        "short",
+        &env.c.ip.to_string(),
+        &["--ca-validity", "25s", "--cert-validity", "20s"],
+    );
     let signing = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/signing-rbac.yaml");
     env.kc_ok(&["apply", "-f", signing.to_str().unwrap()]);
-    let (ca_crt, ca_key) = (env.c.pki("ca.crt"), env.c.pki("ca.key"));
-    let (mut ctl, port) = env.controller(
+
+    // An admin approves a kubelet-serving request for the API server's identity in
+    // system:masters (created and approved before the controller runs, so it cannot deny it).
+    let masters = Req {
+        as_user: Some(("kubernetes-admin".into(), vec!["system:masters".into()])),
+        subject: "/O=system:masters/CN=kube-apiserver".into(),
+        ..node_req(
+            "masters-approved-by-admin",
+            "n1",
+            Some("DNS:kubernetes.default.svc"),
+        )
+    };
+    env.create(&masters);
+    env.kc_ok(&["certificate", "approve", &masters.name]);
+
+    let (mut ctl, port) = signer(
+        env,
         "signer",
-        &[
-            "--sign",
-            "--ca-cert",
-            ca_crt.to_str().unwrap(),
-            "--ca-key",
-            ca_key.to_str().unwrap(),
-            "--signing-duration",
-            "720h",
-        ],
+        &env.c.dir.join("pki"),
+        &["--signing-duration", "720h"],
     );
-    wait_ready(env, &mut ctl, port);
+    let failed = wait_for(
+        "the admin-approved request marked Failed",
+        Duration::from_secs(30),
+        60,
+        || {
+            assert_running(&mut ctl);
+            let issued = certificate(env, &masters.name);
+            assert!(issued.is_empty(), "signed what the rules refuse: {issued}");
+            env.conditions()[&masters.name]
+                .iter()
+                .find(|c| c.0 == "Failed")
+                .cloned()
+        },
+    );
+    assert_eq!(failed.1, "SignerValidationFailure", "{failed:?}");
+    assert!(
+        failed
+            .2
+            .starts_with("kubepki will not sign (requester_not_node): requester \"kubernetes-admin\" is not a node"),
+        "{failed:?}"
+    );
+    let ev = wait_event(env, &masters.name, "SignRefused");
+    assert!(ev.contains("requester_not_node"), "{ev}");
+
     env.create(&node_req(
         "signed-by-kubepki",
         "n2",
@@ -1159,5 +1408,347 @@ fn signing_phase(env: &mut Env) {
     assert!(!text.contains("TLS Web Client Authentication"), "{text}");
     let m = env.metrics(port).unwrap();
     assert_eq!(metric_sum(&m, "kubepki_csr_signed_total", &[]), 1.0, "{m}");
+    assert_eq!(
+        metric_sum(
+            &m,
+            "kubepki_csr_sign_refusals_total",
+            &["reason=\"requester_not_node\""]
+        ),
+        1.0,
+        "{m}"
+    );
+    // Never signed, and shown as Approved and Failed.
+    let row = row_of(&csr_list(env, true), &masters.name).clone();
+    assert_eq!(row["condition"], "Approved,Failed", "{row}");
     ctl.stop(Duration::from_secs(10));
+
+    short_lived_ca(env, &short.join("pki"));
+}
+
+/// A ready `--sign` controller signing with `pki`'s ca.crt and ca.key.
+fn signer(env: &Env, tag: &str, pki: &Path, extra: &[&str]) -> (Proc, u16) {
+    let (crt, key) = (pki.join("ca.crt"), pki.join("ca.key"));
+    let mut args = vec![
+        "--sign",
+        "--ca-cert",
+        crt.to_str().unwrap(),
+        "--ca-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (mut ctl, port) = env.controller(tag, &args);
+    wait_ready(env, &mut ctl, port);
+    (ctl, port)
+}
+
+/// A controller whose CA expires while it runs: it signs with notAfter clamped to the CA's
+/// until then, and refuses afterwards (no certificate, a Warning Event, a metric), leaving the
+/// request approved and unsigned for a controller with a valid CA.
+fn short_lived_ca(env: &mut Env, pki: &Path) {
+    let ca_crt = pki.join("ca.crt");
+    let (mut ctl, port) = signer(env, "short-lived-ca", pki, &[]);
+    env.create(&node_req("short-ca-before", "n2", Some("DNS:n2")));
+    let cert = wait_issued(
+        env,
+        &mut ctl,
+        "short-ca-before",
+        "signed before the CA expired",
+    );
+    let crt = write_issued(env, "short-ca-before", &cert);
+    let end = |f: &Path| {
+        stdout(&run_ok(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-enddate", "-in"])
+                .arg(f),
+        ))
+    };
+    assert_eq!(end(&crt), end(&ca_crt), "notAfter clamped to the CA's");
+    assert_server_cert_of(&ca_crt, &crt);
+
+    wait_for(
+        "the short-lived CA expires",
+        Duration::from_secs(40),
+        80,
+        || {
+            assert_running(&mut ctl);
+            let o = Command::new("openssl")
+                .args(["x509", "-noout", "-checkend", "0", "-in"])
+                .arg(&ca_crt)
+                .output()
+                .ok()?;
+            (!o.status.success()).then_some(())
+        },
+    );
+    env.create(&node_req("short-ca-after", "n2", Some("DNS:n2")));
+    wait_for("a ca_expired refusal", Duration::from_secs(30), 60, || {
+        assert_running(&mut ctl);
+        let issued = certificate(env, "short-ca-after");
+        assert!(issued.is_empty(), "signed with an expired CA: {issued}");
+        let m = env.metrics(port)?;
+        (metric_sum(
+            &m,
+            "kubepki_csr_sign_refusals_total",
+            &["reason=\"ca_expired\""],
+        ) >= 1.0)
+            .then_some(())
+    });
+    let ev = wait_event(env, "short-ca-after", "SignRefused");
+    assert!(
+        ev.contains("ca_expired") && ev.contains("expired at"),
+        "{ev}"
+    );
+    // Approved (the rules accept it), not signed, not Failed: a valid CA will sign it.
+    let c = &env.conditions()["short-ca-after"];
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].0, "Approved", "{c:?}");
+    let o = certificate(env, "short-ca-after");
+    assert!(o.is_empty(), "no certificate from an expired CA: {o}");
+    let m = env.metrics(port).unwrap();
+    assert_eq!(metric_sum(&m, "kubepki_csr_signed_total", &[]), 1.0, "{m}");
+    ctl.stop(Duration::from_secs(10));
+}
+
+/// The service account's kubeconfig with the API server's address replaced by `proxy`'s.
+fn conf_via(env: &Env, proxy: &TcpProxy, file: &str) -> PathBuf {
+    let text = std::fs::read_to_string(&env.sa_conf).unwrap();
+    let direct = format!("server: {}", env.c.server());
+    assert!(text.contains(&direct), "{text}");
+    let p = env.work.join(file);
+    write_file(
+        &p,
+        text.replace(&direct, &format!("server: https://{}", proxy.addr))
+            .as_bytes(),
+    );
+    p
+}
+
+fn lease_holder(env: &Env) -> String {
+    env.kc_ok(&[
+        "-n",
+        "kubepki-system",
+        "get",
+        "lease",
+        "kubepki-controller",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ])
+}
+
+/// Phase 5a: the leader loses the API server (a proxy between them stops passing bytes, in
+/// both directions, connections left open). It must stop reconciling (kubepki_leader 0) before
+/// the other replica takes over, and write nothing after: every request gets exactly one
+/// decision, from whichever replica led when it came.
+fn partition_phase(env: &mut Env) {
+    let api = SocketAddr::new(env.c.ip, env.c.api_port);
+    let proxy = TcpProxy::start(env.c.ip, api, Mode::Pass);
+    let conf = conf_via(env, &proxy, "sa-via-proxy.conf");
+    let (mut a, pa) = env.controller_via(&conf, "cut-off", &[]);
+    wait_ready(env, &mut a, pa);
+    wait_for("cut-off leads", Duration::from_secs(20), 80, || {
+        assert_running(&mut a);
+        (leader(env, pa) == Some(1.0)).then_some(())
+    });
+    let (mut b, pb) = env.controller("connected", &[]);
+    wait_ready(env, &mut b, pb);
+    assert_eq!(leader(env, pb), Some(0.0), "one leader");
+    let before = leader_node_reqs(env, "cut-before", 0..5);
+    wait_for(
+        "5 approvals before the cut",
+        Duration::from_secs(30),
+        60,
+        || {
+            assert_running(&mut a);
+            all_approved(env, &before)
+        },
+    );
+    assert_eq!((approvals(env, pa), approvals(env, pb)), (5.0, 0.0));
+
+    proxy.set(Mode::Hold);
+    let cut = Instant::now();
+    // Poll the connected replica first, then the cut-off one: seeing "connected leads" and then
+    // "cut-off leads" proves both led at once. 100 ms polls, at most 30 s.
+    let mut a_off: Option<(usize, Duration)> = None;
+    let mut b_on: Option<(usize, Duration)> = None;
+    for i in 0..300 {
+        assert_running(&mut a);
+        assert_running(&mut b);
+        let lb = leader(env, pb);
+        let la = leader(env, pa);
+        assert!(
+            !(lb == Some(1.0) && la == Some(1.0)),
+            "both replicas lead {:?} after the cut",
+            cut.elapsed()
+        );
+        if a_off.is_none() && la == Some(0.0) {
+            a_off = Some((i, cut.elapsed()));
+        }
+        if lb == Some(1.0) {
+            b_on = Some((i, cut.elapsed()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (b_poll, b_on) = b_on.expect("the connected replica takes over within 30 s");
+    let (a_poll, a_off) = a_off.unwrap_or_else(|| {
+        panic!("the cut-off leader still led when the other took over, {b_on:?} after the cut")
+    });
+    assert!(
+        a_poll < b_poll,
+        "the cut-off leader stopped ({a_off:?}) before the other took over ({b_on:?})"
+    );
+    // It stops within its renew deadline (3 s) of its last renewal, sent before the cut.
+    assert!(
+        a_off <= Duration::from_millis(4_500),
+        "stopped {a_off:?} after the cut"
+    );
+    eprintln!(
+        "partition: the cut-off leader stopped {a_off:?} after the cut, the other took over {b_on:?} after it"
+    );
+    assert_eq!(lease_holder(env), "connected");
+    let during = leader_node_reqs(env, "cut-during", 5..10);
+    wait_for(
+        "5 approvals during the cut",
+        Duration::from_secs(30),
+        60,
+        || {
+            assert_running(&mut b);
+            all_approved(env, &during)
+        },
+    );
+
+    // Healed: the old leader reads the other's lease and stands by; whatever it had in flight
+    // arrives now, with a stale resourceVersion.
+    proxy.set(Mode::Pass);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_running(&mut a);
+    assert_eq!(leader(env, pa), Some(0.0), "the healed replica stands by");
+    assert_eq!(leader(env, pb), Some(1.0));
+    assert_eq!(
+        (approvals(env, pa), approvals(env, pb)),
+        (5.0, 5.0),
+        "approvals by the cut-off replica, and by the other"
+    );
+    let conds = env.conditions();
+    assert_one_decision_each(&conds, before.iter().chain(&during));
+    assert!(
+        a.log_text().contains("lost the leader lease"),
+        "{}",
+        tail(&a.log_text(), 30)
+    );
+    a.stop(Duration::from_secs(10));
+    b.stop(Duration::from_secs(10));
+}
+
+/// Phase 5b: with leader election on, a replica that starts while the API server refuses
+/// connections keeps running, not ready, and becomes ready (and leads) once it answers.
+fn unreachable_start_phase(env: &mut Env) {
+    let api = SocketAddr::new(env.c.ip, env.c.api_port);
+    let proxy = TcpProxy::start(env.c.ip, api, Mode::Reject);
+    let conf = conf_via(env, &proxy, "sa-via-rejecting-proxy.conf");
+    let (mut c, pc) = env.controller_via(&conf, "late", &[]);
+    let start = Instant::now();
+    let mut answered = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        let (body, lead) = (readyz(env, pc), leader(env, pc));
+        assert_running(&mut c);
+        if let Some(body) = body {
+            assert!(body.starts_with("not ready"), "{body}");
+            assert_eq!(lead, Some(0.0));
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(answered >= 5, "/readyz answered {answered} times");
+    proxy.set(Mode::Pass);
+    wait_ready(env, &mut c, pc);
+    wait_for("late leads", Duration::from_secs(20), 80, || {
+        assert_running(&mut c);
+        (leader(env, pc) == Some(1.0)).then_some(())
+    });
+    assert!(
+        c.log_text().contains("leader election"),
+        "it says why it waits:\n{}",
+        tail(&c.log_text(), 20)
+    );
+    c.stop(Duration::from_secs(10));
+}
+
+/// Phase 5c: a lease renewed every second by a holder whose renewTime is an hour behind our
+/// clock is live: a standby must not take it. Once renewals stop, it takes over a lease
+/// duration (4 s) after it saw the last one.
+fn skew_phase(env: &mut Env) {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    let hour_behind = || {
+        (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+            .format(fmt)
+            .unwrap()
+    };
+    let renew = |first: bool| {
+        let t = hour_behind();
+        let spec = if first {
+            format!(
+                r#"{{"spec":{{"holderIdentity":"clock-behind","leaseDurationSeconds":4,"acquireTime":"{t}","renewTime":"{t}"}}}}"#
+            )
+        } else {
+            format!(r#"{{"spec":{{"renewTime":"{t}"}}}}"#)
+        };
+        env.kc_ok(&[
+            "-n",
+            "kubepki-system",
+            "patch",
+            "lease",
+            "kubepki-controller",
+            "--type=merge",
+            "-p",
+            &spec,
+        ]);
+    };
+    // The Lease exists once any replica ran; made here otherwise.
+    let exists = env
+        .kc(&["-n", "kubepki-system", "get", "lease", "kubepki-controller"])
+        .status
+        .success();
+    if !exists {
+        let f = env.work.join("lease.yaml");
+        write_file(
+            &f,
+            b"apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubepki-controller\n  namespace: kubepki-system\n",
+        );
+        env.kc_ok(&["create", "-f", f.to_str().unwrap()]);
+    }
+    renew(true);
+    let (mut s, ps) = env.controller("skewed-standby", &[]);
+    wait_ready(env, &mut s, ps);
+    // 10 s of renewals: 2.5 lease durations.
+    let mut last = Instant::now();
+    for i in 0..10 {
+        let round = Instant::now();
+        renew(false);
+        last = Instant::now();
+        assert_running(&mut s);
+        assert_eq!(leader(env, ps), Some(0.0), "round {i}: took a live lease");
+        assert_eq!(lease_holder(env), "clock-behind", "round {i}");
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(round.elapsed()));
+    }
+    wait_for(
+        "the standby takes the abandoned lease",
+        Duration::from_secs(15),
+        150,
+        || {
+            assert_running(&mut s);
+            (leader(env, ps) == Some(1.0)).then_some(())
+        },
+    );
+    let took = last.elapsed();
+    eprintln!("skew: the standby took the lease {took:?} after the last renewal");
+    // A lease duration (4 s) after it saw the last renewal (at its next round, 0.5 to 1.1 s
+    // later), and at its first round after that.
+    assert!(
+        took >= Duration::from_millis(3_900) && took <= Duration::from_secs(8),
+        "it waited a lease duration after the last renewal it saw: {took:?}"
+    );
+    assert_eq!(lease_holder(env), "skewed-standby");
+    s.stop(Duration::from_secs(10));
 }

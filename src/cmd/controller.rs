@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use kubepki_controller::controller::{self, LeaderElection};
+use kubepki_controller::lease::Timing;
 use kubepki_controller::sign::SigningCa;
 
 use super::csr::{client, policy, runtime};
@@ -71,9 +72,16 @@ pub fn run(args: &ControllerArgs, now: time::OffsetDateTime) -> Result<ExitCode>
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "kube-system".into()),
-        lease_duration: args.leader_elect_lease_duration,
-        renew_grace: args.leader_elect_renew_grace,
+        timing: Timing {
+            lease_duration: args.leader_elect_lease_duration,
+            renew_deadline: args.leader_elect_renew_deadline,
+            retry_period: args.leader_elect_retry_period,
+        },
     });
+    // Bad timings are a usage error at start-up, not a surprise at the first election.
+    if let Some(le) = &leader_election {
+        le.timing.validate().map_err(|e| anyhow!(e))?;
+    }
     let cfg = controller::Config {
         policy,
         no_deny: args.no_deny,

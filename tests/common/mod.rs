@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod pki;
+pub mod proxy;
 
 use std::fs;
 use std::io::Write;

@@ -71,6 +71,7 @@ fn node_info(i: usize) -> NodeInfo {
                 address: format!("node-{i}"),
             },
         ],
+        being_deleted: false,
     }
 }
 

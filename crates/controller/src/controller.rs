@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::certificates::v1::{
@@ -21,23 +21,23 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::facts;
+use crate::lease::{self, Elector, Timing};
 use crate::metrics::Metrics;
-use crate::rules::{self, Policy, Verdict};
-use crate::sign::SigningCa;
+use crate::rules::{self, NodeInfo, Policy, Verdict};
+use crate::sign::{Refusal, SigningCa};
 
 pub const CONTROLLER_NAME: &str = "kubepki-controller";
 
-/// Leader election on a coordination.k8s.io Lease.
+/// Leader election on a coordination.k8s.io Lease (see `lease`).
 #[derive(Clone, Debug)]
 pub struct LeaderElection {
     pub lease_name: String,
     pub namespace: String,
-    pub lease_duration: Duration,
-    /// How long before expiry the holder renews.
-    pub renew_grace: Duration,
+    pub timing: Timing,
 }
 
 pub struct Config {
@@ -65,6 +65,18 @@ struct Ctx {
     policy: Policy,
     no_deny: bool,
     signing: Option<Arc<SigningCa>>,
+    /// With leader election: until when this replica may write (see `lease`).
+    lead: Option<watch::Receiver<Option<Instant>>>,
+}
+
+impl Ctx {
+    /// Whether this replica may write a decision now. The reconciles of a replica that stops
+    /// leading are cancelled too; this closes the moment in between.
+    fn may_write(&self) -> bool {
+        self.lead
+            .as_ref()
+            .is_none_or(|l| l.borrow().is_some_and(|until| Instant::now() < until))
+    }
 }
 
 /// Records Events off the decision path: a decision waits for its own API write only, so a
@@ -91,7 +103,8 @@ pub enum Error {
     Sign { name: String, message: String },
 }
 
-/// Runs until SIGTERM/SIGINT. With leader election, only the lease holder reconciles.
+/// Runs until SIGTERM/SIGINT. With leader election, only the lease holder reconciles, and only
+/// while its lease is fresh; the API server being unreachable is retried, never fatal.
 pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     for addr in [cfg.metrics_addr, cfg.health_addr].into_iter().flatten() {
@@ -104,51 +117,84 @@ pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
     let Some(le) = cfg.leader_election.clone() else {
         metrics.leader.set(1);
         tokio::select! {
-            r = reconcile_all(client.clone(), cfg.clone(), metrics.clone()) => return r,
+            r = reconcile_all(client.clone(), cfg.clone(), metrics.clone(), None) => return r,
             _ = &mut shutdown => { info!("shutting down"); return Ok(()); }
         }
     };
+    le.timing.validate().map_err(|e| anyhow::anyhow!(e))?;
 
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease_name)
-        .with_namespace(&le.namespace)
-        .with_identity(&cfg.identity)
-        .with_duration(le.lease_duration.as_secs().max(1))
-        .with_grace(le.renew_grace.as_secs().max(1))
-        .build()
-        .await?;
-    let (mut leader, lease_task) = manager.watch().await;
-    // Standing by is a ready state: the replica is healthy and will take over when needed.
-    metrics.set_ready(true);
+    let (lead_tx, mut lead) = watch::channel(None::<Instant>);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let elector = tokio::spawn(lease::run(
+        Api::namespaced(client.clone(), &le.namespace),
+        le.lease_name.clone(),
+        Elector::new(&cfg.identity, le.timing),
+        lead_tx,
+        metrics.clone(),
+        stop_rx,
+    ));
     info!(identity = %cfg.identity, lease = %le.lease_name, namespace = %le.namespace, "waiting for the leader lease");
-    loop {
-        // Wait until we hold the lease.
-        while !*leader.borrow_and_update() {
-            tokio::select! {
-                r = leader.changed() => if r.is_err() { anyhow::bail!("the lease manager stopped") },
-                _ = &mut shutdown => { drop(leader); let _ = lease_task.await; return Ok(()); }
+    let result = loop {
+        // Wait until we lead.
+        let leading = loop {
+            if lead
+                .borrow_and_update()
+                .is_some_and(|until| Instant::now() < until)
+            {
+                break true;
             }
-        }
-        info!(identity = %cfg.identity, "acquired the leader lease; reconciling");
-        metrics.leader.set(1);
-        let lost = async {
-            loop {
-                if leader.changed().await.is_err() || !*leader.borrow_and_update() {
-                    return;
-                }
+            tokio::select! {
+                r = lead.changed() => if r.is_err() { break false },
+                _ = &mut shutdown => break false,
             }
         };
-        let stop = tokio::select! {
-            r = reconcile_all(client.clone(), cfg.clone(), metrics.clone()) => { r?; false }
-            _ = lost => { warn!("lost the leader lease; standing by"); false }
-            _ = &mut shutdown => true,
+        if !leading {
+            break Ok(());
+        }
+        info!(identity = %cfg.identity, "leading; reconciling");
+        metrics.leader.set(1);
+        let outcome = tokio::select! {
+            r = reconcile_all(client.clone(), cfg.clone(), metrics.clone(), Some(lead.clone())) => Some(r),
+            _ = lease_lost(lead.clone()) => { warn!("lost the leader lease; stopped reconciling"); None }
+            _ = &mut shutdown => Some(Ok(())),
         };
         metrics.leader.set(0);
-        if stop {
-            info!("shutting down; releasing the lease");
-            drop(leader);
-            let _ = lease_task.await;
-            return Ok(());
+        if let Some(r) = outcome {
+            break r;
         }
+    };
+    // Reconciling has stopped: only now hand the lease over.
+    info!("shutting down; releasing the lease if held");
+    let _ = stop_tx.send(true);
+    let _ = elector.await;
+    result
+}
+
+/// Returns once this replica may no longer lead: its lease was taken over, or it has not
+/// renewed within the renew deadline (a timer: a renewal hanging on a dead connection must not
+/// keep it leading).
+async fn lease_lost(mut lead: watch::Receiver<Option<Instant>>) {
+    loop {
+        let Some(until) = *lead.borrow_and_update() else {
+            return;
+        };
+        if Instant::now() >= until {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {}
+            r = lead.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped: a reconcile loop cancelled on losing the lease takes its
+/// watches with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -166,6 +212,7 @@ async fn reconcile_all(
     client: Client,
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
+    lead: Option<watch::Receiver<Option<Instant>>>,
 ) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let (node_store, node_writer) = reflector::store();
@@ -177,7 +224,7 @@ async fn reconcile_all(
     )
     .touched_objects()
     .for_each(|_| futures::future::ready(()));
-    let node_task = tokio::spawn(node_watch);
+    let _node_task = AbortOnDrop(tokio::spawn(node_watch));
 
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     // Only our signer's requests: kubelet client CSRs are the built-in approver's business.
@@ -222,6 +269,7 @@ async fn reconcile_all(
         policy: cfg.policy.clone(),
         no_deny: cfg.no_deny,
         signing: cfg.signing.clone(),
+        lead,
     });
     // Judge nothing before the Node cache is complete: a missing entry would read as "no Node".
     ready_nodes.wait_until_ready().await?;
@@ -236,7 +284,6 @@ async fn reconcile_all(
             futures::future::ready(())
         })
         .await;
-    node_task.abort();
     Ok(())
 }
 
@@ -258,44 +305,28 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
     .filter_map(|n| ctx.csr_store.get(&ObjectRef::new(&n)))
     .collect();
     if !facts::is_pending(&csr) {
-        if ctx.signing.is_some()
+        if let Some(ca) = &ctx.signing
             && facts::is_approved(&csr)
             && !facts::is_denied(&csr)
             && !facts::is_failed(&csr)
             && !facts::has_certificate(&csr)
             && csr.spec.signer_name == rules::KUBELET_SERVING
         {
-            sign(&csr, &ctx).await?;
+            return sign(&csr, ca, &ctx).await;
         }
         return Ok(Action::await_change());
     }
     let group = facts::pending_group(&csr, siblings.iter().map(|c| c.as_ref()));
     let node_name =
         rules::node_name_of(csr.spec.username.as_deref().unwrap_or("")).map(str::to_string);
-    let mut node = node_name
-        .as_deref()
-        .and_then(|n| ctx.node_store.get(&ObjectRef::new(n)))
-        .map(|n| facts::node_info(&n));
+    let node = node_name.as_deref().and_then(|n| cached_node(&ctx, n));
     let (mut verdict, mut verdicts) =
         facts::verdicts_in_group(&csr, &group, node.as_ref(), &ctx.policy);
     // The cache may lag a Node created a moment ago: ask the API server before denying.
-    if let (Verdict::Deny(rules::Reason::NodeNotFound { .. }), Some(n)) = (&verdict, &node_name) {
-        match ctx.nodes.get_opt(n).await {
-            Ok(Some(found)) => {
-                node = Some(facts::node_info(&found));
-                (verdict, verdicts) =
-                    facts::verdicts_in_group(&csr, &group, node.as_ref(), &ctx.policy);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                ctx.metrics.error("node_lookup");
-                return Err(Error::Api {
-                    operation: "get node",
-                    name: n.clone(),
-                    source: e,
-                });
-            }
-        }
+    if let (Verdict::Deny(rules::Reason::NodeNotFound { .. }), Some(n)) = (&verdict, &node_name)
+        && let Some(found) = fetch_node(&ctx, n).await?
+    {
+        (verdict, verdicts) = facts::verdicts_in_group(&csr, &group, Some(&found), &ctx.policy);
     }
     // Deny the node's later duplicates first, whichever of them this reconcile is for: then
     // the outcome does not depend on which request the controller looks at first.
@@ -348,6 +379,27 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
     }
 }
 
+fn cached_node(ctx: &Ctx, name: &str) -> Option<NodeInfo> {
+    ctx.node_store
+        .get(&ObjectRef::new(name))
+        .map(|n| facts::node_info(&n))
+}
+
+/// The Node from the API server, for when the cache has none (it may lag a new Node).
+async fn fetch_node(ctx: &Ctx, name: &str) -> Result<Option<NodeInfo>, Error> {
+    match ctx.nodes.get_opt(name).await {
+        Ok(found) => Ok(found.map(|n| facts::node_info(&n))),
+        Err(e) => {
+            ctx.metrics.error("node_lookup");
+            Err(Error::Api {
+                operation: "get node",
+                name: name.to_string(),
+                source: e,
+            })
+        }
+    }
+}
+
 async fn deny(
     csr: &CertificateSigningRequest,
     ctx: &Ctx,
@@ -373,6 +425,10 @@ async fn decide(
     message: &str,
 ) -> Result<bool, Error> {
     let name = csr.name_any();
+    if !ctx.may_write() {
+        info!(csr = %name, "not leading: leaving the decision to the leader");
+        return Ok(false);
+    }
     match set_condition(&ctx.csrs, csr, kind, reason, message).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -426,50 +482,115 @@ pub async fn set_condition(
     .await
 }
 
-async fn sign(csr: &CertificateSigningRequest, ctx: &Ctx) -> Result<(), Error> {
-    let Some(ca) = &ctx.signing else {
-        return Ok(());
-    };
+/// Signs an approved request, if it passes the rules (whoever approved it) and the CA can issue
+/// a certificate valid now. A request the rules refuse gets a Failed condition, as the built-in
+/// signer does; an expired CA is retried (the request is not at fault).
+async fn sign(csr: &CertificateSigningRequest, ca: &SigningCa, ctx: &Ctx) -> Result<Action, Error> {
     let name = csr.name_any();
-    let info = kubepki_pki::csr::parse_pem(&csr.spec.request.0).map_err(|m| Error::Sign {
+    let req = facts::request(csr);
+    let node = match rules::node_name_of(req.username) {
+        Some(n) => match cached_node(ctx, n) {
+            Some(found) => Some(found),
+            None => fetch_node(ctx, n).await?,
+        },
+        None => None,
+    };
+    let plan = match ca.plan(
+        &req,
+        node.as_ref(),
+        &ctx.policy,
+        time::OffsetDateTime::now_utc(),
+    ) {
+        Ok(p) => p,
+        Err(refusal) => return refuse_to_sign(csr, ctx, &refusal).await,
+    };
+    let pem = ca.issue(&plan).map_err(|m| Error::Sign {
         name: name.clone(),
-        message: m.to_string(),
+        message: m,
     })?;
-    let pem = ca
-        .issue(
-            &info,
-            csr.spec.expiration_seconds.map(i64::from),
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|m| Error::Sign {
-            name: name.clone(),
-            message: m,
-        })?;
+    if !ctx.may_write() {
+        return Ok(Action::await_change());
+    }
     let mut updated = csr.clone();
     updated
         .status
         .get_or_insert_with(Default::default)
         .certificate = Some(k8s_openapi::ByteString(pem.into_bytes()));
+    if write_status(ctx, &updated, "sign").await? {
+        ctx.metrics.signed.inc();
+        info!(csr = %name, "signed");
+    }
+    Ok(Action::await_change())
+}
+
+/// PUT .../status with the resourceVersion read as precondition. Ok(false): the request
+/// changed meanwhile (it will be looked at again).
+async fn write_status(
+    ctx: &Ctx,
+    updated: &CertificateSigningRequest,
+    operation: &'static str,
+) -> Result<bool, Error> {
+    let name = updated.name_any();
     match ctx
         .csrs
-        .replace_status(&name, &PostParams::default(), &updated)
+        .replace_status(&name, &PostParams::default(), updated)
         .await
     {
-        Ok(_) => {
-            ctx.metrics.signed.inc();
-            info!(csr = %name, "signed");
-            Ok(())
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => {
             ctx.metrics.error("sign");
             Err(Error::Api {
-                operation: "sign",
+                operation,
                 name,
                 source: e,
             })
         }
     }
+}
+
+/// How soon a request is looked at again while the CA cannot sign.
+const CA_RETRY: Duration = Duration::from_secs(300);
+
+async fn refuse_to_sign(
+    csr: &CertificateSigningRequest,
+    ctx: &Ctx,
+    refusal: &Refusal,
+) -> Result<Action, Error> {
+    let name = csr.name_any();
+    let msg = format!("kubepki will not sign ({}): {refusal}", refusal.code());
+    warn!(csr = %name, reason = refusal.code(), "{msg}");
+    if !refusal.is_permanent() {
+        ctx.metrics.sign_refusal(refusal.code());
+        publish(ctx, csr, EventType::Warning, "SignRefused", "Sign", msg).await;
+        return Ok(Action::requeue(CA_RETRY));
+    }
+    if !ctx.may_write() {
+        return Ok(Action::await_change());
+    }
+    // The built-in signer's way (pkg/controller/certificates/signer): a Failed condition with
+    // reason SignerValidationFailure, written to /status; the resourceVersion read is the
+    // precondition.
+    let mut updated = csr.clone();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    updated
+        .status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .get_or_insert_with(Vec::new)
+        .push(CertificateSigningRequestCondition {
+            type_: "Failed".into(),
+            status: "True".into(),
+            reason: Some("SignerValidationFailure".into()),
+            message: Some(msg.clone()),
+            last_update_time: Some(now.clone()),
+            last_transition_time: Some(now),
+        });
+    if write_status(ctx, &updated, "mark failed").await? {
+        ctx.metrics.sign_refusal(refusal.code());
+        publish(ctx, csr, EventType::Warning, "SignRefused", "Sign", msg).await;
+    }
+    Ok(Action::await_change())
 }
 
 async fn publish(

@@ -40,10 +40,11 @@ pub fn node_info(node: &Node) -> NodeInfo {
                     .collect()
             })
             .unwrap_or_default(),
+        being_deleted: node.metadata.deletion_timestamp.is_some(),
     }
 }
 
-/// Keeps only what the rules read (name and addresses): a real Node carries tens of KiB of
+/// Keeps only what the rules read (name, addresses, whether it is being deleted): a real Node carries tens of KiB of
 /// images, conditions and managedFields, and the cache holds every Node of the cluster.
 pub fn strip_node(node: &mut Node) {
     let addresses = node.status.as_mut().and_then(|s| s.addresses.take());
@@ -52,6 +53,7 @@ pub fn strip_node(node: &mut Node) {
             name: node.metadata.name.take(),
             resource_version: node.metadata.resource_version.take(),
             uid: node.metadata.uid.take(),
+            deletion_timestamp: node.metadata.deletion_timestamp.take(),
             ..Default::default()
         },
         spec: None,

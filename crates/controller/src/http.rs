@@ -46,7 +46,7 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: caches not synced",
+            "not ready: waiting for the API server (leader election or caches)",
         )
     }
 }

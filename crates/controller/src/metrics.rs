@@ -17,8 +17,13 @@ pub struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// What failed: approve, deny, sign, node_lookup, event.
+    /// What failed: approve, deny, sign, node_lookup, event, lease.
     pub operation: String,
 }
 
@@ -29,6 +34,8 @@ pub struct Metrics {
     /// kubelet-serving requests waiting for a decision, as of the last reconcile.
     pub queue_depth: Gauge,
     pub signed: Counter,
+    /// Approved requests --sign left unsigned, by stable reason code.
+    pub sign_refusals: Family<ReasonLabels, Counter>,
     pub leader: Gauge,
     ready: AtomicBool,
 }
@@ -47,6 +54,7 @@ impl Metrics {
         let queue_depth = Gauge::default();
         let signed = Counter::default();
         let leader = Gauge::default();
+        let sign_refusals = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "csr_decisions",
             "Decisions on CertificateSigningRequests, by signer, decision and reason",
@@ -68,6 +76,11 @@ impl Metrics {
             signed.clone(),
         );
         registry.register(
+            "csr_sign_refusals",
+            "Approved requests --sign refused to sign, by reason (a rule, or ca_expired)",
+            sign_refusals.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader lease",
             leader.clone(),
@@ -78,6 +91,7 @@ impl Metrics {
             reconcile_errors,
             queue_depth,
             signed,
+            sign_refusals,
             leader,
             ready: AtomicBool::new(false),
         }
@@ -88,6 +102,14 @@ impl Metrics {
             .get_or_create(&DecisionLabels {
                 signer: signer.into(),
                 decision: decision.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn sign_refusal(&self, reason: &str) {
+        self.sign_refusals
+            .get_or_create(&ReasonLabels {
                 reason: reason.into(),
             })
             .inc();

@@ -43,6 +43,9 @@ pub struct NodeAddress {
 pub struct NodeInfo {
     pub name: String,
     pub addresses: Vec<NodeAddress>,
+    /// `metadata.deletionTimestamp` is set: the Node is going away (finalizers may keep it a
+    /// while), and its name and addresses may soon belong to another machine.
+    pub being_deleted: bool,
 }
 
 /// Operator-tunable limits.
@@ -133,6 +136,9 @@ pub enum Reason {
     NodeNotFound {
         node: String,
     },
+    NodeBeingDeleted {
+        node: String,
+    },
     IpNotNodeAddress {
         ip: IpAddr,
         node: String,
@@ -175,6 +181,7 @@ impl Reason {
             Reason::KeyType { .. } => ("key_type", "KubepkiKeyType"),
             Reason::ExpirationTooLong { .. } => ("expiration_too_long", "KubepkiExpirationTooLong"),
             Reason::NodeNotFound { .. } => ("node_not_found", "KubepkiNodeNotFound"),
+            Reason::NodeBeingDeleted { .. } => ("node_being_deleted", "KubepkiNodeBeingDeleted"),
             Reason::IpNotNodeAddress { .. } => ("ip_not_node_address", "KubepkiIPNotNodeAddress"),
             Reason::DnsNotNodeName { .. } => ("dns_not_node_name", "KubepkiDNSNotNodeName"),
             Reason::Duplicate { .. } => ("duplicate", "KubepkiDuplicate"),
@@ -242,6 +249,10 @@ impl fmt::Display for Reason {
             Reason::NodeNotFound { node } => {
                 write!(f, "no Node object named {node:?} exists")
             }
+            Reason::NodeBeingDeleted { node } => write!(
+                f,
+                "Node {node:?} is being deleted (metadata.deletionTimestamp is set)"
+            ),
             Reason::IpNotNodeAddress { ip, node } => write!(
                 f,
                 "IP address {ip} is not one of Node {node:?}'s status.addresses"
@@ -418,22 +429,37 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Every check a request must pass to get a certificate, given the Node its requester names
+/// (None: no such Node): the request's own checks (the built-in signer's among them), then the
+/// binding to a live Node. Returns the parsed request. `decide` approves exactly what passes, and
+/// `--sign` signs nothing else, whoever approved it.
+pub fn check_bound(
+    req: &Request<'_>,
+    node: Option<&NodeInfo>,
+    policy: &Policy,
+) -> Result<CsrInfo, Reason> {
+    let info = check_request(req, policy)?;
+    let Some(node) = node else {
+        return Err(Reason::NodeNotFound {
+            node: node_name_of(req.username).unwrap_or_default().to_string(),
+        });
+    };
+    if node.being_deleted {
+        return Err(Reason::NodeBeingDeleted {
+            node: node.name.clone(),
+        });
+    }
+    check_node(&info, node, policy)?;
+    Ok(info)
+}
+
 /// The verdict on one request, given the Node its requester names (None: no such Node).
 pub fn decide(req: &Request<'_>, node: Option<&NodeInfo>, policy: &Policy) -> Verdict {
     if req.signer_name != KUBELET_SERVING {
         return Verdict::NotOurs;
     }
-    let info = match check_request(req, policy) {
-        Ok(i) => i,
-        Err(r) => return Verdict::Deny(r),
-    };
-    let Some(node) = node else {
-        return Verdict::Deny(Reason::NodeNotFound {
-            node: node_name_of(req.username).unwrap_or_default().to_string(),
-        });
-    };
-    match check_node(&info, node, policy) {
-        Ok(()) => Verdict::Approve,
+    match check_bound(req, node, policy) {
+        Ok(_) => Verdict::Approve,
         Err(r) => Verdict::Deny(r),
     }
 }

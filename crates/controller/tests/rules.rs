@@ -2,117 +2,11 @@
 //! CSR builder; key types it cannot make (RSA-1024, P-224, secp256k1, P-521, Ed25519) and SAN
 //! kinds it never writes (email, URI) come from openssl-made files in tests/data.
 
-use kubepki_controller::rules::{
-    self, NodeAddress, NodeInfo, Policy, Reason, Request, Verdict, decide, decide_group,
-};
-use kubepki_pki::csr;
-use kubepki_pki::issue::CertTemplate;
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+mod common;
 
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
-
-fn pem(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str], alg: KeyAlgorithm) -> Vec<u8> {
-    let key = PrivateKey::generate(alg).unwrap();
-    let t = CertTemplate {
-        common_name: cn.into(),
-        organizations: s(orgs),
-        dns_names: s(dns),
-        ip_addresses: ips.iter().map(|i| i.parse().unwrap()).collect(),
-        ..Default::default()
-    };
-    csr::build(&t, &key).unwrap().into_bytes()
-}
-
-fn node() -> NodeInfo {
-    NodeInfo {
-        name: "n1".into(),
-        addresses: vec![
-            NodeAddress {
-                kind: "InternalIP".into(),
-                address: "10.0.0.1".into(),
-            },
-            NodeAddress {
-                kind: "ExternalIP".into(),
-                address: "203.0.113.7".into(),
-            },
-            NodeAddress {
-                kind: "InternalIP".into(),
-                address: "fd00::1".into(),
-            },
-            NodeAddress {
-                kind: "Hostname".into(),
-                address: "n1.lan".into(),
-            },
-            NodeAddress {
-                kind: "InternalDNS".into(),
-                address: "n1.internal.example".into(),
-            },
-        ],
-    }
-}
-
-/// A request as n1's kubelet sends it; `f` changes what a case needs.
-struct Case {
-    signer: String,
-    username: String,
-    groups: Vec<String>,
-    usages: Vec<String>,
-    pem: Vec<u8>,
-    expiration: Option<i64>,
-}
-
-impl Case {
-    fn valid() -> Case {
-        Case {
-            signer: rules::KUBELET_SERVING.into(),
-            username: "system:node:n1".into(),
-            groups: s(&["system:nodes", "system:authenticated"]),
-            usages: s(&["digital signature", "key encipherment", "server auth"]),
-            pem: pem(
-                "system:node:n1",
-                &["system:nodes"],
-                &["n1"],
-                &["10.0.0.1"],
-                KeyAlgorithm::EcdsaP256,
-            ),
-            expiration: None,
-        }
-    }
-
-    fn with_pem(mut self, p: Vec<u8>) -> Case {
-        self.pem = p;
-        self
-    }
-
-    fn request(&self) -> Request<'_> {
-        Request {
-            name: "csr-1",
-            signer_name: &self.signer,
-            username: &self.username,
-            groups: &self.groups,
-            usages: &self.usages,
-            pem: &self.pem,
-            expiration_seconds: self.expiration,
-        }
-    }
-
-    fn verdict(&self) -> Verdict {
-        decide(&self.request(), Some(&node()), &Policy::default())
-    }
-}
-
-fn data(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn denied(v: Verdict) -> Reason {
-    match v {
-        Verdict::Deny(r) => r,
-        other => panic!("expected a denial, got {other:?}"),
-    }
-}
+use common::*;
+use kubepki_controller::rules::{self, Policy, Reason, Verdict, decide, decide_group};
+use kubepki_pki::key::KeyAlgorithm;
 
 #[test]
 fn valid_requests_are_approved() {
@@ -320,6 +214,41 @@ fn node_must_exist() {
         denied(decide(&c.request(), None, &Policy::default())),
         Reason::NodeNotFound { node: "n1".into() }
     );
+}
+
+#[test]
+fn node_being_deleted_gets_nothing() {
+    let mut n = node();
+    n.being_deleted = true;
+    let c = Case::valid();
+    assert_eq!(
+        denied(decide(&c.request(), Some(&n), &Policy::default())),
+        Reason::NodeBeingDeleted { node: "n1".into() }
+    );
+    let r = Reason::NodeBeingDeleted { node: "n1".into() };
+    assert_eq!(
+        (r.code(), r.condition_reason()),
+        ("node_being_deleted", "KubepkiNodeBeingDeleted")
+    );
+    assert_eq!(
+        r.to_string(),
+        "Node \"n1\" is being deleted (metadata.deletionTimestamp is set)"
+    );
+    // The request's own faults still come first: they do not depend on the Node.
+    let bad = Case {
+        usages: s(&["server auth"]),
+        ..Case::valid()
+    };
+    assert_eq!(
+        denied(decide(&bad.request(), Some(&n), &Policy::default())).code(),
+        "usages"
+    );
+    // What check_bound says is what decide says, for the signer too.
+    assert_eq!(
+        rules::check_bound(&c.request(), Some(&n), &Policy::default()).unwrap_err(),
+        Reason::NodeBeingDeleted { node: "n1".into() }
+    );
+    assert!(rules::check_bound(&c.request(), Some(&node()), &Policy::default()).is_ok());
 }
 
 #[test]
