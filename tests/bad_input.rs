@@ -8,26 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::pki::{IP, NODE, kubepki_in};
+use common::pki::{IP, NODE, init_cmd, kubepki_in};
 use common::*;
 
 fn fresh() -> tempfile::TempDir {
     fresh_pki(NODE, IP, &[])
-}
-
-fn init_cmd(d: &Path) -> Command {
-    kubepki_in(
-        d,
-        &[
-            "init",
-            "--node-name",
-            NODE,
-            "--apiserver-advertise-address",
-            IP,
-            "--encryption-algorithm",
-            "ECDSA-P256",
-        ],
-    )
 }
 
 /// Runs `cmd`, expects exit status 1, an stderr mentioning every `needles`, and `d` unchanged.
@@ -67,7 +52,7 @@ fn corrupt_pem_is_named_and_nothing_is_written() {
     fs::remove_file(d.join("admin.conf")).unwrap(); // init would have something to write
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[
             format!("{}: invalid certificate", p(d, "pki/apiserver.crt")),
             "Nothing was written".into(),
@@ -78,7 +63,7 @@ fn corrupt_pem_is_named_and_nothing_is_written() {
     fs::write(d.join("pki/apiserver.crt"), "just text\n").unwrap();
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[format!(
             "{}: invalid certificate: no CERTIFICATE PEM block found",
             p(d, "pki/apiserver.crt")
@@ -91,7 +76,7 @@ fn corrupt_pem_is_named_and_nothing_is_written() {
     .unwrap();
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[format!(
             "{}: invalid private key",
             p(d, "pki/etcd/peer.key")
@@ -111,7 +96,7 @@ fn key_that_does_not_match_its_cert() {
     fs::remove_file(d.join("scheduler.conf")).unwrap();
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[format!(
             "{}: private key does not match the certificate in {}",
             p(d, "pki/apiserver.key"),
@@ -136,7 +121,7 @@ fn non_ca_certificate_in_ca_crt() {
     );
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[format!("{}: not a CA certificate", p(d, "pki/ca.crt"))],
     );
 }
@@ -152,7 +137,7 @@ fn certificate_from_another_ca_and_expired_certificates() {
     fs::remove_file(d.join("admin.conf")).unwrap();
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[format!(
             "{}: not signed by the CA in {}",
             p(d, "pki/apiserver.crt"),
@@ -163,13 +148,13 @@ fn certificate_from_another_ca_and_expired_certificates() {
     // Made two years ago with one-year leaves: the leaves have expired, the CAs have not.
     let old = scratch();
     let o = old.path();
-    let mut c = init_cmd(o);
+    let mut c = init_cmd(o, &[]);
     c.args(["--now", "2024-10-01T00:00:00Z"]);
     run_ok(&mut c);
     fs::remove_file(o.join("pki/sa.pub")).unwrap();
     refused(
         o,
-        init_cmd(o),
+        init_cmd(o, &[]),
         &[format!(
             "{}: expired on Oct 01, 2025 00:00 UTC",
             p(o, "pki/apiserver.crt")
@@ -184,7 +169,7 @@ fn half_pairs_dangling_links_and_bad_settings() {
     fs::remove_file(d.join("pki/front-proxy-client.key")).unwrap();
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[format!(
             "{}: exists without {}",
             p(d, "pki/front-proxy-client.crt"),
@@ -198,7 +183,7 @@ fn half_pairs_dangling_links_and_bad_settings() {
     std::os::unix::fs::symlink("/nonexistent/apiserver.crt", d.join("pki/apiserver.crt")).unwrap();
     refused(
         d,
-        init_cmd(d),
+        init_cmd(d, &[]),
         &[format!(
             "{}: dangling symbolic link",
             p(d, "pki/apiserver.crt")
@@ -207,7 +192,7 @@ fn half_pairs_dangling_links_and_bad_settings() {
 
     let empty = scratch();
     let e = empty.path();
-    let mut c = init_cmd(e);
+    let mut c = init_cmd(e, &[]);
     c.args(["--service-cidr", "10.96.0.0/99"]);
     refused(e, c, &["invalid service CIDR \"10.96.0.0/99\"".into()]);
     let mut c = kubepki();
@@ -221,7 +206,7 @@ fn half_pairs_dangling_links_and_bad_settings() {
     ])
     .arg(e.join("pki"));
     refused(e, c, &["invalid node name \"Bad_Name\"".into()]);
-    let mut c = init_cmd(e);
+    let mut c = init_cmd(e, &[]);
     c.args(["--apiserver-cert-extra-sans", "ok.example,not a name"]);
     refused(
         e,
@@ -233,7 +218,7 @@ fn half_pairs_dangling_links_and_bad_settings() {
         &cfg,
         b"apiVersion: kubeadm.k8s.io/v1alpha9\nkind: ClusterConfiguration\n",
     );
-    let mut c = init_cmd(e);
+    let mut c = init_cmd(e, &[]);
     c.arg("--config").arg(&cfg);
     refused(
         e,
@@ -259,7 +244,7 @@ fn unreadable_file() {
     fs::remove_file(d.join("admin.conf")).unwrap();
     refused(
         d,
-        as_nobody(&init_cmd(d)),
+        as_nobody(&init_cmd(d, &[])),
         &[format!("{}: Permission denied", p(d, "pki/apiserver.key"))],
     );
     let c = kubepki_in(d, &["certs", "check-expiration"]);
@@ -288,7 +273,7 @@ fn read_only_directory() {
     fs::set_permissions(d.join("pki"), fs::Permissions::from_mode(0o555)).unwrap();
     let out = refused(
         d,
-        as_nobody(&init_cmd(d)),
+        as_nobody(&init_cmd(d, &[])),
         &[
             format!("{}: cannot be written", p(d, "pki/apiserver.crt")),
             "Permission denied".into(),
@@ -320,7 +305,7 @@ fn external_ca_reports_what_it_must_sign_and_the_rest_proceeds() {
     ] {
         fs::remove_file(d.join(f)).unwrap();
     }
-    let out = run_fail(&mut init_cmd(d));
+    let out = run_fail(&mut init_cmd(d, &[]));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(

@@ -12,13 +12,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::pki::{INIT_NOW, IP, NODE, RENEW_NOW, kubepki_in};
+use common::pki::{INIT_NOW, IP, NODE, RENEW_NOW, init_cmd, kill_at_every_op, kubepki_in};
 use common::*;
 use kubepki_pki::cert::Certificate;
 use kubepki_pki::key::{PrivateKey, public_key_from_pem};
@@ -58,21 +57,8 @@ fn inventory() -> Vec<String> {
     v
 }
 
-fn init_cmd(d: &Path) -> Command {
-    kubepki_in(
-        d,
-        &[
-            "init",
-            "--node-name",
-            NODE,
-            "--apiserver-advertise-address",
-            IP,
-            "--encryption-algorithm",
-            "ECDSA-P256",
-            "--now",
-            INIT_NOW,
-        ],
-    )
+fn init_at(d: &Path) -> Command {
+    init_cmd(d, &["--now", INIT_NOW])
 }
 
 /// Every path below `d` whose name starts with `.kubepki`.
@@ -169,7 +155,7 @@ fn crash_and_recover(n: u64) -> Option<Case> {
     let work = scratch();
     let d = work.path();
     let ctx = format!("init killed after op {n}");
-    let mut c = init_cmd(d);
+    let mut c = init_at(d);
     c.env("KUBEPKI_TEST_KILL_AFTER_OPS", n.to_string());
     let out = c.output().expect("running kubepki");
     if out.status.success() {
@@ -240,7 +226,7 @@ fn crash_and_recover(n: u64) -> Option<Case> {
 
     // The next init completes an empty PKI, and leaves a complete one byte-identical.
     let before = snapshot(d);
-    let again = run_ok(&mut init_cmd(d));
+    let again = run_ok(&mut init_at(d));
     assert_complete(d, &format!("{ctx}, then init"));
     if state == State::Complete {
         assert!(
@@ -255,37 +241,7 @@ fn crash_and_recover(n: u64) -> Option<Case> {
 
 #[test]
 fn init_killed_after_every_file_operation_leaves_no_half_pki() {
-    let mut cases: BTreeMap<u64, Case> = BTreeMap::new();
-    let mut completed_at = None;
-    let mut n = 1;
-    while completed_at.is_none() && n <= MAX_OPS {
-        let batch: Vec<u64> = (n..(n + BATCH).min(MAX_OPS + 1)).collect();
-        n += BATCH;
-        let results: Vec<(u64, Option<Case>)> = std::thread::scope(|s| {
-            let hs: Vec<_> = batch
-                .iter()
-                .map(|&k| s.spawn(move || (k, crash_and_recover(k))))
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        });
-        for (k, r) in results {
-            match r {
-                Some(c) => {
-                    assert!(
-                        completed_at.is_none(),
-                        "op {k} killed after a completed run"
-                    );
-                    cases.insert(k, c);
-                }
-                None => {
-                    completed_at.get_or_insert(k);
-                }
-            }
-        }
-    }
-    let total = completed_at.expect("init never completed") - 1;
+    let (cases, total) = kill_at_every_op(MAX_OPS, BATCH, crash_and_recover);
     let empty: Vec<u64> = cases
         .iter()
         .filter(|(_, c)| c.0 == State::Empty)
@@ -338,7 +294,7 @@ fn init_and_generate_csr_respect_the_lock_and_finish_a_journal_first() {
 
     // Without --wait: refused, nothing written.
     let before = snapshot(d);
-    let out = run_with_lock_held(d, &mut init_cmd(d));
+    let out = run_with_lock_held(d, &mut init_at(d));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("another kubepki run is working on this directory"),
@@ -368,7 +324,7 @@ fn init_and_generate_csr_respect_the_lock_and_finish_a_journal_first() {
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| e)
         .unwrap();
-    let mut c = init_cmd(d);
+    let mut c = init_at(d);
     c.arg("--wait");
     let child = c
         .stdout(std::process::Stdio::piped())
@@ -405,7 +361,7 @@ fn init_and_generate_csr_respect_the_lock_and_finish_a_journal_first() {
     let mut r = kubepki_in(d, &["certs", "renew", "all", "--now", RENEW_NOW]);
     r.env("KUBEPKI_TEST_KILL_AFTER_OPS", committed_kill.to_string());
     assert_eq!(r.output().unwrap().status.signal(), Some(9));
-    let out = run_ok(&mut init_cmd(d));
+    let out = run_ok(&mut init_at(d));
     assert!(
         stdout(&out).contains("[recover] completed an interrupted renew"),
         "{}",

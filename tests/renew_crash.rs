@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -360,43 +359,9 @@ fn renew_all_killed_after_every_file_operation_recovers_wholly_old_or_new() {
     assert_eq!(verdict(&pristine_dir, &pristine, "pristine"), State::Old);
 
     // N = 1, 2, ... in batches run side by side (each on its own copy), until a run completes.
-    let mut cases: BTreeMap<u64, Case> = BTreeMap::new();
-    let mut completed_at = None;
-    let mut n = 1;
-    while completed_at.is_none() && n <= MAX_OPS {
-        let batch: Vec<u64> = (n..(n + BATCH).min(MAX_OPS + 1)).collect();
-        n += BATCH;
-        let results: Vec<(u64, Option<Case>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|&k| {
-                    let (dir, pri) = (&pristine_dir, &pristine);
-                    s.spawn(move || (k, crash_and_recover(dir, pri, k, "ECDSA-P256")))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        });
-        for (k, r) in results {
-            match r {
-                Some(c) => {
-                    assert!(
-                        completed_at.is_none(),
-                        "killed after op {k}, but a run with a lower limit completed"
-                    );
-                    cases.insert(k, c);
-                }
-                None => {
-                    completed_at.get_or_insert(k);
-                }
-            }
-        }
-    }
-    let completed_at =
-        completed_at.unwrap_or_else(|| panic!("renew all never completed within {MAX_OPS} ops"));
-    let total_ops = completed_at - 1;
+    let (cases, total_ops) = kill_at_every_op(MAX_OPS, BATCH, |k| {
+        crash_and_recover(&pristine_dir, &pristine, k, "ECDSA-P256")
+    });
     let old: Vec<u64> = cases
         .iter()
         .filter(|(_, c)| c.state == State::Old)

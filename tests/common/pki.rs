@@ -176,3 +176,66 @@ pub fn backups(d: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// `init` of an ECDSA-P256 PKI for NODE at IP into the node in `d`, with `extra` flags.
+pub fn init_cmd(d: &Path, extra: &[&str]) -> Command {
+    let mut c = kubepki_in(
+        d,
+        &[
+            "init",
+            "--node-name",
+            NODE,
+            "--apiserver-advertise-address",
+            IP,
+            "--encryption-algorithm",
+            "ECDSA-P256",
+        ],
+    );
+    c.args(extra);
+    c
+}
+
+/// Runs `case(n)` for n = 1, 2, ... (`batch` at a time, side by side) until a run completes
+/// (`case` returns None), at most `max` ops. Returns the outcome of every killed run by kill
+/// point, and how many file operations a complete run counted.
+pub fn kill_at_every_op<C: Send>(
+    max: u64,
+    batch: u64,
+    case: impl Fn(u64) -> Option<C> + Sync,
+) -> (BTreeMap<u64, C>, u64) {
+    let mut cases = BTreeMap::new();
+    let mut completed_at = None;
+    let mut n = 1;
+    while completed_at.is_none() && n <= max {
+        let ks: Vec<u64> = (n..(n + batch).min(max + 1)).collect();
+        n += batch;
+        let results: Vec<(u64, Option<C>)> = std::thread::scope(|s| {
+            let hs: Vec<_> = ks
+                .iter()
+                .map(|&k| {
+                    let case = &case;
+                    s.spawn(move || (k, case(k)))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for (k, r) in results {
+            match r {
+                Some(c) => {
+                    assert!(
+                        completed_at.is_none(),
+                        "killed after op {k}, but a run with a lower limit completed"
+                    );
+                    cases.insert(k, c);
+                }
+                None => {
+                    completed_at.get_or_insert(k);
+                }
+            }
+        }
+    }
+    let completed_at = completed_at.unwrap_or_else(|| panic!("never completed within {max} ops"));
+    (cases, completed_at - 1)
+}

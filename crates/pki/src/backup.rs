@@ -120,16 +120,7 @@ fn copy_all(
         {
             made_dirs.push(d);
         }
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&dest)
-            .map_err(|e| Error::io(&shown, e))?;
-        out.write_all(&bytes).map_err(|e| Error::io(&shown, e))?;
-        op();
-        out.sync_all().map_err(|e| Error::io(&shown, e))?;
-        op();
+        write_private(&dest, &bytes).map_err(|e| Error::io(&shown, e))?;
         manifest.files.push(BackupFile {
             original,
             stored,
@@ -138,18 +129,7 @@ fn copy_all(
         });
     }
     let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-    let mp = staging.join(MANIFEST);
-    let shown = dir.join(MANIFEST);
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&mp)
-        .map_err(|e| Error::io(&shown, e))?;
-    out.write_all(&text).map_err(|e| Error::io(&shown, e))?;
-    op();
-    out.sync_all().map_err(|e| Error::io(&shown, e))?;
-    op();
+    write_private(&staging.join(MANIFEST), &text).map_err(|e| Error::io(dir.join(MANIFEST), e))?;
     // Every directory of the copy is durable before the backup counts as made.
     for d in made_dirs.iter().rev() {
         sync_dir(d).map_err(|e| shown_at(e, staging, dir))?;
@@ -159,6 +139,20 @@ fn copy_all(
     op();
     sync_dir(parent(dir))?;
     Ok(manifest)
+}
+
+/// A new file, 0600, fsynced.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    out.write_all(bytes)?;
+    op();
+    out.sync_all()?;
+    op();
+    Ok(())
 }
 
 /// An error about a path inside the staging directory, named where it would end up.
