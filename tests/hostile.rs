@@ -13,14 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pki::{INIT_NOW, IP, NODE, RENEW_NOW, backups, kubepki_in};
+use common::pki::{INIT_NOW, IP, NODE, RENEW_NOW, backups, journal_state, kubepki_in};
 use common::*;
-
-fn journal_state(cert_dir: &Path) -> Option<String> {
-    let b = fs::read(cert_dir.join(".kubepki-journal")).ok()?;
-    let j: serde_json::Value = serde_json::from_slice(&b).unwrap();
-    Some(j["state"].as_str().unwrap_or("?").to_string())
-}
 
 /// The first N at which `cmd` (with the kill hook) dies leaving a state `want` accepts.
 fn kill_point(

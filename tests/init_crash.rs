@@ -14,10 +14,12 @@ mod common;
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::pki::{INIT_NOW, IP, NODE, RENEW_NOW, init_cmd, kill_at_every_op, kubepki_in};
+use common::pki::{
+    INIT_NOW, IP, NODE, RENEW_NOW, init_cmd, journal_state, kill_at_every_op, kubepki_in, leftovers,
+};
 use common::*;
 use kubepki_pki::cert::Certificate;
 use kubepki_pki::key::{PrivateKey, public_key_from_pem};
@@ -59,18 +61,6 @@ fn inventory() -> Vec<String> {
 
 fn init_at(d: &Path) -> Command {
     init_cmd(d, &["--now", INIT_NOW])
-}
-
-/// Every path below `d` whose name starts with `.kubepki`.
-fn leftovers(d: &Path) -> Vec<PathBuf> {
-    snapshot(d)
-        .into_iter()
-        .map(|(p, _, _)| p)
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".kubepki"))
-        })
-        .collect()
 }
 
 fn cert(d: &Path, rel: &str) -> Certificate {
@@ -134,12 +124,6 @@ fn present(d: &Path) -> Vec<String> {
         .collect()
 }
 
-fn journal_state(d: &Path) -> Option<String> {
-    let b = fs::read(d.join("pki/.kubepki-journal")).ok()?;
-    let j: serde_json::Value = serde_json::from_slice(&b).expect("journal is JSON");
-    Some(j["state"].as_str().unwrap_or("?").to_string())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Empty,
@@ -169,7 +153,7 @@ fn crash_and_recover(n: u64) -> Option<Case> {
         out.status,
         stderr(&out)
     );
-    let journal = journal_state(d);
+    let journal = journal_state(&d.join("pki"));
     let there = present(d);
     // Before the commit not one inventory file may be in place: a file in place is used by
     // the next run (a ca.crt without ca.key would read as an external CA).
@@ -352,7 +336,7 @@ fn init_and_generate_csr_respect_the_lock_and_finish_a_journal_first() {
             r.env("KUBEPKI_TEST_KILL_AFTER_OPS", n.to_string());
             let o = r.output().unwrap();
             o.status.signal() == Some(9)
-                && journal_state(probe.path()).as_deref() == Some("committed")
+                && journal_state(&probe.path().join("pki")).as_deref() == Some("committed")
                 && fs::read_dir(probe.path().join("pki"))
                     .unwrap()
                     .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".new"))
@@ -367,7 +351,7 @@ fn init_and_generate_csr_respect_the_lock_and_finish_a_journal_first() {
         "{}",
         stdout(&out)
     );
-    assert!(journal_state(d).is_none());
+    assert!(journal_state(&d.join("pki")).is_none());
     assert_complete(d, "init after an interrupted renew");
 }
 

@@ -81,18 +81,6 @@ fn check_expiration(d: &Path) -> std::process::Output {
     run_ok(&mut at_renew_now(d, &["certs", "check-expiration"]))
 }
 
-/// Every path below `root` whose name starts with `.kubepki` (temp files and the journal).
-fn leftovers(root: &Path) -> Vec<PathBuf> {
-    snapshot(root)
-        .into_iter()
-        .map(|(p, _, _)| p)
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".kubepki"))
-        })
-        .collect()
-}
-
 fn first_cert(bytes: &[u8], what: &str) -> Certificate {
     Certificate::from_pem_chain(bytes)
         .unwrap_or_else(|e| panic!("{what}: {e}"))
@@ -267,13 +255,6 @@ struct Case {
     temps_seen: bool,
 }
 
-/// The state recorded in the journal a killed run left ("prepared" or "committed"), if any.
-fn journal_state(d: &Path) -> Option<String> {
-    let bytes = fs::read(d.join("pki/.kubepki-journal")).ok()?;
-    let j: serde_json::Value = serde_json::from_slice(&bytes).expect("journal is JSON");
-    Some(j["state"].as_str().unwrap_or("committed").to_string())
-}
-
 /// Kills `renew all` after operation `n` on a copy of `pristine_dir`, recovers, and judges.
 /// Returns None when the run completed without being killed.
 fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) -> Option<Case> {
@@ -294,7 +275,7 @@ fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) ->
         stderr(&out)
     );
     let journal = d.join("pki/.kubepki-journal");
-    let state = journal_state(&d);
+    let state = journal_state(&d.join("pki"));
     let journal_seen = state.as_deref() == Some("committed");
     let prepared_seen = state.as_deref() == Some("prepared");
     let temps_seen = leftovers(&d)

@@ -239,3 +239,22 @@ pub fn kill_at_every_op<C: Send>(
     let completed_at = completed_at.unwrap_or_else(|| panic!("never completed within {max} ops"));
     (cases, completed_at - 1)
 }
+
+/// Every path below `root` whose name starts with `.kubepki` (temp files and the journal).
+pub fn leftovers(root: &Path) -> Vec<PathBuf> {
+    super::snapshot(root)
+        .into_iter()
+        .map(|(p, _, _)| p)
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".kubepki"))
+        })
+        .collect()
+}
+
+/// The state ("prepared" or "committed") of the journal a killed run left in `cert_dir`.
+pub fn journal_state(cert_dir: &Path) -> Option<String> {
+    let bytes = fs::read(cert_dir.join(".kubepki-journal")).ok()?;
+    let j: serde_json::Value = serde_json::from_slice(&bytes).expect("the journal is JSON");
+    Some(j["state"].as_str().unwrap_or("committed").to_string())
+}
