@@ -400,3 +400,53 @@ fn a_pki_whose_path_is_not_utf8() {
         left.iter().map(|l| &l.0).collect::<Vec<_>>()
     );
 }
+
+/// Defect: a ca.crt with the CA's private key appended was embedded whole into every
+/// kubeconfig kubepki wrote (certificate-authority-data), publishing the CA key. A certificate
+/// file must hold certificates only; the kubeconfigs embed the parsed certificates.
+#[test]
+fn a_private_key_in_a_certificate_file_is_refused_never_copied() {
+    let dir = scratch();
+    let d = dir.path();
+    init_ecdsa(d, NODE, IP, &["--now", INIT_NOW]);
+    let ca = d.join("pki/ca.crt");
+    let mut with_key = fs::read(&ca).unwrap();
+    with_key.extend(fs::read(d.join("pki/ca.key")).unwrap());
+    fs::write(&ca, &with_key).unwrap();
+    fs::remove_file(d.join("super-admin.conf")).unwrap();
+    let before = snapshot(d);
+    for args in [
+        vec![
+            "kubeconfig",
+            "user",
+            "--client-name",
+            "alice",
+            "--now",
+            RENEW_NOW,
+        ],
+        vec!["certs", "renew", "admin.conf", "--now", RENEW_NOW],
+        vec![
+            "init",
+            "--node-name",
+            NODE,
+            "--apiserver-advertise-address",
+            IP,
+            "--now",
+            INIT_NOW,
+        ],
+        vec!["certs", "check-expiration", "--now", RENEW_NOW],
+    ] {
+        let out = kubepki_in(d, &args).output().unwrap();
+        let (o, e) = (stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {o}{e}");
+        assert!(
+            e.contains(&ca.display().to_string()) && e.contains("must not hold a private key"),
+            "{args:?}: {e}"
+        );
+        assert!(
+            !o.contains("PRIVATE KEY") && !o.contains("LS0tLS1CRUdJTiBFQyBQUklWQVRF"),
+            "{args:?}: {o}"
+        );
+    }
+    assert!(snapshot(d) == before, "nothing written");
+}

@@ -62,7 +62,7 @@ fn sign_client(
         not_after,
     )
     .map_err(anyhow::Error::msg)?;
-    let ca_pem = kubepki_pki::fsio::read_to_string(&crt_path)?;
+    let ca_pem = layout::read_ca_bundle_pem(&crt_path)?;
     Ok((
         cert.to_pem(),
         key.to_pem().map_err(anyhow::Error::msg)?,
@@ -227,7 +227,7 @@ fn check_rotated(pem: &Path, layout: &Layout, user: &str, now: OffsetDateTime) -
         );
     }
     let bytes = kubepki_pki::fsio::read(pem)?;
-    let chain = Certificate::from_pem_chain(&bytes)
+    let chain = Certificate::from_pem_with_key(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", pem.display()))?;
     let key =
         PrivateKey::from_pem(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", pem.display()))?;

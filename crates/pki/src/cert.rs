@@ -137,20 +137,37 @@ impl Certificate {
     }
 
     /// Every certificate in a PEM file, in file order (leaf first for chains). The PEM must be
-    /// plain (see [`crate::pem::parse_all`]); besides certificates it may hold one private key
-    /// (the kubelet keeps both in one file), and nothing else.
+    /// plain (see [`crate::pem::parse_all`]) and hold certificates only: a private key in a
+    /// certificate file (mode 0644, copied into kubeconfigs) would be published with it.
     pub fn from_pem_chain(pem_bytes: &[u8]) -> Result<Vec<Self>, String> {
+        Self::from_pem(pem_bytes, false)
+    }
+
+    /// As [`Certificate::from_pem_chain`], for a file that holds its certificate and its key
+    /// together (the kubelet's `kubelet-client-current.pem`): one private key block may be
+    /// there too.
+    pub fn from_pem_with_key(pem_bytes: &[u8]) -> Result<Vec<Self>, String> {
+        Self::from_pem(pem_bytes, true)
+    }
+
+    fn from_pem(pem_bytes: &[u8], key_allowed: bool) -> Result<Vec<Self>, String> {
         let blocks = crate::pem::parse_all(pem_bytes).map_err(|e| match e {
             crate::pem::PemError::NoBlock => "no CERTIFICATE PEM block found".to_string(),
             e => e.to_string(),
         })?;
-        if let Some((i, b)) = blocks.iter().enumerate().find(|(_, b)| {
-            b.label != "CERTIFICATE"
-                && b.label != "PRIVATE KEY"
-                && !b.label.ends_with(" PRIVATE KEY")
-        }) {
+        let is_key = |l: &str| l == "PRIVATE KEY" || l.ends_with(" PRIVATE KEY");
+        if let Some((i, b)) = blocks
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.label != "CERTIFICATE" && !(key_allowed && is_key(&b.label)))
+        {
+            let why = if is_key(&b.label) {
+                "; a certificate file must not hold a private key (it would be published with the certificate)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "PEM block #{} is {:?}, expected CERTIFICATE",
+                "PEM block #{} is {:?}, expected CERTIFICATE{why}",
                 i + 1,
                 b.label
             ));

@@ -135,7 +135,7 @@ pub fn collect_kubelet(layout: &Layout, kubelet_dir: &std::path::Path) -> Result
         ("kubelet-serving", "kubelet.crt", false),
     ] {
         let path = pki.join(file);
-        match layout::read_cert(&path)? {
+        match layout::read_cert_with_key(&path)? {
             Some(c) => rows.push(KubeletRow {
                 name,
                 path,
@@ -156,7 +156,7 @@ pub fn collect_kubelet(layout: &Layout, kubelet_dir: &std::path::Path) -> Result
         let creds = kubeconfig::read_credentials(&kc);
         if let Ok(c) = creds
             && c.cert_source == kubeconfig::Source::Embedded
-            && let Ok(chain) = Certificate::from_pem_chain(&c.cert_pem)
+            && let Ok(chain) = c.client_chain()
         {
             rows.push(KubeletRow {
                 name: "kubelet.conf",
@@ -233,11 +233,9 @@ pub fn read_item_cert(layout: &Layout, item: Item) -> Result<Option<Certificate>
                 return Ok(None);
             }
             let creds = kubeconfig::read_credentials(&path)?;
-            let chain = Certificate::from_pem_chain(&creds.cert_pem).map_err(|reason| {
-                Error::Kubeconfig {
-                    path: path.clone(),
-                    reason: format!("client certificate: {reason}"),
-                }
+            let chain = creds.client_chain().map_err(|reason| Error::Kubeconfig {
+                path: path.clone(),
+                reason: format!("client certificate: {reason}"),
             })?;
             Ok(chain.into_iter().next())
         }

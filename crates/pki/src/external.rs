@@ -411,7 +411,7 @@ pub fn execute_import(
             }
             Item::Kubeconfig(k) => {
                 let text = fsio::read_to_string(&i.key_source)?;
-                let ca_pem = fsio::read_to_string(&ca_pem_path)?;
+                let ca_pem = layout::read_ca_bundle_pem(&ca_pem_path)?;
                 let cert = String::from_utf8_lossy(&i.cert_pem).into_owned();
                 let key = String::from_utf8_lossy(&i.key_pem).into_owned();
                 let full = kubeconfig::update_credentials(

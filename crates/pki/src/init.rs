@@ -398,7 +398,7 @@ fn plan_kubeconfig(
                 path: path.clone(),
                 reason,
             };
-            match Certificate::from_pem_chain(&creds.cert_pem) {
+            match creds.client_chain() {
                 Err(r) => f.problems.push(bad(format!("client certificate: {r}"))),
                 Ok(chain) => {
                     let key = match creds.key_pem.as_deref().map(PrivateKey::from_pem) {
@@ -568,16 +568,9 @@ pub fn execute(
 
     let ca_pem = |id: CaId| -> Result<String> {
         match &plan.cas.get(&id) {
-            Some(CaMaterial::Existing { cert, .. }) => {
-                // Keep the whole file (a chain, maybe) as the kubeconfig's trust.
-                let p = plan.layout.ca_cert(inventory::ca(id));
-                crate::fsio::read_to_string(&p).map(|s| {
-                    if s.trim().is_empty() {
-                        cert.to_pem()
-                    } else {
-                        s
-                    }
-                })
+            // The file's certificates (a chain, maybe) as the kubeconfig's trust.
+            Some(CaMaterial::Existing { .. }) => {
+                layout::read_ca_bundle_pem(&plan.layout.ca_cert(inventory::ca(id)))
             }
             _ => Ok(new_ca_certs[&id].to_pem()),
         }

@@ -260,6 +260,17 @@ pub struct Credentials {
     pub key_source: Source,
 }
 
+impl Credentials {
+    /// The client certificate chain. A certificate read from a file may share it with its key
+    /// (the kubelet's rotated pair); embedded data holds certificates only.
+    pub fn client_chain(&self) -> Result<Vec<crate::cert::Certificate>, String> {
+        match self.cert_source {
+            Source::Embedded => crate::cert::Certificate::from_pem_chain(&self.cert_pem),
+            Source::File(_) => crate::cert::Certificate::from_pem_with_key(&self.cert_pem),
+        }
+    }
+}
+
 /// The current context's API server URL, without loading any credentials.
 pub fn read_server(path: &Path) -> Result<String> {
     let text = crate::fsio::read_to_string(path)?;

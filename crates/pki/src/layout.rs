@@ -124,6 +124,32 @@ pub fn read_cert(path: &Path) -> Result<Option<Certificate>> {
     Ok(read_cert_chain(path)?.map(|mut chain| chain.swap_remove(0)))
 }
 
+/// The certificate of a file that holds a certificate and its key together (the kubelet's
+/// rotated pair); `None` when absent.
+pub fn read_cert_with_key(path: &Path) -> Result<Option<Certificate>> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    Certificate::from_pem_with_key(&bytes)
+        .map(|mut chain| Some(chain.swap_remove(0)))
+        .map_err(|reason| Error::BadCertificate {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// A CA file as kubeconfigs embed it (`certificate-authority-data`): its certificates,
+/// re-encoded, and nothing else from the file.
+pub fn read_ca_bundle_pem(path: &Path) -> Result<String> {
+    let chain = read_cert_chain(path)?.ok_or_else(|| {
+        Error::io(
+            path,
+            io::Error::new(io::ErrorKind::NotFound, "CA certificate not found"),
+        )
+    })?;
+    Ok(chain.iter().map(Certificate::to_pem).collect())
+}
+
 pub fn read_key(path: &Path) -> Result<Option<PrivateKey>> {
     let Some(bytes) = read_optional(path)? else {
         return Ok(None);

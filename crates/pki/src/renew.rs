@@ -486,7 +486,7 @@ pub fn execute(
             Item::Kubeconfig(_) => {
                 let path = &t.files[0];
                 let text = crate::fsio::read_to_string(path)?;
-                let ca_pem = crate::fsio::read_to_string(&ca_pem_path)?;
+                let ca_pem = layout::read_ca_bundle_pem(&ca_pem_path)?;
                 let new = kubeconfig::replace_credentials(
                     &text,
                     path,
