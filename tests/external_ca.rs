@@ -627,7 +627,10 @@ fn refusals(cas: &Cas, tmp: &Path, node: &Path, api_port: u16) {
     assert_refused(
         node,
         &d,
-        &[(&api_crt, "text that is not part of a PEM block at byte 1")],
+        &[(
+            &api_crt,
+            "text that is not part of a PEM block at line 1 (byte 1)",
+        )],
         || write_file(&api_crt, &good),
     );
 

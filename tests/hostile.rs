@@ -450,3 +450,109 @@ fn a_private_key_in_a_certificate_file_is_refused_never_copied() {
     }
     assert!(snapshot(d) == before, "nothing written");
 }
+
+/// Defect: a PKI copied (or moved) with the journal of an interrupted renewal made recovery of
+/// the copy finish the swap in the *original* directory (without its lock) and leave the copy
+/// half-swapped, reporting success. The copy's recovery now refuses, names the original, and
+/// touches neither.
+#[test]
+fn a_copied_pki_with_a_journal_is_not_recovered_into_the_original() {
+    let make = || {
+        let dir = scratch();
+        init_ecdsa(&dir.path().join("a"), NODE, IP, &["--now", INIT_NOW]);
+        let c = kubepki_in(
+            &dir.path().join("a"),
+            &["certs", "renew", "all", "--now", RENEW_NOW],
+        );
+        (dir, c)
+    };
+    let committed = |d: &Path| journal_state(&d.join("a/pki")).as_deref() == Some("committed");
+    let n = kill_point(make, committed);
+    let (dir, mut cmd) = make();
+    cmd.env("KUBEPKI_TEST_KILL_AFTER_OPS", n.to_string());
+    assert_eq!(cmd.output().unwrap().status.signal(), Some(9));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run_ok(Command::new("cp").arg("-a").arg(&a).arg(&b));
+    let (before_a, before_b) = (snapshot(&a), snapshot(&b));
+    let out = run_fail(&mut kubepki_in(&b, &["certs", "recover"]));
+    let e = stderr(&out);
+    assert!(
+        e.contains("not this one")
+            && e.contains(&format!("--cert-dir {}", a.join("pki").display())),
+        "{e}"
+    );
+    assert!(snapshot(&a) == before_a, "the original was touched");
+    assert!(snapshot(&b) == before_b, "the copy was touched");
+    // Where it ran, it finishes.
+    let out = run_ok(&mut kubepki_in(&a, &["certs", "recover"]));
+    assert!(
+        stdout(&out).contains("completed an interrupted renew"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Defect: `certs import --csr-dir` replaced an existing but damaged kubeconfig (its client
+/// certificate unreadable, its key intact) without a backup, taking it for the partial
+/// kubeconfig generate-csr writes in place.
+#[test]
+fn import_backs_up_a_damaged_kubeconfig_it_replaces() {
+    let dir = scratch();
+    let d = dir.path();
+    init_ecdsa(d, NODE, IP, &["--now", INIT_NOW]);
+    let csrs = d.join("csrs");
+    let mut g = kubepki_in(
+        d,
+        &["certs", "generate-csr", "admin.conf", "--node-name", NODE],
+    );
+    g.args(["--apiserver-advertise-address", IP, "--csr-dir"])
+        .arg(&csrs);
+    run_ok(&mut g);
+    // Sign the request with the cluster CA, as an external CA would (openssl, client usage).
+    let ext = d.join("ext.cnf");
+    fs::write(
+        &ext,
+        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
+    )
+    .unwrap();
+    ensure_openssl();
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "30", "-in"])
+            .arg(csrs.join("admin.conf.csr"))
+            .arg("-CA")
+            .arg(d.join("pki/ca.crt"))
+            .arg("-CAkey")
+            .arg(d.join("pki/ca.key"))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(csrs.join("admin.conf.crt")),
+    );
+    // Damage admin.conf's certificate, keep its key.
+    let admin = d.join("admin.conf");
+    let damaged: String = fs::read_to_string(&admin)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("client-certificate-data:") {
+                "    client-certificate-data: not!base64".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(&admin, &damaged).unwrap();
+    let mut imp = kubepki_in(d, &["certs", "import", "--now", RENEW_NOW]);
+    imp.arg("--csr-dir").arg(&csrs);
+    let out = run_ok(&mut imp);
+    assert!(stdout(&out).contains("backed up to"), "{}", stdout(&out));
+    let b = backups(d);
+    assert_eq!(b.len(), 1, "{b:?}");
+    let kept = snapshot(&b[0])
+        .into_iter()
+        .find(|(p, _, _)| p.ends_with("admin.conf"))
+        .expect("admin.conf in the backup");
+    assert_eq!(String::from_utf8(kept.1).unwrap(), damaged);
+}

@@ -89,28 +89,45 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
         }
         return Ok(ExitCode::FAILURE);
     }
-    for i in &plan.items {
-        let what = if i.already {
-            "already in place"
-        } else if args.dry_run {
-            "would be installed"
-        } else {
-            "installed"
-        };
-        outln!(
-            "[import] {}: {} {what}",
-            i.item.name(),
-            i.returned.display()
-        );
-    }
+    let report = |installed: &str| {
+        for i in &plan.items {
+            let what = if i.already {
+                "already in place"
+            } else {
+                installed
+            };
+            outln!(
+                "[import] {}: {} {what}",
+                i.item.name(),
+                i.returned.display()
+            );
+        }
+    };
     let Some(session) = session else {
+        report("would be installed");
         return Ok(ExitCode::SUCCESS);
     };
     let backup_dir = args
         .backup_dir
         .clone()
         .unwrap_or_else(|| session.new_backup_dir(now));
-    let written = external::execute_import(&session, &plan, &backup_dir, now)?;
+    // "installed" is said once it is true.
+    let written = match external::execute_import(&session, &plan, &backup_dir, now) {
+        Ok(w) => w,
+        Err(e) => {
+            errln!("error: {e}");
+            if kubepki_pki::session::interrupted(session.layout()) {
+                errln!(
+                    "error: the import stopped half-way; `{}` finishes it",
+                    super::recover_command(session.layout())
+                );
+            } else {
+                errln!("error: nothing was installed");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    report("installed");
     if backup_dir.exists() {
         outln!(
             "[import] replaced files were backed up to {}",

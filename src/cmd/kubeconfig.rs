@@ -37,11 +37,8 @@ fn sign_client(
     if let Some(p) = found.problems.into_iter().next() {
         return Err(p.into());
     }
-    if validity.is_zero() {
-        bail!(
-            "--validity-period must be longer than 0s: a certificate valid for 0s is expired when written"
-        );
-    }
+    kubepki_pki::duration::check_validity(validity, "--validity-period")
+        .map_err(anyhow::Error::msg)?;
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
     let mut not_after = kubepki_pki::duration::after(now, validity);
     if not_after > ca_cert.not_after {
@@ -144,7 +141,20 @@ fn server_url(r: &super::Resolved, layout: &Layout, from: &[&str]) -> Result<Str
 pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
     kubepki_pki::params::validate_node_name(&args.node_name).map_err(anyhow::Error::msg)?;
     let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
+    // Writing: everything is read under the lock, after recovery of an interrupted run.
+    let session = if args.write {
+        Some(super::open_session(
+            &Layout::new(&r.cert_dir, &r.kubeconfig_dir),
+            args.wait,
+            false,
+        )?)
+    } else {
+        None
+    };
+    let layout = match &session {
+        Some(s) => s.layout().clone(),
+        None => Layout::new(&r.cert_dir, &r.kubeconfig_dir),
+    };
     let user = format!("system:node:{}", args.node_name);
     let server = match &args.server {
         Some(s) => s.clone(),
@@ -154,8 +164,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
         // The kubelet resolves relative paths against kubelet.conf's directory: write it absolute.
         let pem = std::path::absolute(args.kubelet_dir.join("pki/kubelet-client-current.pem"))?;
         check_rotated(&pem, &layout, &user, now)?;
-        let ca_path = layout.ca_cert(inventory::ca(CaId::Ca));
-        let ca = kubepki_pki::fsio::read_to_string(&ca_path)?;
+        let ca = layout::read_ca_bundle_pem(&layout.ca_cert(inventory::ca(CaId::Ca)))?;
         Kubeconfig::with_files(&cluster_name(&r), &server, &ca, &user, &pem, &pem).to_yaml()
     } else {
         let template = CertTemplate {
@@ -173,11 +182,10 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
         )?;
         Kubeconfig::embedded(&cluster_name(&r), &server, &ca, &user, &cert, &key).to_yaml()
     };
-    if !args.write {
+    let Some(session) = session else {
         crate::out::data(yaml.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
-    }
-    let session = super::open_session(&layout, args.wait, false)?;
+    };
     let target = session
         .layout()
         .kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));

@@ -204,6 +204,13 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
         );
     }
     let files = backup::plan_restore(&args.backup, &m, &layout)?;
+    if files.is_empty() {
+        outln!(
+            "[restore] {} holds no files: nothing to restore",
+            args.backup.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.dry_run {
         for f in &files {
             outln!("[restore] would restore {}", f.original.display());

@@ -231,7 +231,7 @@ pub fn load(dir: &Path) -> Result<Manifest> {
             });
         }
         let p = dir.join(&f.stored);
-        let b = fsio::read(&p)?;
+        let b = read_stored(dir, &f.stored)?;
         if sha256_hex(&b) != f.sha256 {
             return Err(Error::Journal {
                 path: p,
@@ -253,14 +253,16 @@ pub struct RestoreFile {
 
 /// What a restore into `layout` would write. Only files kubepki manages in the PKI of
 /// `layout` (its certificates, keys and kubeconfigs, by their exact paths) are restored, with
-/// the mode kubepki gives them; anything else in the manifest refuses the whole backup.
-/// `layout` must be absolute and is the one the backup was made from.
+/// the mode kubepki gives them; each must hold what its slot holds, and every key must match
+/// its certificate once restored. Anything else refuses the whole backup. Stored files are
+/// read without following symbolic links. `layout` must be absolute and the one the backup
+/// was made of.
 pub fn plan_restore(dir: &Path, m: &Manifest, layout: &Layout) -> Result<Vec<RestoreFile>> {
     let mp = dir.join(MANIFEST);
     let managed = layout.managed_files();
-    let mut out = Vec::new();
+    let mut out: Vec<RestoreFile> = Vec::new();
     for f in &m.files {
-        let Some((_, mode)) = managed.iter().find(|(p, _)| *p == f.original) else {
+        let Some((_, kind)) = managed.iter().find(|(p, _)| *p == f.original) else {
             return Err(Error::Journal {
                 path: mp.clone(),
                 reason: format!(
@@ -271,19 +273,111 @@ pub fn plan_restore(dir: &Path, m: &Manifest, layout: &Layout) -> Result<Vec<Res
                 ),
             });
         };
-        if out.iter().any(|r: &RestoreFile| r.original == f.original) {
+        if out.iter().any(|r| r.original == f.original) {
             return Err(Error::Journal {
                 path: mp.clone(),
                 reason: format!("names {} twice", f.original.display()),
             });
         }
+        let stored = dir.join(&f.stored);
+        let contents = read_stored(dir, &f.stored)?;
+        if sha256_hex(&contents) != f.sha256 {
+            return Err(Error::Journal {
+                path: stored,
+                reason: "does not match the checksum in the backup manifest".into(),
+            });
+        }
+        kind.check(&stored, &contents)?;
         out.push(RestoreFile {
             original: f.original.clone(),
-            contents: fsio::read(&dir.join(&f.stored))?,
-            mode: *mode,
+            contents,
+            mode: kind.mode(),
         });
     }
+    check_pairs(&out, layout)?;
     Ok(out)
+}
+
+/// Every key restored matches its certificate (restored too, or on disk), and every
+/// kubeconfig's embedded client key its certificate.
+fn check_pairs(files: &[RestoreFile], layout: &Layout) -> Result<()> {
+    let content = |p: &Path| -> Result<Option<Vec<u8>>> {
+        match files.iter().find(|f| f.original == p) {
+            Some(f) => Ok(Some(f.contents.clone())),
+            None if crate::layout::exists(p)? => fsio::read(p).map(Some),
+            None => Ok(None),
+        }
+    };
+    for f in files {
+        if let Some(other) = layout.pair_of(&f.original) {
+            let (cert, key) = if f.original.extension().is_some_and(|e| e == "crt") {
+                (f.original.clone(), other)
+            } else {
+                (other, f.original.clone())
+            };
+            if let (Some(c), Some(k)) = (content(&cert)?, content(&key)?) {
+                let c = crate::cert::Certificate::from_pem_chain(&c).map_err(|reason| {
+                    Error::BadCertificate {
+                        path: cert.clone(),
+                        reason,
+                    }
+                })?;
+                let k = crate::key::PrivateKey::from_pem(&k).map_err(|reason| Error::BadKey {
+                    path: key.clone(),
+                    reason,
+                })?;
+                if !k.matches_public_key(c[0].public_key_der()) {
+                    return Err(Error::KeyMismatch { cert, key });
+                }
+            }
+        } else if layout
+            .managed_files()
+            .iter()
+            .any(|(p, k)| *p == f.original && *k == crate::layout::FileKind::Kubeconfig)
+        {
+            let text = String::from_utf8_lossy(&f.contents);
+            let creds = crate::kubeconfig::parse_credentials(&text, &f.original)?;
+            if let (crate::kubeconfig::Source::Embedded, Some(k)) =
+                (&creds.cert_source, &creds.key_pem)
+            {
+                let c = creds.client_chain().map_err(|reason| Error::Kubeconfig {
+                    path: f.original.clone(),
+                    reason: format!("client certificate: {reason}"),
+                })?;
+                let k =
+                    crate::key::PrivateKey::from_pem(k).map_err(|reason| Error::Kubeconfig {
+                        path: f.original.clone(),
+                        reason: format!("client key: {reason}"),
+                    })?;
+                if !k.matches_public_key(c[0].public_key_der()) {
+                    return Err(Error::Kubeconfig {
+                        path: f.original.clone(),
+                        reason: "client key does not match the client certificate".into(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file stored in backup `dir`, read without following a symbolic link anywhere below
+/// `dir`: a backup whose entries were replaced by links could otherwise restore any file of
+/// the system into the PKI.
+fn read_stored(dir: &Path, stored: &Path) -> Result<Vec<u8>> {
+    let mut p = dir.to_path_buf();
+    for c in stored.components() {
+        p.push(c);
+        let m = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
+        if m.file_type().is_symlink() {
+            return Err(Error::Journal {
+                path: p,
+                reason: "is a symbolic link inside the backup; a backup holds regular files only"
+                    .into(),
+            });
+        }
+    }
+    fsio::read(&p)
 }
 
 #[cfg(test)]
@@ -299,47 +393,90 @@ mod tests {
         (d, layout)
     }
 
+    /// A self-signed certificate and its key, as PEM.
+    fn pair(cn: &str) -> (Vec<u8>, Vec<u8>) {
+        use crate::issue::{CertTemplate, Signer, issue};
+        use crate::key::{KeyAlgorithm, PrivateKey};
+        let k = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let t = CertTemplate {
+            common_name: cn.into(),
+            ..Default::default()
+        };
+        let c = issue(
+            &t,
+            k.public_key_der(),
+            Signer::SelfSigned(&k),
+            now,
+            now + time::Duration::days(1),
+        )
+        .unwrap();
+        (c.to_pem().into_bytes(), k.to_pem().unwrap().into_bytes())
+    }
+
     #[test]
     fn backup_and_restore_round_trip() {
         let (d, layout) = pki();
-        let a = layout.cert_dir.join("apiserver.key");
-        let b = layout.cert_dir.join("etcd/server.crt");
-        fs::write(&a, "A").unwrap();
-        fs::set_permissions(&a, fs::Permissions::from_mode(0o600)).unwrap();
-        fs::write(&b, "B").unwrap();
+        let (crt, key) = (
+            layout.cert_dir.join("apiserver.crt"),
+            layout.cert_dir.join("apiserver.key"),
+        );
+        let (c1, k1) = pair("one");
+        let (c2, k2) = pair("two");
+        fs::write(&crt, &c1).unwrap();
+        fs::write(&key, &k1).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
         let bdir = d.path().join("backups/1");
-        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
-        t.replace(&a, b"A2", 0o600).unwrap();
+        let mut t = Transaction::begin(&layout, "renew").unwrap();
+        t.replace(&crt, &c2, 0o644).unwrap();
+        t.replace(&key, &k2, 0o600).unwrap();
         let m = t
             .back_up(
                 &bdir,
-                &[a.clone(), b.clone()],
+                &[crt.clone(), key.clone()],
                 &layout,
                 "2026-01-01T00:00:00Z",
             )
             .unwrap();
         t.commit().unwrap();
         assert_eq!(m.files.len(), 2);
-        assert!(
-            bdir.join(&m.files[1].stored)
-                .ends_with("pki/etcd/server.crt")
-        );
+        assert!(bdir.join(&m.files[1].stored).ends_with("pki/apiserver.key"));
         use std::os::unix::fs::MetadataExt;
         assert_eq!(fs::metadata(&bdir).unwrap().mode() & 0o777, 0o700);
 
-        fs::write(&b, "B2").unwrap();
         let m = load(&bdir).unwrap();
         let files = plan_restore(&bdir, &m, &layout).unwrap();
-        let mut r = Transaction::begin(&layout.cert_dir, "restore").unwrap();
+        let mut r = Transaction::begin(&layout, "restore").unwrap();
         for f in &files {
             r.replace(&f.original, &f.contents, f.mode).unwrap();
         }
         r.commit().unwrap();
-        assert_eq!(fs::read(&a).unwrap(), b"A");
-        assert_eq!(fs::read(&b).unwrap(), b"B");
+        assert_eq!(fs::read(&crt).unwrap(), c1);
+        assert_eq!(fs::read(&key).unwrap(), k1);
+        // kubepki's mode for a key, not the one the backup recorded.
+        assert_eq!(fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+
+        // Restoring only the old certificate beside the new key would break the pair.
+        let mut half = m.clone();
+        half.files.retain(|f| f.original == crt);
+        fs::write(&key, &k2).unwrap();
+        assert!(matches!(
+            plan_restore(&bdir, &half, &layout),
+            Err(Error::KeyMismatch { .. })
+        ));
+
+        // A stored file replaced by a symbolic link is refused, whatever it points to.
+        let stored = bdir.join(&m.files[0].stored);
+        let other = d.path().join("other");
+        fs::write(&other, &c1).unwrap();
+        fs::remove_file(&stored).unwrap();
+        std::os::unix::fs::symlink(&other, &stored).unwrap();
+        let e = plan_restore(&bdir, &m, &layout).unwrap_err().to_string();
+        assert!(e.contains("symbolic link inside the backup"), "{e}");
 
         // A tampered backup is refused before anything is staged.
-        fs::write(bdir.join(&m.files[0].stored), "evil").unwrap();
+        fs::remove_file(&stored).unwrap();
+        fs::write(&stored, "evil").unwrap();
         assert!(matches!(load(&bdir), Err(Error::Journal { .. })));
     }
 
@@ -349,7 +486,7 @@ mod tests {
         let a = layout.cert_dir.join("apiserver.crt");
         fs::write(&a, "A").unwrap();
         let bdir = d.path().join("backups/1");
-        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
+        let mut t = Transaction::begin(&layout, "renew").unwrap();
         t.back_up(&bdir, std::slice::from_ref(&a), &layout, "x")
             .unwrap();
         assert!(bdir.join(MANIFEST).is_file());
@@ -363,7 +500,7 @@ mod tests {
         let (d, layout) = pki();
         let bdir = d.path().join("b");
         let missing = d.path().join("nope.crt");
-        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
+        let mut t = Transaction::begin(&layout, "renew").unwrap();
         assert!(t.back_up(&bdir, &[missing], &layout, "x").is_err());
         drop(t);
         assert!(!bdir.exists());
@@ -378,13 +515,13 @@ mod tests {
     fn restore_refuses_files_kubepki_does_not_manage() {
         let (d, layout) = pki();
         let a = layout.cert_dir.join("apiserver.crt");
-        fs::write(&a, "A").unwrap();
+        fs::write(&a, pair("a").0).unwrap();
         let bdir = d.path().join("backups/1");
-        let mut t = Transaction::begin(&layout.cert_dir, "renew").unwrap();
+        let mut t = Transaction::begin(&layout, "renew").unwrap();
         let mut m = t
             .back_up(&bdir, std::slice::from_ref(&a), &layout, "x")
             .unwrap();
-        t.replace(&a, b"A2", 0o644).unwrap();
+        t.replace(&a, &pair("b").0, 0o644).unwrap();
         t.commit().unwrap();
         for evil in [
             d.path().join("OUTSIDE"),

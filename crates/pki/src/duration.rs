@@ -81,6 +81,18 @@ pub fn after(start: time::OffsetDateTime, d: Duration) -> time::OffsetDateTime {
         .map_or(last, |t| t.min(last))
 }
 
+/// Refuses a certificate lifetime under one second: X.509 times have whole seconds, so it
+/// would be issued already expired. `what` names the setting.
+pub fn check_validity(d: Duration, what: &str) -> Result<(), String> {
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{what} must be at least 1s (X.509 times have whole seconds): a certificate valid for {} would be expired when written",
+            humantime::format_duration(d)
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

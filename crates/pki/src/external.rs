@@ -433,11 +433,19 @@ pub fn execute_import(
     if contents.is_empty() {
         return Ok(Vec::new());
     }
-    // Partial kubeconfigs written by generate-csr are ours to complete; real files get a backup.
+    // The partial kubeconfig generate-csr wrote in place is ours to complete; every other file
+    // that exists gets a backup (a damaged kubeconfig too: it is not ours to throw away).
+    let ours: Vec<&Path> = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i.item, Item::Kubeconfig(k) if layout.kubeconfig(k) == i.key_source))
+        .filter(|i| is_partial_kubeconfig(&i.key_source))
+        .map(|i| i.key_source.as_path())
+        .collect();
     let replaced: Vec<PathBuf> = contents
         .iter()
         .map(|(p, _, _)| p.clone())
-        .filter(|p| p.exists() && !is_partial_kubeconfig(p))
+        .filter(|p| p.exists() && !ours.contains(&p.as_path()))
         .collect();
     let mut r = session.transaction("import")?;
     for (p, c, m) in &contents {

@@ -104,16 +104,21 @@ pub fn create_dirs(dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
         }
     }
     missing.reverse();
-    for m in &missing {
-        fs::DirBuilder::new()
-            .mode(mode)
-            .create(m)
-            .map_err(|e| Error::io(m, e))?;
-        fs::set_permissions(m, Permissions::from_mode(mode)).map_err(|e| Error::io(m, e))?;
+    let mut made = Vec::new();
+    for m in missing {
+        match fs::DirBuilder::new().mode(mode).create(&m) {
+            Ok(()) => {}
+            // Another process made it meanwhile (two runs starting on a new PKI): fine, if a
+            // directory; it is theirs, so its mode is left alone.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && m.is_dir() => continue,
+            Err(e) => return Err(Error::io(&m, e)),
+        }
+        fs::set_permissions(&m, Permissions::from_mode(mode)).map_err(|e| Error::io(&m, e))?;
         crate::txn::op();
-        sync_dir(parent(m))?;
+        sync_dir(parent(&m))?;
+        made.push(m);
     }
-    Ok(missing)
+    Ok(made)
 }
 
 /// Writes a small file atomically: a temp file beside it, fsync, rename over `path`, fsync of

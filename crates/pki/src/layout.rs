@@ -8,6 +8,60 @@ use crate::error::{Error, Result};
 use crate::inventory::{CaSpec, Item, KubeconfigSpec, LeafSpec, SA_KEY, SA_PUB};
 use crate::key::PrivateKey;
 
+/// What a file kubepki manages holds, and so its mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Certificate,
+    PrivateKey,
+    PublicKey,
+    Kubeconfig,
+}
+
+impl FileKind {
+    pub fn mode(self) -> u32 {
+        use crate::fsio::{CERT_MODE, KEY_MODE, KUBECONFIG_MODE};
+        match self {
+            FileKind::Certificate | FileKind::PublicKey => CERT_MODE,
+            FileKind::PrivateKey => KEY_MODE,
+            FileKind::Kubeconfig => KUBECONFIG_MODE,
+        }
+    }
+
+    /// Checks that `bytes` is what this kind of file holds (as kubepki and Go read it).
+    pub fn check(self, path: &Path, bytes: &[u8]) -> Result<()> {
+        match self {
+            FileKind::Certificate => {
+                crate::cert::Certificate::from_pem_chain(bytes).map_err(|reason| {
+                    Error::BadCertificate {
+                        path: path.to_path_buf(),
+                        reason,
+                    }
+                })?;
+            }
+            FileKind::PrivateKey => {
+                PrivateKey::from_pem(bytes).map_err(|reason| Error::BadKey {
+                    path: path.to_path_buf(),
+                    reason,
+                })?;
+            }
+            FileKind::PublicKey => {
+                crate::key::public_key_from_pem(bytes).map_err(|reason| Error::BadPublicKey {
+                    path: path.to_path_buf(),
+                    reason,
+                })?;
+            }
+            FileKind::Kubeconfig => {
+                let text = std::str::from_utf8(bytes).map_err(|_| Error::Kubeconfig {
+                    path: path.to_path_buf(),
+                    reason: "not UTF-8 text".into(),
+                })?;
+                crate::kubeconfig::parse_credentials(text, path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub cert_dir: PathBuf,
@@ -53,24 +107,49 @@ impl Layout {
         })
     }
 
-    /// Every file kubepki manages in this PKI, with the mode kubepki gives it.
-    pub fn managed_files(&self) -> Vec<(PathBuf, u32)> {
-        use crate::fsio::{CERT_MODE, KEY_MODE, KUBECONFIG_MODE};
+    /// Every file kubepki manages in this PKI, with what it holds.
+    pub fn managed_files(&self) -> Vec<(PathBuf, FileKind)> {
+        use FileKind::*;
         let mut v = Vec::new();
         for ca in crate::inventory::CAS {
-            v.push((self.ca_cert(ca), CERT_MODE));
-            v.push((self.ca_key(ca), KEY_MODE));
+            v.push((self.ca_cert(ca), Certificate));
+            v.push((self.ca_key(ca), PrivateKey));
         }
         for l in crate::inventory::LEAVES {
-            v.push((self.leaf_cert(l), CERT_MODE));
-            v.push((self.leaf_key(l), KEY_MODE));
+            v.push((self.leaf_cert(l), Certificate));
+            v.push((self.leaf_key(l), PrivateKey));
         }
-        v.push((self.sa_key(), KEY_MODE));
-        v.push((self.sa_pub(), CERT_MODE));
+        v.push((self.sa_key(), PrivateKey));
+        v.push((self.sa_pub(), PublicKey));
         for k in crate::inventory::KUBECONFIGS {
-            v.push((self.kubeconfig(k), KUBECONFIG_MODE));
+            v.push((self.kubeconfig(k), Kubeconfig));
         }
         v
+    }
+
+    /// The file holding the key of the certificate in `cert`, or the certificate of the key in
+    /// `key` (the other half of a pair), if `path` is one half of a pair.
+    pub fn pair_of(&self, path: &Path) -> Option<PathBuf> {
+        let cas = crate::inventory::CAS
+            .iter()
+            .map(|c| (self.ca_cert(c), self.ca_key(c)));
+        let leaves = crate::inventory::LEAVES
+            .iter()
+            .map(|l| (self.leaf_cert(l), self.leaf_key(l)));
+        cas.chain(leaves).find_map(|(c, k)| {
+            if c == path {
+                Some(k)
+            } else if k == path {
+                Some(c)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Whether `path` (absolute, like this layout) is one of [`Layout::managed_files`].
+    pub fn manages(&self, path: &Path) -> bool {
+        self.managed_files().iter().any(|(p, _)| p == path)
     }
 
     /// The file whose certificate a kubeadm table row reports.

@@ -117,9 +117,8 @@ impl ClusterParams {
         {
             validate_san(s)?;
         }
-        if self.cert_validity.is_zero() || self.ca_validity.is_zero() {
-            return Err("certificate validity must be positive".into());
-        }
+        crate::duration::check_validity(self.cert_validity, "the certificate validity")?;
+        crate::duration::check_validity(self.ca_validity, "the CA certificate validity")?;
         Ok(())
     }
 

@@ -151,10 +151,11 @@ pub fn decode(data: &[u8], from: usize) -> Option<Block> {
 pub enum PemError {
     #[error("no PEM block found")]
     NoBlock,
+    /// Where, by line and byte; not what: the text could be part of a damaged key.
     #[error(
-        "text that is not part of a PEM block at byte {offset} ({snippet}); only whitespace may surround PEM blocks"
+        "text that is not part of a PEM block at line {line} (byte {offset}); only whitespace may surround PEM blocks"
     )]
-    TextOutside { offset: usize, snippet: String },
+    TextOutside { offset: usize, line: usize },
     #[error("PEM block #{index} ({label}) has headers; encrypted or annotated PEM is not accepted")]
     Headers { index: usize, label: String },
     #[error("PEM block #{index} is {found:?}, expected {expected}")]
@@ -172,12 +173,8 @@ fn outside(data: &[u8], from: usize, to: usize) -> Result<(), PemError> {
         None => Ok(()),
         Some(i) => {
             let offset = from + i;
-            let end = (offset + 24).min(to);
-            let mut snippet = format!("{:?}", String::from_utf8_lossy(&data[offset..end]));
-            if end < to {
-                snippet.push('…');
-            }
-            Err(PemError::TextOutside { offset, snippet })
+            let line = 1 + data[..offset].iter().filter(|&&b| b == b'\n').count();
+            Err(PemError::TextOutside { offset, line })
         }
     }
 }

@@ -50,14 +50,11 @@ pub struct Request {
 impl Request {
     /// Refuses what would break a working PKI before anything is locked or read.
     pub fn validate(&self) -> Result<()> {
-        // A 0s certificate is expired when written.
-        if self.validity.is_zero() {
-            return Err(Error::Invalid(
-                "the validity of renewed certificates must be longer than 0s (--validity, or \
-                 certificateValidityPeriod in --config): a certificate valid for 0s is expired when written"
-                    .into(),
-            ));
-        }
+        crate::duration::check_validity(
+            self.validity,
+            "the validity of renewed certificates (--validity, or certificateValidityPeriod in --config)",
+        )
+        .map_err(Error::Invalid)?;
         for s in self
             .extra_sans
             .apiserver
@@ -95,6 +92,8 @@ pub enum Action {
         ca: &'static str,
     },
     Missing,
+    /// Present but unreadable or corrupt: the plan's problems say why.
+    Unreadable,
     /// kubelet.conf pointing at the kubelet's rotating certificate files.
     KubeletManaged,
 }
@@ -329,6 +328,7 @@ pub fn plan(layout: &Layout, req: &Request, now: OffsetDateTime) -> Result<Plan>
             Ok(c) => c,
             Err(e) => {
                 plan.problems.push(e);
+                target.action = Action::Unreadable;
                 plan.targets.push(target);
                 continue;
             }
@@ -589,6 +589,7 @@ pub fn describe(t: &Target, dry_run: bool) -> String {
         ),
         Action::External { ca } => format!("Detected external {ca}, {n} can't be renewed"),
         Action::Missing => format!("!MISSING! {n}: nothing to renew"),
+        Action::Unreadable => format!("!UNREADABLE! {n}: see the error below"),
         Action::KubeletManaged => format!(
             "{n} uses the kubelet's rotating client certificate; the kubelet renews it (if it expired: kubepki kubeconfig kubelet)"
         ),

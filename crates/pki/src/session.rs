@@ -54,13 +54,7 @@ impl Session {
 
     fn lock_and_recover(layout: Layout, wait: bool) -> Result<Session> {
         let lock = DirLock::acquire(&layout.cert_dir, wait)?;
-        let etcd = layout.cert_dir.join("etcd");
-        let dirs = [
-            layout.cert_dir.as_path(),
-            etcd.as_path(),
-            layout.kubeconfig_dir.as_path(),
-        ];
-        let recovery = txn::recover(&layout.cert_dir, &dirs)?;
+        let recovery = txn::recover(&layout)?;
         let removed_backups =
             crate::backup::remove_incomplete(&layout.kubeconfig_dir.join(BACKUPS_DIR))?;
         Ok(Session {
@@ -88,7 +82,7 @@ impl Session {
 
     /// Starts a transaction for `operation` ("init", "renew", ...).
     pub fn transaction(&self, operation: &str) -> Result<Transaction<'_>> {
-        Transaction::begin(&self.layout.cert_dir, operation)
+        Transaction::begin(&self.layout, operation)
     }
 
     /// A new backup directory: `<kubeconfig-dir>/kubepki-backups/<UTC time>`, or `-2`, `-3`,
@@ -104,6 +98,8 @@ impl Session {
 
     /// Where a restore keeps what it replaces: beside the backup it restores.
     pub fn before_restore_dir(&self, backup: &Path, now: OffsetDateTime) -> PathBuf {
+        // `.` or `bk/` would otherwise put it inside the backup being restored.
+        let backup = &std::path::absolute(backup).unwrap_or_else(|_| backup.to_path_buf());
         let name = backup
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -166,5 +162,9 @@ mod tests {
             s.new_backup_dir(now),
             d.path().join("kubepki-backups/20261201T010203Z-2")
         );
+        // A restore from inside the backup (`.`) keeps the old files beside it, not in it.
+        let cwd = std::env::current_dir().unwrap();
+        let before = s.before_restore_dir(Path::new("."), now);
+        assert_eq!(before.parent(), cwd.parent(), "{}", before.display());
     }
 }

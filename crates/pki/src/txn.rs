@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fsio::{self, json_path, parent, sync_dir};
+use crate::layout::Layout;
 
 pub const JOURNAL: &str = ".kubepki-journal";
 /// Temp files of the journal itself: only paths and checksums, never key material.
@@ -125,6 +126,12 @@ struct Journal {
     #[serde(default)]
     id: String,
     operation: String,
+    /// The PKI the transaction wrote (absent in format 1): a journal found in another PKI
+    /// (copied or moved with it) is not acted on.
+    #[serde(default, with = "json_path::opt")]
+    cert_dir: Option<PathBuf>,
+    #[serde(default, with = "json_path::opt")]
+    kubeconfig_dir: Option<PathBuf>,
     #[serde(default)]
     state: State,
     /// Where temp files of this transaction may be.
@@ -142,7 +149,10 @@ const FORMAT: u32 = 2;
 pub struct Transaction<'s> {
     /// Opened by a session, which must outlive it: the lock is held while it writes.
     _session: std::marker::PhantomData<&'s crate::session::Session>,
+    layout: Layout,
     journal_dir: PathBuf,
+    /// Directories this transaction created, outermost first (removed again on rollback).
+    created_dirs: Vec<PathBuf>,
     journal: Journal,
     /// Whether a prepared journal is on disk.
     prepared_on_disk: bool,
@@ -151,16 +161,21 @@ pub struct Transaction<'s> {
 }
 
 impl Transaction<'_> {
-    /// `journal_dir` (the locked cert dir) holds the journal. Crate-private: a Session opens
-    /// transactions, so that nobody writes without the lock and recovery.
-    pub(crate) fn begin(journal_dir: &Path, operation: &str) -> Result<Self> {
+    /// A transaction on the PKI of `layout`, whose (locked) cert dir holds the journal.
+    /// Crate-private: a Session opens transactions, so that nobody writes without the lock
+    /// and recovery.
+    pub(crate) fn begin(layout: &Layout, operation: &str) -> Result<Self> {
+        let layout = layout.absolute()?;
         Ok(Transaction {
             _session: std::marker::PhantomData,
-            journal_dir: absolute(journal_dir)?,
+            journal_dir: layout.cert_dir.clone(),
+            created_dirs: Vec::new(),
             journal: Journal {
                 kubepki_journal: FORMAT,
                 id: new_id(),
                 operation: operation.to_string(),
+                cert_dir: Some(layout.cert_dir.clone()),
+                kubeconfig_dir: Some(layout.kubeconfig_dir.clone()),
                 state: State::Prepared,
                 dirs: Vec::new(),
                 backup: None,
@@ -169,6 +184,7 @@ impl Transaction<'_> {
             prepared_on_disk: false,
             committed: false,
             next: 0,
+            layout,
         })
     }
 
@@ -206,9 +222,28 @@ impl Transaction<'_> {
         self.stage(target, contents, mode, true)
     }
 
-    /// Stages `contents` to replace `target` (or to create it).
+    /// Stages `contents` to replace `target` (or to create it). Only a file kubepki manages
+    /// in this PKI is ever replaced, and only a regular file: renaming over a symbolic link
+    /// would replace the link and leave the file it points to stale.
     pub fn replace(&mut self, target: &Path, contents: &[u8], mode: u32) -> Result<()> {
-        self.stage(target, contents, mode, false)
+        let abs = absolute(target)?;
+        if !self.layout.manages(&abs) {
+            return Err(Error::WrongForSlot {
+                path: abs,
+                reason: format!(
+                    "is not a file kubepki manages in {} or {}; it is never replaced",
+                    self.layout.cert_dir.display(),
+                    self.layout.kubeconfig_dir.display()
+                ),
+            });
+        }
+        if fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::WrongForSlot {
+                path: abs,
+                reason: "is a symbolic link; kubepki only replaces regular files".into(),
+            });
+        }
+        self.stage(&abs, contents, mode, false)
     }
 
     fn stage(&mut self, target: &Path, contents: &[u8], mode: u32, create: bool) -> Result<()> {
@@ -218,7 +253,8 @@ impl Transaction<'_> {
         }
         let dir = parent(&target).to_path_buf();
         if !crate::layout::exists(&dir)? {
-            fsio::create_dirs(&dir, fsio::DIR_MODE)?;
+            let made = fsio::create_dirs(&dir, fsio::DIR_MODE)?;
+            self.created_dirs.extend(made);
         }
         // The journal lives in the cert dir; if it cannot be written, say which file could not.
         self.note_dir(&dir).map_err(|e| match e {
@@ -347,6 +383,10 @@ impl Transaction<'_> {
         if self.prepared_on_disk {
             remove_if_present(&self.journal_dir.join(JOURNAL))?;
             sync_dir(&self.journal_dir)?;
+        }
+        // Directories made for staging go too, if nothing else appeared in them.
+        for d in self.created_dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
         }
         Ok(())
     }
@@ -517,9 +557,16 @@ pub struct Recovery {
     pub unaccounted: Vec<PathBuf>,
 }
 
-/// Brings the PKI back to a consistent state after an interrupted run. `journal_dir` must be
-/// locked by the caller; `dirs` are searched for temp files no journal accounts for.
-pub fn recover(journal_dir: &Path, dirs: &[&Path]) -> Result<Recovery> {
+/// Brings the PKI of `layout` (absolute, its cert dir locked by the caller) back to a
+/// consistent state after an interrupted run, and lists the temp files no journal accounts for.
+pub fn recover(layout: &Layout) -> Result<Recovery> {
+    let journal_dir = layout.cert_dir.as_path();
+    let etcd = layout.cert_dir.join("etcd");
+    let dirs = [
+        layout.cert_dir.as_path(),
+        etcd.as_path(),
+        layout.kubeconfig_dir.as_path(),
+    ];
     let jp = journal_dir.join(JOURNAL);
     let outcome = if crate::layout::exists(&jp)? {
         let bytes = fsio::read(&jp)?;
@@ -529,7 +576,7 @@ pub fn recover(journal_dir: &Path, dirs: &[&Path]) -> Result<Recovery> {
                 "unreadable ({e}); the files it names may be half-swapped: inspect it and the newest backup before removing it"
             ),
         })?;
-        check_shape(&jp, &j)?;
+        check_shape(&jp, &j, layout)?;
         match j.state {
             State::Committed => {
                 finish(journal_dir, &j)?;
@@ -548,7 +595,9 @@ pub fn recover(journal_dir: &Path, dirs: &[&Path]) -> Result<Recovery> {
     };
     // A journal's own temp file holds no key material.
     for e in read_dir(journal_dir)? {
-        if name_of(&e).starts_with(JOURNAL_TEMP_PREFIX) {
+        if name_of(&e).starts_with(JOURNAL_TEMP_PREFIX)
+            && fs::symlink_metadata(&e).is_ok_and(|m| m.is_file())
+        {
             remove_if_present(&e)?;
         }
     }
@@ -590,17 +639,34 @@ fn name_of(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Refuses a journal kubepki could not have written before acting on it: every staged file
-/// is a kubepki temp file of this transaction beside its target, and the backup staging
-/// directory is this transaction's, beside the backup. A journal crafted by someone who can
-/// write only the cert dir then cannot make recovery move or delete files elsewhere.
-fn check_shape(jp: &Path, j: &Journal) -> Result<()> {
+/// Refuses a journal kubepki could not have written for this PKI before acting on it: it was
+/// written for this very PKI (not one it was copied or moved from), every staged file is a
+/// kubepki temp file of this transaction beside its target, every replaced file is one kubepki
+/// manages here, and the backup staging directory is this transaction's, beside the backup. A
+/// journal crafted by someone who can write only the cert dir then cannot make recovery move,
+/// replace or delete files elsewhere.
+fn check_shape(jp: &Path, j: &Journal, layout: &Layout) -> Result<()> {
     let bad = |what: String| Error::Journal {
         path: jp.to_path_buf(),
         reason: format!(
             "{what}, which kubepki never writes; not acting on it: inspect the journal, then remove it"
         ),
     };
+    if let (Some(c), Some(k)) = (&j.cert_dir, &j.kubeconfig_dir)
+        && (*c != layout.cert_dir || *k != layout.kubeconfig_dir)
+    {
+        return Err(Error::Journal {
+            path: jp.to_path_buf(),
+            reason: format!(
+                "was written by an interrupted {} of the PKI in {} and {}, not this one: the PKI was copied or moved before that run was finished; finish it where it ran (`kubepki certs recover --cert-dir {} --kubeconfig-dir {}`), or restore this copy from its newest backup and remove this journal",
+                j.operation,
+                c.display(),
+                k.display(),
+                c.display(),
+                k.display()
+            ),
+        });
+    }
     if !j.id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad(format!("names transaction {:?}", j.id)));
     }
@@ -620,6 +686,7 @@ fn check_shape(jp: &Path, j: &Journal) -> Result<()> {
             || e.staged.parent() != e.target.parent()
             || !name.starts_with(&prefix)
             || !name.ends_with(".new")
+            || (!e.create && !layout.manages(&e.target))
         {
             return Err(bad(format!(
                 "pairs {} with {}",
@@ -683,74 +750,121 @@ mod tests {
             .collect()
     }
 
+    /// A PKI below a temp dir: the cert dir `pki`, kubeconfigs beside it.
+    fn pki() -> (tempfile::TempDir, Layout) {
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout::new(d.path().join("pki"), d.path());
+        fs::create_dir(&layout.cert_dir).unwrap();
+        (d, layout)
+    }
+
+    fn journal(layout: &Layout, id: &str, state: State, entries: Vec<Entry>) -> Journal {
+        Journal {
+            kubepki_journal: FORMAT,
+            id: id.into(),
+            operation: "renew".into(),
+            cert_dir: Some(layout.cert_dir.clone()),
+            kubeconfig_dir: Some(layout.kubeconfig_dir.clone()),
+            state,
+            dirs: vec![layout.cert_dir.clone()],
+            backup: None,
+            entries,
+        }
+    }
+
     #[test]
     fn commit_replaces_and_leaves_no_trace() {
-        let d = tempfile::tempdir().unwrap();
-        let a = d.path().join("a");
+        let (_d, l) = pki();
+        let a = l.cert_dir.join("apiserver.crt");
         fs::write(&a, "old").unwrap();
-        let mut t = Transaction::begin(d.path(), "test").unwrap();
+        let mut t = Transaction::begin(&l, "test").unwrap();
         t.replace(&a, b"new", 0o600).unwrap();
-        t.create(&d.path().join("b"), b"B", 0o644).unwrap();
+        t.create(&l.cert_dir.join("b"), b"B", 0o644).unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"old");
-        assert!(d.path().join(JOURNAL).exists(), "prepared before staging");
+        assert!(l.cert_dir.join(JOURNAL).exists(), "prepared before staging");
         t.commit().unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"new");
         assert_eq!(
             fs::metadata(&a).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        assert_eq!(names(d.path()), ["a", "b"].map(String::from).into());
-        let r = recover(d.path(), &[d.path()]).unwrap();
+        assert_eq!(
+            names(&l.cert_dir),
+            ["apiserver.crt", "b"].map(String::from).into()
+        );
+        let r = recover(&l).unwrap();
         assert_eq!(r.outcome, Outcome::Clean);
         assert!(r.unaccounted.is_empty());
     }
 
     #[test]
     fn abandoned_transaction_changes_nothing() {
-        let d = tempfile::tempdir().unwrap();
-        let a = d.path().join("a");
+        let (_d, l) = pki();
+        let a = l.cert_dir.join("apiserver.crt");
         fs::write(&a, "old").unwrap();
-        let mut t = Transaction::begin(d.path(), "test").unwrap();
+        let mut t = Transaction::begin(&l, "test").unwrap();
         t.replace(&a, b"new", 0o600).unwrap();
+        t.create(&l.cert_dir.join("etcd/server.crt"), b"N", 0o644)
+            .unwrap();
         drop(t);
         assert_eq!(fs::read(&a).unwrap(), b"old");
-        assert_eq!(names(d.path()), ["a"].map(String::from).into());
+        assert_eq!(
+            names(&l.cert_dir),
+            ["apiserver.crt"].map(String::from).into()
+        );
+    }
+
+    #[test]
+    fn only_managed_regular_files_are_replaced() {
+        let (d, l) = pki();
+        let mut t = Transaction::begin(&l, "test").unwrap();
+        let e = t
+            .replace(&d.path().join("elsewhere"), b"x", 0o600)
+            .unwrap_err();
+        assert!(e.to_string().contains("not a file kubepki manages"), "{e}");
+        let target = d.path().join("real.conf");
+        fs::write(&target, "x").unwrap();
+        std::os::unix::fs::symlink(&target, l.kubeconfig_dir.join("admin.conf")).unwrap();
+        let e = t
+            .replace(&l.kubeconfig_dir.join("admin.conf"), b"x", 0o600)
+            .unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 
     #[test]
     fn create_never_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let (a, b) = (d.path().join("a"), d.path().join("b"));
-        let mut t = Transaction::begin(d.path(), "init").unwrap();
+        let (_d, l) = pki();
+        let (a, b) = (l.cert_dir.join("a"), l.cert_dir.join("b"));
+        let mut t = Transaction::begin(&l, "init").unwrap();
         t.create(&a, b"A", 0o644).unwrap();
         t.create(&b, b"B", 0o644).unwrap();
         fs::write(&b, "theirs").unwrap();
         assert!(matches!(t.commit(), Err(Error::Exists { .. })));
         assert!(!a.exists(), "nothing placed");
         assert_eq!(fs::read(&b).unwrap(), b"theirs");
-        assert_eq!(names(d.path()), ["b"].map(String::from).into());
+        assert_eq!(names(&l.cert_dir), ["b"].map(String::from).into());
     }
 
     /// A committed journal from a run killed after its first rename.
     #[test]
     fn recovery_rolls_forward_a_committed_journal() {
-        let d = tempfile::tempdir().unwrap();
-        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        let (_d, l) = pki();
+        let (a, b) = (
+            l.cert_dir.join("apiserver.crt"),
+            l.cert_dir.join("apiserver.key"),
+        );
         fs::write(&a, "newA").unwrap();
         fs::write(&b, "oldB").unwrap();
-        let sb = d.path().join(".kubepki-0f-2.new");
+        let sb = l.cert_dir.join(".kubepki-0f-2.new");
         fs::write(&sb, "newB").unwrap();
-        let j = Journal {
-            kubepki_journal: FORMAT,
-            id: "0f".into(),
-            operation: "renew".into(),
-            state: State::Committed,
-            dirs: vec![d.path().to_path_buf()],
-            backup: None,
-            entries: vec![
+        let j = journal(
+            &l,
+            "0f",
+            State::Committed,
+            vec![
                 Entry {
                     target: a.clone(),
-                    staged: d.path().join(".kubepki-0f-1.new"),
+                    staged: l.cert_dir.join(".kubepki-0f-1.new"),
                     sha256: sha256_hex(b"newA"),
                     create: false,
                 },
@@ -761,79 +875,92 @@ mod tests {
                     create: false,
                 },
             ],
-        };
-        write_journal(d.path(), &j).unwrap();
-        let r = recover(d.path(), &[d.path()]).unwrap();
+        );
+        write_journal(&l.cert_dir, &j).unwrap();
+        let r = recover(&l).unwrap();
         assert!(matches!(r.outcome, Outcome::RolledForward { .. }));
         assert_eq!(fs::read(&b).unwrap(), b"newB");
-        assert_eq!(names(d.path()), ["a", "b"].map(String::from).into());
+        assert_eq!(
+            names(&l.cert_dir),
+            ["apiserver.crt", "apiserver.key"].map(String::from).into()
+        );
     }
 
     /// A prepared journal: only its own temps go; a temp nobody accounts for stays.
     #[test]
     fn recovery_rolls_back_a_prepared_journal_and_keeps_the_unknown() {
-        let d = tempfile::tempdir().unwrap();
-        let mut t = Transaction::begin(d.path(), "init").unwrap();
-        t.create(&d.path().join("ca.key"), b"K", 0o600).unwrap();
+        let (_d, l) = pki();
+        let mut t = Transaction::begin(&l, "init").unwrap();
+        t.create(&l.cert_dir.join("ca.key"), b"K", 0o600).unwrap();
         std::mem::forget(t); // as if killed: no drop runs
-        fs::write(d.path().join(".kubepki-abc.new"), "someone's key").unwrap();
-        let r = recover(d.path(), &[d.path()]).unwrap();
+        fs::write(l.cert_dir.join(".kubepki-abc.new"), "someone's key").unwrap();
+        let r = recover(&l).unwrap();
         assert!(
             matches!(r.outcome, Outcome::RolledBack { ref removed, .. } if removed.len() == 1),
             "{r:?}"
         );
-        assert_eq!(r.unaccounted, [d.path().join(".kubepki-abc.new")]);
+        assert_eq!(r.unaccounted, [l.cert_dir.join(".kubepki-abc.new")]);
         assert_eq!(
-            names(d.path()),
+            names(&l.cert_dir),
             [".kubepki-abc.new"].map(String::from).into()
         );
     }
 
-    /// A journal that names files outside its pattern (staged elsewhere, a backup staging
-    /// directory that is not the transaction's) is refused, and nothing is touched.
+    /// A journal that names files outside its pattern (staged elsewhere, a replaced file
+    /// kubepki does not manage, a backup staging directory that is not the transaction's, or
+    /// another PKI's files) is refused, and nothing is touched.
     #[test]
-    fn a_crafted_journal_moves_and_deletes_nothing() {
-        let d = tempfile::tempdir().unwrap();
+    fn a_crafted_or_copied_journal_moves_and_deletes_nothing() {
+        let (d, l) = pki();
         let victim = d.path().join("victim");
         fs::create_dir(&victim).unwrap();
         fs::write(victim.join("keep"), "x").unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
         let evil = elsewhere.path().join(".kubepki-ab-1.new");
         fs::write(&evil, "evil").unwrap();
+        fs::write(d.path().join(".kubepki-ab-1.new"), "evil").unwrap();
+        let entry = |target: PathBuf, staged: PathBuf| Entry {
+            target,
+            staged,
+            sha256: sha256_hex(b"evil"),
+            create: false,
+        };
+        let mut other_pki = journal(&l, "ab", State::Committed, vec![]);
+        other_pki.cert_dir = Some(elsewhere.path().join("pki"));
+        let mut backup_elsewhere = journal(&l, "ab", State::Prepared, vec![]);
+        backup_elsewhere.backup = Some(BackupRecord {
+            dir: d.path().join("b"),
+            staging: victim.clone(),
+        });
         let cases = [
-            Journal {
-                kubepki_journal: FORMAT,
-                id: "ab".into(),
-                operation: "renew".into(),
-                state: State::Committed,
-                dirs: vec![],
-                backup: None,
-                entries: vec![Entry {
-                    target: d.path().join("shadow"),
-                    staged: evil.clone(),
-                    sha256: sha256_hex(b"evil"),
-                    create: false,
-                }],
-            },
-            Journal {
-                kubepki_journal: FORMAT,
-                id: "ab".into(),
-                operation: "renew".into(),
-                state: State::Prepared,
-                dirs: vec![],
-                backup: Some(BackupRecord {
-                    dir: d.path().join("b"),
-                    staging: victim.clone(),
-                }),
-                entries: vec![],
-            },
+            journal(
+                &l,
+                "ab",
+                State::Committed,
+                vec![entry(l.cert_dir.join("apiserver.crt"), evil.clone())],
+            ),
+            journal(
+                &l,
+                "ab",
+                State::Committed,
+                vec![entry(
+                    d.path().join("shadow"),
+                    d.path().join(".kubepki-ab-1.new"),
+                )],
+            ),
+            backup_elsewhere,
+            other_pki,
         ];
         for j in cases {
-            write_journal(d.path(), &j).unwrap();
-            let e = recover(d.path(), &[d.path()]).unwrap_err().to_string();
-            assert!(e.contains("which kubepki never writes"), "{e}");
+            write_journal(&l.cert_dir, &j).unwrap();
+            let e = recover(&l).unwrap_err().to_string();
+            assert!(
+                e.contains("which kubepki never writes") || e.contains("not this one"),
+                "{e}"
+            );
             assert!(evil.exists() && victim.join("keep").exists());
             assert!(!d.path().join("shadow").exists());
+            assert!(!l.cert_dir.join("apiserver.crt").exists());
         }
     }
 
@@ -846,6 +973,7 @@ mod tests {
         .unwrap();
         assert_eq!(j.state, State::Committed);
         assert!(!j.entries[0].create);
+        assert!(j.cert_dir.is_none());
     }
 
     #[test]
