@@ -632,7 +632,8 @@ impl Gen<'_> {
             }
             12 => {
                 self.knob("unknown extension, critical");
-                self.ext("1.2.3.4.5", true, &[0x05, 0x00])
+                let v = self.tlv(0x04, &[0x05, 0x00]);
+                self.seq(&[oid_tlv("1.2.3.4.5"), tlv(0x01, &[0xff]), v])
             }
             _ => {
                 self.knob("unknown extension");
@@ -1106,6 +1107,10 @@ fn certificate_fields_agree_with_go() {
             "non-minimal serial",
             "non-minimal length",
             "version 1 or 2 with extensions",
+            // Go reads these, but refuses to verify a chain with an unhandled critical
+            // extension, and Go 1.23 and later refuse negative serials: kubepki refuses both.
+            "unknown extension, critical",
+            "negative serial",
         ],
     );
 }

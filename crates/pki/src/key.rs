@@ -197,7 +197,7 @@ impl PrivateKey {
         let der = block.der.as_slice();
         let inner = match block.label.as_str() {
             "RSA PRIVATE KEY" => Self::parse_pkcs1(der)?,
-            "EC PRIVATE KEY" => Self::parse_sec1(der, None)?,
+            "EC PRIVATE KEY" => Self::parse_sec1(der, OuterCurve::NoWrapper)?,
             "PRIVATE KEY" => Self::parse_pkcs8(der)?,
             tag => return Err(format!("unsupported PEM block {tag:?}")),
         };
@@ -252,14 +252,14 @@ impl PrivateKey {
             .map_err(|e| bad(&e.to_string()))
     }
 
-    /// SEC1 ECPrivateKey as Go's parseECPrivateKey reads it. `outer_curve` is the named curve
-    /// of an enclosing PKCS#8 (Go prefers it to the key's own). Only P-256 and P-384.
-    fn parse_sec1(der: &[u8], outer_curve: Option<&[u8]>) -> Result<Inner, String> {
+    /// SEC1 ECPrivateKey as Go's parseECPrivateKey reads it, with what an enclosing PKCS#8
+    /// says of the curve (Go prefers a curve named there). Only P-256 and P-384.
+    fn parse_sec1(der: &[u8], outer: OuterCurve<'_>) -> Result<Inner, String> {
         let bad = |m: &str| format!("bad EC key: {m}");
-        let mut outer = Der(der);
-        let mut seq = outer
+        let mut input = Der(der);
+        let mut seq = input
             .read(tag::SEQUENCE)
-            .filter(|_| outer.is_empty())
+            .filter(|_| input.is_empty())
             .ok_or_else(|| bad("not a DER SEC1 ECPrivateKey"))?;
         if seq.read_i64() != Some(1) {
             return Err(bad("unknown EC private key version"));
@@ -286,12 +286,17 @@ impl PrivateKey {
         if !seq.is_empty() {
             return Err(bad("unexpected data after the key"));
         }
-        let curve_oid = match (outer_curve, own_curve) {
-            (Some(o), Some(i)) if o != i => {
+        let curve_oid = match (outer, own_curve) {
+            (OuterCurve::Named(o), Some(i)) if o != i => {
                 return Err(bad("the key names another curve than its PKCS#8 wrapper"));
             }
-            (Some(c), _) | (None, Some(c)) => c,
-            (None, None) => {
+            (OuterCurve::Named(c), _) | (_, Some(c)) => c,
+            (OuterCurve::Unnamed, None) => {
+                return Err(bad(
+                    "the curve is not given by name (explicit curve parameters, which Go does not read)",
+                ));
+            }
+            (OuterCurve::NoWrapper, None) => {
                 return Err(bad(
                     "no named curve (Go's x509 refuses it: \"unknown elliptic curve\")",
                 ));
@@ -361,11 +366,15 @@ impl PrivateKey {
             Self::parse_pkcs1(key)
         } else if oid == OID_EC.as_bytes() {
             // A named curve here wins; other parameters are ignored, as Go ignores them.
-            let curve = params.and_then(|p| {
+            let named = params.and_then(|p| {
                 let mut p = Der(p);
                 p.read_oid().filter(|_| p.is_empty())
             });
-            Self::parse_sec1(key, curve)
+            let outer = match named {
+                Some(c) => OuterCurve::Named(c),
+                None => OuterCurve::Unnamed,
+            };
+            Self::parse_sec1(key, outer)
         } else {
             Err(format!(
                 "unsupported key algorithm {}",
@@ -460,6 +469,17 @@ impl PrivateKey {
     pub fn spki(&self) -> Result<spki::SubjectPublicKeyInfoOwned, String> {
         spki::SubjectPublicKeyInfoOwned::from_der(&self.spki).map_err(|e| e.to_string())
     }
+}
+
+/// What is known of an EC key's curve outside its SEC1 structure.
+#[derive(Clone, Copy)]
+enum OuterCurve<'a> {
+    /// A bare SEC1 key.
+    NoWrapper,
+    /// PKCS#8 whose algorithm parameters name the curve.
+    Named(&'a [u8]),
+    /// PKCS#8 whose algorithm parameters are absent or spell the curve out.
+    Unnamed,
 }
 
 /// SEC1 ECPrivateKey DER: version 1, the scalar, the named curve; no public key.
