@@ -159,6 +159,20 @@ fn hex(b: &[u8]) -> String {
     })
 }
 
+fn hexes<S: AsRef<[u8]>>(xs: &[S]) -> String {
+    xs.iter()
+        .map(|x| hex(x.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn ip16(ip: &std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => hex(&v4.to_ipv6_mapped().octets()),
+        std::net::IpAddr::V6(v6) => hex(&v6.octets()),
+    }
+}
+
 /// What Go's loop prints for `data`, computed with kubepki's decoder.
 fn ours(data: &[u8]) -> String {
     let mut line = String::new();
@@ -201,23 +215,81 @@ fn build_go_decoder() -> PathBuf {
     out
 }
 
-#[test]
-fn decode_agrees_with_go_on_generated_inputs() {
+/// Runs the Go program in `mode` on `inputs` (length-prefixed in a scratch file), one output
+/// line per input.
+fn run_go(mode: &str, inputs: &[Vec<u8>]) -> Vec<String> {
     let bin = go_decoder();
-    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
-    let inputs: Vec<Vec<u8>> = (0..30_000).map(|_| input(&mut r)).collect();
-    let file = std::env::temp_dir().join(format!("kubepki-pem-inputs-{}", std::process::id()));
+    let file = std::env::temp_dir().join(format!("kubepki-{mode}-inputs-{}", std::process::id()));
     let mut framed = Vec::new();
-    for i in &inputs {
+    for i in inputs {
         framed.extend((i.len() as u32).to_le_bytes());
         framed.extend(i);
     }
     std::fs::write(&file, &framed).unwrap();
-    let out = run_ok(Command::new(&bin).arg(&file));
+    let mut cmd = Command::new(&bin);
+    if !mode.is_empty() {
+        cmd.arg(mode);
+    }
+    let out = run_ok(cmd.arg(&file));
     let _ = std::fs::remove_file(&file);
-    let go: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
-    assert_eq!(go.len(), inputs.len());
+    let lines: Vec<String> = std::str::from_utf8(&out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), inputs.len());
+    lines
+}
 
+/// Outcomes per generator knob: (inputs, read alike, refused by kubepki only, refused by both).
+#[derive(Default)]
+struct Tally(std::collections::BTreeMap<&'static str, [usize; 4]>);
+
+impl Tally {
+    /// Records one input; `col` is 1 (read alike), 2 (kubepki only refuses), 3 (both refuse).
+    fn record(&mut self, knobs: &[&'static str], col: usize) {
+        for k in knobs.iter().chain(std::iter::once(&"(all)")) {
+            let e = self.0.entry(k).or_default();
+            e[0] += 1;
+            e[col] += 1;
+        }
+    }
+
+    /// Prints the table; returns the totals (read alike, kubepki only refuses, both refuse).
+    fn report(&self, what: &str) -> (usize, usize, usize) {
+        eprintln!("knob: inputs / read alike / refused by kubepki only / refused by both");
+        for (k, [n, a, o, x]) in &self.0 {
+            eprintln!("  {k}: {n} / {a} / {o} / {x}");
+        }
+        let [n, both, only, neither] = self.0["(all)"];
+        eprintln!(
+            "{n} {what}: {both} read alike by kubepki and Go, {only} refused by kubepki only, {neither} refused by both"
+        );
+        (both, only, neither)
+    }
+
+    /// Every knob reached at least `min` times; the listed ones never read by kubepki.
+    fn check(&self, min: usize, refused: &[&str]) {
+        for (k, [n, ..]) in &self.0 {
+            assert!(*n >= min, "the generator reaches {k:?} only {n} times");
+        }
+        for k in refused {
+            let [n, alike, ..] = self.0[k];
+            assert!(n > 0 && alike == 0, "{k}: {alike} of {n} accepted");
+        }
+    }
+}
+
+#[path = "pem_go/certs.rs"]
+mod cert_parity;
+#[path = "pem_go/keys.rs"]
+mod key_parity;
+
+#[test]
+fn decode_agrees_with_go_on_generated_inputs() {
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let inputs: Vec<Vec<u8>> = (0..30_000).map(|_| input(&mut r)).collect();
+    let go = run_go("", &inputs);
     let (mut with_blocks, mut strict_ok, mut skipped_by_go) = (0, 0, 0);
     for (i, (data, go_line)) in inputs.iter().zip(&go).enumerate() {
         let mine = ours(data);
@@ -417,39 +489,14 @@ mod csr_parity {
         .unwrap()
     }
 
-    fn hexes<S: AsRef<[u8]>>(xs: &[S]) -> String {
-        xs.iter()
-            .map(|x| hex(x.as_ref()))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn ip16(ip: &std::net::IpAddr) -> String {
-        match ip {
-            std::net::IpAddr::V4(v4) => hex(&v4.to_ipv6_mapped().octets()),
-            std::net::IpAddr::V6(v6) => hex(&v6.octets()),
-        }
-    }
-
     /// Whatever request kubepki reads, Go's x509 (the API server's and the signer's parser)
     /// reads the same subject and names from it, and accepts its signature.
     #[test]
     fn csr_fields_agree_with_go() {
-        let bin = go_decoder();
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let mut r = Rng(0xD1B5_4A32_D192_ED03);
         let inputs: Vec<Vec<u8>> = (0..4000).map(|_| request(&mut r, &key)).collect();
-        let file = std::env::temp_dir().join(format!("kubepki-csr-inputs-{}", std::process::id()));
-        let mut framed = Vec::new();
-        for i in &inputs {
-            framed.extend((i.len() as u32).to_le_bytes());
-            framed.extend(i);
-        }
-        std::fs::write(&file, &framed).unwrap();
-        let out = run_ok(Command::new(&bin).arg("csr").arg(&file));
-        let _ = std::fs::remove_file(&file);
-        let go: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
-        assert_eq!(go.len(), inputs.len());
+        let go = run_go("csr", &inputs);
         let (mut both, mut only_go, mut neither) = (0, 0, 0);
         for (i, (der, go_line)) in inputs.iter().zip(&go).enumerate() {
             match csr::parse_der(der) {

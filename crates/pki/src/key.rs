@@ -15,6 +15,8 @@ use aws_lc_rs::signature::{
 use der::Decode;
 use serde::{Deserialize, Serialize};
 
+use crate::asn1::{Der, tag};
+
 /// Key algorithms kubeadm supports (`encryptionAlgorithm` in kubeadm v1beta4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum KeyAlgorithm {
@@ -99,9 +101,11 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-// OIDs needed to read PKCS#8 and to label signatures.
+// OIDs needed to read PKCS#8 and SEC1.
 const OID_RSA: const_oid::ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
 const OID_EC: const_oid::ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
+const OID_P256: const_oid::ObjectIdentifier = const_oid::db::rfc5912::SECP_256_R_1;
+const OID_P384: const_oid::ObjectIdentifier = const_oid::db::rfc5912::SECP_384_R_1;
 
 impl PrivateKey {
     /// Generates a fresh key. RSA generation is the slow part of `init`; callers parallelise.
@@ -192,41 +196,191 @@ impl PrivateKey {
         };
         let der = block.der.as_slice();
         let inner = match block.label.as_str() {
-            "RSA PRIVATE KEY" => {
-                Inner::Rsa(RsaKeyPair::from_der(der).map_err(|e| format!("bad RSA key: {e}"))?)
-            }
-            "EC PRIVATE KEY" => Self::parse_ec(der, false)?,
-            "PRIVATE KEY" => {
-                let info = pkcs8::PrivateKeyInfoRef::from_der(der)
-                    .map_err(|e| format!("bad PKCS#8 key: {e}"))?;
-                match info.algorithm.oid {
-                    OID_RSA => Inner::Rsa(
-                        RsaKeyPair::from_pkcs8(der).map_err(|e| format!("bad RSA key: {e}"))?,
-                    ),
-                    OID_EC => Self::parse_ec(der, true)?,
-                    oid => return Err(format!("unsupported key algorithm {oid}")),
-                }
-            }
+            "RSA PRIVATE KEY" => Self::parse_pkcs1(der)?,
+            "EC PRIVATE KEY" => Self::parse_sec1(der, OuterCurve::NoWrapper)?,
+            "PRIVATE KEY" => Self::parse_pkcs8(der)?,
             tag => return Err(format!("unsupported PEM block {tag:?}")),
         };
         Self::from_inner(inner)
     }
 
-    fn parse_ec(der: &[u8], pkcs8: bool) -> Result<Inner, String> {
-        for (alg, curve) in [
-            (&ECDSA_P256_SHA256_ASN1_SIGNING, Curve::P256),
-            (&ECDSA_P384_SHA384_ASN1_SIGNING, Curve::P384),
-        ] {
-            let parsed = if pkcs8 {
-                EcdsaKeyPair::from_pkcs8(alg, der)
-            } else {
-                EcdsaKeyPair::from_private_key_der(alg, der)
-            };
-            if let Ok(k) = parsed {
-                return Ok(Inner::Ec(k, curve));
-            }
+    // The three readers below follow Go's x509.ParsePKCS1PrivateKey, ParseECPrivateKey and
+    // ParsePKCS8PrivateKey (what kube-apiserver, kube-controller-manager, the kubelet and etcd
+    // load keys with), so a key kubepki accepts is one they load as the same key. aws-lc then
+    // builds the key pair and adds its own consistency checks.
+
+    /// PKCS#1 RSAPrivateKey, as Go reads it: version 0 (Go's multi-prime version 1 aws-lc
+    /// does not read), positive n, d, p, q, and 2 <= e < 2^31 (Go's rsa checkPub).
+    fn parse_pkcs1(der: &[u8]) -> Result<Inner, String> {
+        let bad = |m: &str| format!("bad RSA key: {m}");
+        let mut outer = Der(der);
+        let mut seq = outer
+            .read(tag::SEQUENCE)
+            .filter(|_| outer.is_empty())
+            .ok_or_else(|| bad("not a DER PKCS#1 RSAPrivateKey"))?;
+        match seq.read_i64() {
+            Some(0) => {}
+            Some(1) => return Err(bad("multi-prime RSA keys are not supported")),
+            _ => return Err(bad("unsupported private key version")),
         }
-        Err("bad EC key (only P-256 and P-384 are supported)".into())
+        let n = seq
+            .read_integer_bytes()
+            .ok_or_else(|| bad("malformed modulus"))?;
+        let e = seq
+            .read_i64()
+            .ok_or_else(|| bad("malformed or too large public exponent"))?;
+        let mut positive = vec![n];
+        for what in ["private exponent", "prime p", "prime q"] {
+            positive.push(
+                seq.read_integer_bytes()
+                    .ok_or_else(|| bad(&format!("malformed {what}")))?,
+            );
+        }
+        if positive
+            .iter()
+            .any(|v| v[0] & 0x80 != 0 || v.iter().all(|&b| b == 0))
+        {
+            return Err(bad("contains zero or negative value"));
+        }
+        if !(2..=i64::from(i32::MAX)).contains(&e) {
+            return Err(bad(
+                "public exponent out of the range Go accepts (2 to 2^31-1)",
+            ));
+        }
+        RsaKeyPair::from_der(der)
+            .map(Inner::Rsa)
+            .map_err(|e| bad(&e.to_string()))
+    }
+
+    /// SEC1 ECPrivateKey as Go's parseECPrivateKey reads it, with what an enclosing PKCS#8
+    /// says of the curve (Go prefers a curve named there). Only P-256 and P-384.
+    fn parse_sec1(der: &[u8], outer: OuterCurve<'_>) -> Result<Inner, String> {
+        let bad = |m: &str| format!("bad EC key: {m}");
+        let mut input = Der(der);
+        let mut seq = input
+            .read(tag::SEQUENCE)
+            .filter(|_| input.is_empty())
+            .ok_or_else(|| bad("not a DER SEC1 ECPrivateKey"))?;
+        if seq.read_i64() != Some(1) {
+            return Err(bad("unknown EC private key version"));
+        }
+        let d = seq
+            .read(tag::OCTET_STRING)
+            .ok_or_else(|| bad("malformed private key"))?
+            .0;
+        let own_curve = match seq.read_optional(tag::ctx_cons(0)) {
+            Some(None) => None,
+            Some(Some(mut p)) => Some(p.read_oid().filter(|_| p.is_empty()).ok_or_else(|| {
+                bad("the curve is not given by name (explicit curve parameters, which Go does not read)")
+            })?),
+            None => return Err(bad("malformed curve parameters")),
+        };
+        // Go ignores the public key, but only a well-formed BIT STRING lets it get that far.
+        let well_formed = |mut p: Der<'_>| p.read_bit_string().is_some() && p.is_empty();
+        if !seq
+            .read_optional(tag::ctx_cons(1))
+            .is_some_and(|p| p.is_none_or(well_formed))
+        {
+            return Err(bad("malformed public key"));
+        }
+        if !seq.is_empty() {
+            return Err(bad("unexpected data after the key"));
+        }
+        let curve_oid = match (outer, own_curve) {
+            (OuterCurve::Named(o), Some(i)) if o != i => {
+                return Err(bad("the key names another curve than its PKCS#8 wrapper"));
+            }
+            (OuterCurve::Named(c), _) | (_, Some(c)) => c,
+            (OuterCurve::Unnamed, None) => {
+                return Err(bad(
+                    "the curve is not given by name (explicit curve parameters, which Go does not read)",
+                ));
+            }
+            (OuterCurve::NoWrapper, None) => {
+                return Err(bad(
+                    "no named curve (Go's x509 refuses it: \"unknown elliptic curve\")",
+                ));
+            }
+        };
+        let (alg, curve, size) = if curve_oid == OID_P256.as_bytes() {
+            (&ECDSA_P256_SHA256_ASN1_SIGNING, Curve::P256, 32)
+        } else if curve_oid == OID_P384.as_bytes() {
+            (&ECDSA_P384_SHA384_ASN1_SIGNING, Curve::P384, 48)
+        } else {
+            return Err(bad(&format!(
+                "curve {} (only P-256 and P-384 are supported)",
+                crate::asn1::oid_string(curve_oid)
+            )));
+        };
+        // Go drops leading zero bytes beyond the field size and left-pads short values.
+        let mut d = d;
+        while d.len() > size {
+            if d[0] != 0 {
+                return Err(bad("invalid private key length"));
+            }
+            d = &d[1..];
+        }
+        let mut scalar = vec![0u8; size - d.len()];
+        scalar.extend_from_slice(d);
+        // aws-lc gets the key as Go reads it (curve, scalar), in canonical SEC1; it refuses
+        // a scalar of zero or not below the curve order.
+        let sec1 = canonical_sec1(&scalar, curve_oid);
+        EcdsaKeyPair::from_private_key_der(alg, &sec1)
+            .map(|k| Inner::Ec(k, curve))
+            .map_err(|_| bad("invalid private key value"))
+    }
+
+    /// PKCS#8 PrivateKeyInfo as Go's ParsePKCS8PrivateKey reads it, for RSA and EC keys.
+    fn parse_pkcs8(der: &[u8]) -> Result<Inner, String> {
+        let bad = |m: &str| format!("bad PKCS#8 key: {m}");
+        let mut outer = Der(der);
+        let mut seq = outer
+            .read(tag::SEQUENCE)
+            .filter(|_| outer.is_empty())
+            .ok_or_else(|| bad("not a DER PrivateKeyInfo"))?;
+        if seq.read_i64() != Some(0) {
+            return Err(bad("unsupported version"));
+        }
+        let mut ai = seq
+            .read(tag::SEQUENCE)
+            .ok_or_else(|| bad("malformed algorithm"))?;
+        let oid = ai.read_oid().ok_or_else(|| bad("malformed algorithm"))?;
+        let params = if ai.is_empty() {
+            None
+        } else {
+            Some(
+                ai.read_any_element()
+                    .ok_or_else(|| bad("malformed algorithm"))?
+                    .1,
+            )
+        };
+        let key = seq
+            .read(tag::OCTET_STRING)
+            .ok_or_else(|| bad("malformed private key"))?
+            .0;
+        if !ai.is_empty() || !seq.is_empty() {
+            return Err(bad("unexpected data (attributes are not read)"));
+        }
+        if oid == OID_RSA.as_bytes() {
+            // Go reads the embedded PKCS#1 key whatever the algorithm parameters say.
+            Self::parse_pkcs1(key)
+        } else if oid == OID_EC.as_bytes() {
+            // A named curve here wins; other parameters are ignored, as Go ignores them.
+            let named = params.and_then(|p| {
+                let mut p = Der(p);
+                p.read_oid().filter(|_| p.is_empty())
+            });
+            let outer = match named {
+                Some(c) => OuterCurve::Named(c),
+                None => OuterCurve::Unnamed,
+            };
+            Self::parse_sec1(key, outer)
+        } else {
+            Err(format!(
+                "unsupported key algorithm {}",
+                crate::asn1::oid_string(oid)
+            ))
+        }
     }
 
     pub fn algorithm(&self) -> KeyAlgorithm {
@@ -315,6 +469,29 @@ impl PrivateKey {
     pub fn spki(&self) -> Result<spki::SubjectPublicKeyInfoOwned, String> {
         spki::SubjectPublicKeyInfoOwned::from_der(&self.spki).map_err(|e| e.to_string())
     }
+}
+
+/// What is known of an EC key's curve outside its SEC1 structure.
+#[derive(Clone, Copy)]
+enum OuterCurve<'a> {
+    /// A bare SEC1 key.
+    NoWrapper,
+    /// PKCS#8 whose algorithm parameters name the curve.
+    Named(&'a [u8]),
+    /// PKCS#8 whose algorithm parameters are absent or spell the curve out.
+    Unnamed,
+}
+
+/// SEC1 ECPrivateKey DER: version 1, the scalar, the named curve; no public key.
+fn canonical_sec1(scalar: &[u8], curve_oid: &[u8]) -> Vec<u8> {
+    // Every length here is below 128, so short-form lengths suffice.
+    let mut body = vec![0x02, 0x01, 0x01, 0x04, scalar.len() as u8];
+    body.extend_from_slice(scalar);
+    body.extend([0xa0, curve_oid.len() as u8 + 2, 0x06, curve_oid.len() as u8]);
+    body.extend_from_slice(curve_oid);
+    let mut out = vec![0x30, body.len() as u8];
+    out.extend(body);
+    out
 }
 
 /// Go's rule (crypto/tls): a private key block is `PRIVATE KEY` or ends in ` PRIVATE KEY`.

@@ -3,6 +3,7 @@
 //! The library decides nothing about output or prompts: it plans, issues, reads and writes, and
 //! returns precise errors. Time is always passed in.
 
+mod asn1;
 pub mod backup;
 pub mod cert;
 pub mod check;
