@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Container, Pod, Probe as ProbeSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubepki_pki::renew::Component;
@@ -60,14 +60,20 @@ impl Probes {
 
 /// The probes of a static pod manifest.
 pub fn probes(manifest: &Path) -> Result<Probes> {
-    let text = std::fs::read_to_string(manifest).with_context(|| manifest.display().to_string())?;
+    let text = kubepki_pki::fsio::read_to_string(manifest)?;
     probes_of(&text, manifest)
 }
 
 /// The probes of a manifest's text; `manifest` names it in errors.
 pub fn probes_of(text: &str, manifest: &Path) -> Result<Probes> {
     let pod: Pod = serde_saphyr::from_str(text)
-        .map_err(|e| anyhow!("{}: not a valid pod manifest: {e}", manifest.display()))?;
+        .map_err(|e| {
+            anyhow!(
+                "{}: not a valid pod manifest: {}",
+                manifest.display(),
+                kubepki_pki::yaml::describe_error(&e)
+            )
+        })?;
     let Some(spec) = pod.spec else {
         bail!("{}: the pod has no spec", manifest.display());
     };

@@ -315,3 +315,186 @@ fn init_refuses_a_ca_key_go_cannot_load() {
         run_ok(&mut init_cmd(&d, &[]));
     }
 }
+
+/// Signs `csr` into `out` with the CA in `ca_crt`/`ca_key` and the extensions in `ext`.
+fn openssl_sign(csr: &Path, ca_crt: &Path, ca_key: &Path, ext: &str, out: &Path) {
+    let ext_file = out.with_extension("ext");
+    fs::write(&ext_file, ext).unwrap();
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "300", "-set_serial"])
+            .arg(format!("{}", 1000 + out.as_os_str().len()))
+            .arg("-in")
+            .arg(csr)
+            .arg("-CA")
+            .arg(ca_crt)
+            .arg("-CAkey")
+            .arg(ca_key)
+            .arg("-extfile")
+            .arg(&ext_file)
+            .arg("-out")
+            .arg(out),
+    );
+    fs::remove_file(&ext_file).unwrap();
+}
+
+/// An intermediate CA named `cn` in `dir`, signed by `parent` with the extensions `ext`.
+fn intermediate(dir: &Path, cn: &str, parent: (&Path, &Path), ext: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, crt) = (
+        dir.join(format!("{cn}.key")),
+        dir.join(format!("{cn}.csr")),
+        dir.join(format!("{cn}.pem")),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+            ])
+            .arg(&key),
+    );
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-subj"])
+            .arg(format!("/CN={cn}"))
+            .arg("-key")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+    );
+    openssl_sign(&csr, parent.0, parent.1, ext, &crt);
+    (crt, key)
+}
+
+const SERVER_LEAF: &str = "keyUsage = critical, digitalSignature, keyEncipherment\n\
+     extendedKeyUsage = serverAuth\n\
+     subjectAltName = DNS:n1, DNS:kubernetes, DNS:kubernetes.default, \
+     DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, \
+     IP:10.96.0.1, IP:10.0.0.1\n";
+
+/// Defect (second review): `certs import` checked only "each certificate signed by the next,
+/// which is a CA", so it installed chains Go's Verify refuses (too many intermediates for a
+/// pathLenConstraint; an intermediate whose extended key usages exclude the leaf's), and a
+/// name-constrained CA made init issue certificates Go then rejects.
+#[test]
+fn chains_and_cas_go_would_not_verify_are_refused() {
+    ensure_openssl();
+    let dir = fresh_pki(NODE, IP, &[]);
+    let d = dir.path();
+    let ca = (d.join("pki/ca.crt"), d.join("pki/ca.key"));
+    let ca = (ca.0.as_path(), ca.1.as_path());
+    let plain_ca = "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, digitalSignature\n";
+
+    // One plain intermediate: fine (the control).
+    let (ok_dir, ok_crt) = signed_apiserver(d, "csr-chain-ok");
+    let (i, ik) = intermediate(&ok_dir, "inter", ca, plain_ca);
+    openssl_sign(&ok_dir.join("apiserver.csr"), &i, &ik, SERVER_LEAF, &ok_crt);
+    write_file(
+        &ok_crt,
+        &[fs::read(&ok_crt).unwrap(), fs::read(&i).unwrap()].concat(),
+    );
+    let out = run_ok(
+        kubepki_in(d, &["certs", "import", "--dry-run"])
+            .arg("--csr-dir")
+            .arg(&ok_dir),
+    );
+    assert!(
+        stdout(&out).contains("would be installed"),
+        "{}",
+        stdout(&out)
+    );
+
+    // pathlen:0 on the first intermediate, a second one below it.
+    let (pl_dir, pl_crt) = signed_apiserver(d, "csr-pathlen");
+    let (i1, i1k) = intermediate(
+        &pl_dir,
+        "i1",
+        ca,
+        "basicConstraints = critical, CA:TRUE, pathlen:0\nkeyUsage = critical, keyCertSign\n",
+    );
+    let (i2, i2k) = intermediate(&pl_dir, "i2", (&i1, &i1k), plain_ca);
+    openssl_sign(
+        &pl_dir.join("apiserver.csr"),
+        &i2,
+        &i2k,
+        SERVER_LEAF,
+        &pl_crt,
+    );
+    write_file(
+        &pl_crt,
+        &[
+            fs::read(&pl_crt).unwrap(),
+            fs::read(&i2).unwrap(),
+            fs::read(&i1).unwrap(),
+        ]
+        .concat(),
+    );
+    import_refused(d, &pl_dir, &pl_crt, "allows 0 intermediate(s) below it");
+
+    // An intermediate for client certificates only, signing a serving certificate.
+    let (eku_dir, eku_crt) = signed_apiserver(d, "csr-eku");
+    let (ic, ick) = intermediate(
+        &eku_dir,
+        "clients",
+        ca,
+        &format!("{plain_ca}extendedKeyUsage = clientAuth\n"),
+    );
+    openssl_sign(
+        &eku_dir.join("apiserver.csr"),
+        &ic,
+        &ick,
+        SERVER_LEAF,
+        &eku_crt,
+    );
+    write_file(
+        &eku_crt,
+        &[fs::read(&eku_crt).unwrap(), fs::read(&ic).unwrap()].concat(),
+    );
+    import_refused(d, &eku_dir, &eku_crt, "does not allow serverAuth");
+
+    // A name-constrained CA as the cluster CA: init refuses it, naming ca.crt.
+    let nc = scratch();
+    let pki = nc.path().join("pki");
+    fs::create_dir_all(&pki).unwrap();
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-subj",
+                "/CN=kubernetes",
+                "-days",
+                "3650",
+                "-keyout",
+            ])
+            .arg(pki.join("ca.key"))
+            .arg("-out")
+            .arg(pki.join("ca.crt"))
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,digitalSignature"])
+            .args([
+                "-addext",
+                "nameConstraints=critical,permitted;DNS:.example.com",
+            ]),
+    );
+    let before = snapshot(nc.path());
+    let out = run_fail(&mut init_cmd(nc.path(), &[]));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&pki.join("ca.crt").display().to_string())
+            && err.contains("name-constrained CA"),
+        "{err}"
+    );
+    assert!(snapshot(nc.path()) == before, "init wrote files:\n{err}");
+}

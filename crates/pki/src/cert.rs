@@ -41,11 +41,19 @@ pub struct Certificate {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub is_ca: bool,
+    /// basicConstraints pathLenConstraint: how many intermediates may follow below this CA.
+    pub max_path_len: Option<u64>,
+    /// The certificate carries a name constraints extension.
+    pub name_constrained: bool,
     pub key_usage: Option<KeyUsage>,
     pub server_auth: bool,
     pub client_auth: bool,
     /// EKUs other than serverAuth/clientAuth, and anyExtendedKeyUsage.
     pub other_ext_key_usage: bool,
+    /// An extendedKeyUsage extension is present (without one, every usage is allowed).
+    pub ext_key_usage_present: bool,
+    /// anyExtendedKeyUsage is among them.
+    pub any_ext_key_usage: bool,
     pub dns_names: Vec<String>,
     /// IP SANs; a 16-byte IPv4-mapped address reads as the IPv4 address, as Go treats it.
     pub ip_addresses: Vec<IpAddr>,
@@ -126,6 +134,7 @@ const OID_O: &[u8] = &[0x55, 0x04, 0x0a];
 const OID_AIA: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x01];
 const OID_EKU_SERVER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 const OID_EKU_CLIENT: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+const OID_EKU_ANY: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
 const DER_NULL: &[u8] = &[0x05, 0x00];
 
 fn malformed(what: &str) -> String {
@@ -224,10 +233,14 @@ impl Certificate {
             not_before,
             not_after,
             is_ca: false,
+            max_path_len: None,
+            name_constrained: false,
             key_usage: None,
             server_auth: false,
             client_auth: false,
             other_ext_key_usage: false,
+            ext_key_usage_present: false,
+            any_ext_key_usage: false,
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
             emails: Vec::new(),
@@ -355,7 +368,9 @@ impl Certificate {
                     self.is_ca = bc.read_bool().ok_or("invalid basic constraints")?;
                 }
                 if bc.peek(tag::INTEGER) {
-                    bc.read_i64().ok_or("invalid basic constraints")?;
+                    let n = bc.read_i64().ok_or("invalid basic constraints")?;
+                    // Go keeps it only on a CA, and a negative one means "no limit".
+                    self.max_path_len = u64::try_from(n).ok().filter(|_| self.is_ca);
                 }
                 end(bc, "basic constraints")?;
             }
@@ -367,7 +382,10 @@ impl Certificate {
                     && self.ip_addresses.is_empty()
                     && self.uris.is_empty()));
             }
-            30 => return read_name_constraints(v),
+            30 => {
+                self.name_constrained = true;
+                return read_name_constraints(v);
+            }
             31 => read_crl_distribution_points(v)?,
             35 => {
                 let mut akid = v
@@ -382,12 +400,16 @@ impl Certificate {
             37 => {
                 let mut list = v.read(tag::SEQUENCE).ok_or("invalid extended key usages")?;
                 end(v, "extended key usages")?;
+                self.ext_key_usage_present = true;
                 while !list.is_empty() {
                     let eku = list.read_oid().ok_or("invalid extended key usages")?;
                     match eku {
                         OID_EKU_SERVER => self.server_auth = true,
                         OID_EKU_CLIENT => self.client_auth = true,
-                        // anyExtendedKeyUsage included.
+                        OID_EKU_ANY => {
+                            self.any_ext_key_usage = true;
+                            self.other_ext_key_usage = true;
+                        }
                         _ => self.other_ext_key_usage = true,
                     }
                 }
@@ -1091,16 +1113,16 @@ fn rfc2821_mailbox_ok(s: &str) -> bool {
         }
     } else {
         while let Some(&c) = b.first() {
-            let c = if c == b'\\' {
-                b = &b[1..];
-                match b.first() {
-                    Some(&n) => n,
+            if c == b'\\' {
+                // Go appends whatever character is escaped, whatever its class.
+                match b.get(1) {
+                    Some(&n) => {
+                        local.push(n);
+                        b = &b[2..];
+                    }
                     None => return false,
                 }
-            } else {
-                c
-            };
-            if c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c) {
+            } else if c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c) {
                 local.push(c);
                 b = &b[1..];
             } else {

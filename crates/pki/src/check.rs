@@ -49,8 +49,106 @@ pub fn check_ca(
             key: key_path.to_path_buf(),
         });
     }
+    if cert.name_constrained {
+        f.problems.push(Error::WrongForSlot {
+            path: cert_path.to_path_buf(),
+            reason: NAME_CONSTRAINED.into(),
+        });
+    }
     check_time(cert, cert_path, now, &mut f);
     f
+}
+
+const NAME_CONSTRAINED: &str = "is a name-constrained CA; kubepki does not accept those: the names a control plane needs (kubernetes, kubernetes.default.svc, the node's) would have to pass its constraints, or Go refuses the certificates it signs";
+
+/// The chain a CA returned for a slot, as Go's `Certificate.Verify` judges it with `ca` as the
+/// root and the slot's usages: the leaf (first) reaches `ca` through the intermediates that
+/// follow it, each signed by the next; every CA on the way is valid now, allows that many
+/// intermediates below it (pathLenConstraint), carries no name constraints, and, like every
+/// certificate of the chain, allows the slot's extended key usages. Err says why not.
+pub fn check_chain(
+    chain: &[Certificate],
+    ca: &Certificate,
+    server_auth: bool,
+    client_auth: bool,
+    now: OffsetDateTime,
+) -> Result<(), ChainProblem> {
+    let mut path: Vec<&Certificate> = Vec::new();
+    for (i, c) in chain.iter().enumerate() {
+        path.push(c);
+        if c.is_signed_by(ca) {
+            break;
+        }
+        match chain.get(i + 1) {
+            Some(next) if next.is_ca && c.is_signed_by(next) => continue,
+            _ => return Err(ChainProblem::NotSignedByCa),
+        }
+    }
+    if path.is_empty() {
+        return Err(ChainProblem::NotSignedByCa);
+    }
+    path.push(ca);
+    for (k, c) in path.iter().enumerate().skip(1) {
+        let name = || {
+            format!(
+                "CA {:?} (certificate #{} of the chain)",
+                c.common_name,
+                k + 1
+            )
+        };
+        if let Some(max) = c.max_path_len
+            && (k as u64 - 1) > max
+        {
+            return Err(ChainProblem::Other(format!(
+                "{} allows {max} intermediate(s) below it (pathLenConstraint), the chain has {}",
+                name(),
+                k - 1
+            )));
+        }
+        if c.name_constrained {
+            return Err(ChainProblem::Other(format!(
+                "{} {NAME_CONSTRAINED}",
+                name()
+            )));
+        }
+        if now > c.not_after || now < c.not_before {
+            return Err(ChainProblem::Other(format!(
+                "{} is not valid now (valid {} to {})",
+                name(),
+                crate::expiry::format_date(c.not_before),
+                crate::expiry::format_date(c.not_after)
+            )));
+        }
+    }
+    for (k, c) in path.iter().enumerate() {
+        if !c.ext_key_usage_present || c.any_ext_key_usage {
+            continue;
+        }
+        let mut lacks = Vec::new();
+        if server_auth && !c.server_auth {
+            lacks.push("serverAuth");
+        }
+        if client_auth && !c.client_auth {
+            lacks.push("clientAuth");
+        }
+        if !lacks.is_empty() && k > 0 {
+            return Err(ChainProblem::Other(format!(
+                "CA {:?} (certificate #{} of the chain) limits its extended key usages and does not allow {}; Go refuses the chain",
+                c.common_name,
+                k + 1,
+                lacks.join(" and ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why a chain does not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainProblem {
+    /// No path from the leaf to the CA.
+    NotSignedByCa,
+    Other(String),
 }
 
 /// A leaf against the template it should satisfy and the CA that should have signed it.

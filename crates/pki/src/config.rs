@@ -125,7 +125,7 @@ impl KubeadmConfig {
             reason,
         };
         let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| err(format!("not valid YAML: {e}")))?;
+            serde_saphyr::from_multiple(text).map_err(|e| err(crate::yaml::describe_error(&e)))?;
         let mut out = KubeadmConfig::default();
         let mut seen_kubeadm = false;
         for (i, doc) in docs.into_iter().enumerate() {

@@ -261,11 +261,18 @@ pub fn plan_import(
                 key_source.display()
             )));
         }
-        if !chains_to(&chain, &ca) {
-            f.problems.push(Error::WrongIssuer {
+        let usage = match item {
+            Item::Leaf(l) => l.usage,
+            Item::Kubeconfig(_) => inventory::Usage::Client,
+        };
+        match crate::check::check_chain(&chain, &ca, usage.server_auth(), usage.client_auth(), now)
+        {
+            Ok(()) => {}
+            Err(crate::check::ChainProblem::NotSignedByCa) => f.problems.push(Error::WrongIssuer {
                 path: crt_path.clone(),
                 ca: ca_path.clone(),
-            });
+            }),
+            Err(crate::check::ChainProblem::Other(reason)) => f.problems.push(bad(reason)),
         }
         check_against_request(leaf, &req, item, &crt_path, now, f);
         let installed = read_item_cert(layout, item).ok().flatten();
@@ -283,20 +290,6 @@ pub fn plan_import(
         }
     }
     Ok(plan)
-}
-
-/// The leaf is signed by `ca`, directly or through intermediates given after it in the file.
-fn chains_to(chain: &[Certificate], ca: &Certificate) -> bool {
-    for (i, c) in chain.iter().enumerate() {
-        if c.is_signed_by(ca) {
-            return true;
-        }
-        match chain.get(i + 1) {
-            Some(next) if next.is_ca && c.is_signed_by(next) => continue,
-            _ => return false,
-        }
-    }
-    false
 }
 
 fn check_against_request(

@@ -277,7 +277,7 @@ pub fn read_server(path: &Path) -> Result<String> {
     let (cluster, _) = parse_credentials_shallow(&text, path)?;
     let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
         path: path.to_path_buf(),
-        reason: format!("not a valid kubeconfig: {e}"),
+        reason: format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e)),
     })?;
     kc.clusters
         .iter()
@@ -296,7 +296,7 @@ pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
     let (_, user) = parse_credentials_shallow(&text, path)?;
     let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
         path: path.to_path_buf(),
-        reason: format!("not a valid kubeconfig: {e}"),
+        reason: format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e)),
     })?;
     let data = kc
         .users
@@ -326,7 +326,7 @@ pub fn parse_credentials(text: &str, path: &Path) -> Result<Credentials> {
         reason,
     };
     let kc: AnyKubeconfig =
-        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {e}")))?;
+        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e))))?;
     let (cluster_name, user_name) = if kc.current_context.is_empty() {
         match (kc.clusters.as_slice(), kc.users.as_slice()) {
             ([c], [u]) => (c.name.clone(), u.name.clone()),
@@ -437,7 +437,7 @@ pub fn update_credentials(
     // Resolve names through the lenient reader first: it knows the current-context rules.
     let creds = parse_credentials_shallow(text, path)?;
     let mut v: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {e}")))?;
+        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e))))?;
     let find = |list: &mut serde_json::Value, name: &str| -> Option<usize> {
         list.as_array()?
             .iter()
@@ -484,7 +484,7 @@ fn parse_credentials_shallow(text: &str, path: &Path) -> Result<(String, String)
         reason,
     };
     let kc: AnyKubeconfig =
-        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {e}")))?;
+        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e))))?;
     if kc.current_context.is_empty() {
         return match (kc.clusters.as_slice(), kc.users.as_slice()) {
             ([c], [u]) => Ok((c.name.clone(), u.name.clone())),
@@ -604,5 +604,23 @@ mod tests {
             e.starts_with("/k/admin.conf: not a valid kubeconfig"),
             "{e}"
         );
+    }
+
+    /// A syntax error on (or next to) a line holding key material: the message says where,
+    /// never what (the parser's own message quotes the lines around the error).
+    #[test]
+    fn errors_never_quote_the_document() {
+        let p = Path::new("/k/admin.conf");
+        let secret = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSU00";
+        for text in [
+            format!("users:\n- name: a\n  user:\n    client-key-data: {secret}: x\n"),
+            format!("users:\n- name: a\n  user:\n    client-key-data: {secret}\n   bad: [\n"),
+            format!("users: \"{secret}\"\n"),
+            format!("users:\n- name: a\n  user:\n    client-key-data: [{secret}\n"),
+        ] {
+            let e = parse_credentials(&text, p).unwrap_err().to_string();
+            assert!(!e.contains(&secret[..12]), "{e}");
+            assert!(e.starts_with("/k/admin.conf: "), "{e}");
+        }
     }
 }

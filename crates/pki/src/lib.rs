@@ -25,6 +25,6 @@ pub mod pem;
 pub mod renew;
 pub mod session;
 pub mod txn;
-mod yaml;
+pub mod yaml;
 
 pub use error::{Error, Result};

@@ -3,6 +3,30 @@
 
 use serde::Serialize;
 
+/// A YAML parse error as a message that shows no text of the document: kubeconfigs, kubeadm
+/// configs and pod manifests hold private keys, tokens and secrets, and the parser's own
+/// message quotes the lines around the error. Where it is, and the parser's reason when that
+/// quotes nothing.
+pub fn describe_error(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    // "error: line 3 column 7: did not find expected key" -> the reason after the location.
+    let reason = first.rsplit(": ").next().unwrap_or("").trim();
+    let long_token = reason
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/' && c != '=')
+        .any(|t| t.len() > 16);
+    let quotes = reason.contains(['"', '\'', '`']);
+    let reason = if reason.is_empty() || quotes || long_token {
+        "not valid YAML".to_string()
+    } else {
+        format!("not valid YAML ({reason})")
+    };
+    match e.location() {
+        Some(l) => format!("{reason} at line {}, column {}", l.line(), l.column()),
+        None => reason,
+    }
+}
+
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, String> {
     let mut opts = serde_saphyr::SerializerOptions::default();
     opts.prefer_block_scalars = false;
