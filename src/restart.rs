@@ -66,14 +66,13 @@ pub fn probes(manifest: &Path) -> Result<Probes> {
 
 /// The probes of a manifest's text; `manifest` names it in errors.
 pub fn probes_of(text: &str, manifest: &Path) -> Result<Probes> {
-    let pod: Pod = serde_saphyr::from_str(text)
-        .map_err(|e| {
-            anyhow!(
-                "{}: not a valid pod manifest: {}",
-                manifest.display(),
-                kubepki_pki::yaml::describe_error(&e)
-            )
-        })?;
+    let pod: Pod = serde_saphyr::from_str(text).map_err(|e| {
+        anyhow!(
+            "{}: not a valid pod manifest: {}",
+            manifest.display(),
+            kubepki_pki::yaml::describe_error(&e)
+        )
+    })?;
     let Some(spec) = pod.spec else {
         bail!("{}: the pod has no spec", manifest.display());
     };

@@ -556,3 +556,41 @@ fn import_backs_up_a_damaged_kubeconfig_it_replaces() {
         .expect("admin.conf in the backup");
     assert_eq!(String::from_utf8(kept.1).unwrap(), damaged);
 }
+
+/// Defect (second review): recovery compared directories as spelled, so a renewal run through
+/// a symbolic link (or `a/../a`) could be finished only through the same spelling. One
+/// directory is one PKI, however it is named.
+#[test]
+fn one_pki_whatever_its_directories_are_called() {
+    let make = || {
+        let dir = scratch();
+        let real = dir.path().join("real");
+        init_ecdsa(&real, NODE, IP, &["--now", INIT_NOW]);
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let c = kubepki_in(
+            &dir.path().join("link"),
+            &["certs", "renew", "all", "--now", RENEW_NOW],
+        );
+        (dir, c)
+    };
+    let committed = |d: &Path| journal_state(&d.join("real/pki")).as_deref() == Some("committed");
+    let n = kill_point(make, committed);
+    let (dir, mut cmd) = make();
+    cmd.env("KUBEPKI_TEST_KILL_AFTER_OPS", n.to_string());
+    assert_eq!(cmd.output().unwrap().status.signal(), Some(9));
+    let other = dir.path().join("link/../real");
+    let out = run_ok(&mut kubepki_in(&other, &["certs", "recover"]));
+    assert!(
+        stdout(&out).contains("completed an interrupted renew"),
+        "{}",
+        stdout(&out)
+    );
+    // And the backup it made restores through yet another spelling.
+    let b = backups(&dir.path().join("real"));
+    run_ok(&mut common::pki::restore(
+        &dir.path().join("real"),
+        &b[0],
+        RENEW_NOW,
+        &[],
+    ));
+}

@@ -177,7 +177,7 @@ fn advise(comps: &[Component], dry_run: bool) {
 
 pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir).absolute()?;
+    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir).resolved()?;
     let m = backup::load(&args.backup)?;
     // The backup must be of this PKI: a restore writes only inside the directories the user
     // names (or kubeadm's defaults), never where an edited manifest points.

@@ -274,10 +274,10 @@ impl Credentials {
 /// The current context's API server URL, without loading any credentials.
 pub fn read_server(path: &Path) -> Result<String> {
     let text = crate::fsio::read_to_string(path)?;
-    let (cluster, _) = parse_credentials_shallow(&text, path)?;
-    let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
+    let kc = parse_any(&text, path)?;
+    let (cluster, _) = current(&kc).map_err(|reason| Error::Kubeconfig {
         path: path.to_path_buf(),
-        reason: format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e)),
+        reason,
     })?;
     kc.clusters
         .iter()
@@ -293,10 +293,10 @@ pub fn read_server(path: &Path) -> Result<String> {
 /// The embedded client key of a partial kubeconfig (one written by `generate-csr`).
 pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
     let text = crate::fsio::read_to_string(path)?;
-    let (_, user) = parse_credentials_shallow(&text, path)?;
-    let kc: AnyKubeconfig = serde_saphyr::from_str(&text).map_err(|e| Error::Kubeconfig {
+    let kc = parse_any(&text, path)?;
+    let (_, user) = current(&kc).map_err(|reason| Error::Kubeconfig {
         path: path.to_path_buf(),
-        reason: format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e)),
+        reason,
     })?;
     let data = kc
         .users
@@ -325,26 +325,8 @@ pub fn parse_credentials(text: &str, path: &Path) -> Result<Credentials> {
         path: path.to_path_buf(),
         reason,
     };
-    let kc: AnyKubeconfig =
-        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e))))?;
-    let (cluster_name, user_name) = if kc.current_context.is_empty() {
-        match (kc.clusters.as_slice(), kc.users.as_slice()) {
-            ([c], [u]) => (c.name.clone(), u.name.clone()),
-            _ => return Err(err("no current-context set".into())),
-        }
-    } else {
-        let ctx = kc
-            .contexts
-            .iter()
-            .find(|c| c.name == kc.current_context)
-            .ok_or_else(|| {
-                err(format!(
-                    "current-context {:?} is not defined",
-                    kc.current_context
-                ))
-            })?;
-        (ctx.context.cluster.clone(), ctx.context.user.clone())
-    };
+    let kc = parse_any(text, path)?;
+    let (cluster_name, user_name) = current(&kc).map_err(err)?;
     let cluster = kc
         .clusters
         .iter()
@@ -436,8 +418,12 @@ pub fn update_credentials(
     };
     // Resolve names through the lenient reader first: it knows the current-context rules.
     let creds = parse_credentials_shallow(text, path)?;
-    let mut v: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e))))?;
+    let mut v: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
+        err(format!(
+            "not a valid kubeconfig: {}",
+            crate::yaml::describe_error(&e)
+        ))
+    })?;
     let find = |list: &mut serde_json::Value, name: &str| -> Option<usize> {
         list.as_array()?
             .iter()
@@ -479,28 +465,86 @@ pub fn update_credentials(
 
 /// (cluster name, user name) of the current context.
 fn parse_credentials_shallow(text: &str, path: &Path) -> Result<(String, String)> {
+    let kc = parse_any(text, path)?;
+    current(&kc).map_err(|reason| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Parses a kubeconfig and applies the rules client-go's loader and validation apply (what
+/// kubectl, the kubelet and the control plane would refuse, kubepki refuses too): names are
+/// unique in each list, and no credential is given both inline and as a file.
+fn parse_any(text: &str, path: &Path) -> Result<AnyKubeconfig> {
     let err = |reason: String| Error::Kubeconfig {
         path: path.to_path_buf(),
         reason,
     };
-    let kc: AnyKubeconfig =
-        serde_saphyr::from_str(text).map_err(|e| err(format!("not a valid kubeconfig: {}", crate::yaml::describe_error(&e))))?;
+    let kc: AnyKubeconfig = serde_saphyr::from_str(text).map_err(|e| {
+        err(format!(
+            "not a valid kubeconfig: {}",
+            crate::yaml::describe_error(&e)
+        ))
+    })?;
+    for names in [
+        kc.clusters.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        kc.contexts.iter().map(|c| &c.name).collect(),
+        kc.users.iter().map(|u| &u.name).collect(),
+    ] {
+        if let Some(d) = names
+            .iter()
+            .enumerate()
+            .find(|(i, n)| names[..*i].contains(n))
+            .map(|(_, n)| n)
+        {
+            return Err(err(format!("duplicate name {d:?} in list")));
+        }
+    }
+    let both = |data: &Option<String>, file: &Option<String>| {
+        data.as_deref().is_some_and(|d| !d.is_empty())
+            && file.as_deref().is_some_and(|f| !f.is_empty())
+    };
+    for u in &kc.users {
+        for (what, data, file) in [
+            (
+                "client-certificate",
+                &u.user.client_certificate_data,
+                &u.user.client_certificate,
+            ),
+            ("client-key", &u.user.client_key_data, &u.user.client_key),
+        ] {
+            if both(data, file) {
+                return Err(err(format!(
+                    "{what}-data and {what} are both specified for user {:?}",
+                    u.name
+                )));
+            }
+        }
+    }
+    for c in &kc.clusters {
+        if both(
+            &c.cluster.certificate_authority_data,
+            &c.cluster.certificate_authority,
+        ) {
+            return Err(err(format!(
+                "certificate-authority-data and certificate-authority are both specified for cluster {:?}",
+                c.name
+            )));
+        }
+    }
+    Ok(kc)
+}
+
+/// (cluster name, user name) of the current context, which must be set.
+fn current(kc: &AnyKubeconfig) -> std::result::Result<(String, String), String> {
     if kc.current_context.is_empty() {
-        return match (kc.clusters.as_slice(), kc.users.as_slice()) {
-            ([c], [u]) => Ok((c.name.clone(), u.name.clone())),
-            _ => Err(err("no current-context set".into())),
-        };
+        return Err("no current-context set".into());
     }
     let ctx = kc
         .contexts
         .iter()
         .find(|c| c.name == kc.current_context)
-        .ok_or_else(|| {
-            err(format!(
-                "current-context {:?} is not defined",
-                kc.current_context
-            ))
-        })?;
+        .ok_or_else(|| format!("current-context {:?} is not defined", kc.current_context))?;
     Ok((ctx.context.cluster.clone(), ctx.context.user.clone()))
 }
 
@@ -604,6 +648,35 @@ mod tests {
             e.starts_with("/k/admin.conf: not a valid kubeconfig"),
             "{e}"
         );
+    }
+
+    /// What client-go's loader refuses (kube-controller-manager: `duplicate name "x" in
+    /// list`) is refused here too, so that kubepki never calls such a file healthy.
+    #[test]
+    fn client_go_rules() {
+        let p = Path::new("/k/admin.conf");
+        let base = "clusters:\n- name: c\n  cluster: {server: https://x}\ncontexts:\n- name: ctx\n  context: {cluster: c, user: u}\ncurrent-context: ctx\nusers:\n- name: u\n  user: {client-certificate-data: QQ==}\n";
+        assert!(parse_credentials(base, p).is_ok());
+        for (text, want) in [
+            (
+                format!("{base}- name: u\n  user: {{client-certificate-data: Qg==}}\n"),
+                "duplicate name \"u\" in list",
+            ),
+            (
+                base.replace("current-context: ctx\n", ""),
+                "no current-context set",
+            ),
+            (
+                base.replace(
+                    "{client-certificate-data: QQ==}",
+                    "{client-certificate-data: QQ==, client-certificate: /x}",
+                ),
+                "client-certificate-data and client-certificate are both specified",
+            ),
+        ] {
+            let e = parse_credentials(&text, p).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     /// A syntax error on (or next to) a line holding key material: the message says where,

@@ -107,6 +107,24 @@ impl Layout {
         })
     }
 
+    /// The same layout with each directory as the file system names it (absolute, symbolic
+    /// links resolved) when it exists, else absolute: two spellings of one directory (a link,
+    /// `a/../a`, another working directory) give one layout, so a journal or backup written
+    /// through one spelling is recognised through another.
+    pub fn resolved(&self) -> Result<Layout> {
+        let res = |p: &Path| match std::fs::canonicalize(p) {
+            Ok(c) => Ok(c),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::path::absolute(p).map_err(|e| Error::io(p, e))
+            }
+            Err(e) => Err(Error::io(p, e)),
+        };
+        Ok(Layout {
+            cert_dir: res(&self.cert_dir)?,
+            kubeconfig_dir: res(&self.kubeconfig_dir)?,
+        })
+    }
+
     /// Every file kubepki manages in this PKI, with what it holds.
     pub fn managed_files(&self) -> Vec<(PathBuf, FileKind)> {
         use FileKind::*;

@@ -29,7 +29,7 @@ pub struct Session {
 impl Session {
     /// Opens a session on the PKI of `layout`, whose cert dir must exist.
     pub fn open(layout: &Layout, wait: bool) -> Result<Session> {
-        let layout = layout.absolute()?;
+        let layout = layout.resolved()?;
         if !crate::layout::exists(&layout.cert_dir)? {
             return Err(Error::io(
                 &layout.cert_dir,
@@ -45,11 +45,11 @@ impl Session {
     /// As [`Session::open`], creating the cert dir (and its parents, mode 0755) first if it
     /// does not exist: for `init`.
     pub fn create(layout: &Layout, wait: bool) -> Result<Session> {
-        let layout = layout.absolute()?;
-        if !crate::layout::exists(&layout.cert_dir)? {
-            fsio::create_dirs(&layout.cert_dir, fsio::DIR_MODE)?;
+        let given = layout.absolute()?;
+        if !crate::layout::exists(&given.cert_dir)? {
+            fsio::create_dirs(&given.cert_dir, fsio::DIR_MODE)?;
         }
-        Self::lock_and_recover(layout, wait)
+        Self::lock_and_recover(given.resolved()?, wait)
     }
 
     fn lock_and_recover(layout: Layout, wait: bool) -> Result<Session> {
@@ -65,7 +65,7 @@ impl Session {
         })
     }
 
-    /// The PKI's directories, absolute.
+    /// The PKI's directories, absolute and resolved ([`Layout::resolved`]).
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
