@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kubepki_pki::key::KeyAlgorithm;
+use kubepki_pki::crypto::key::KeyAlgorithm;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -609,7 +609,7 @@ pub struct UserArgs {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    kubepki_pki::duration::parse(s)
+    kubepki_pki::format::duration::parse(s)
 }
 
 fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {

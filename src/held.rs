@@ -21,13 +21,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
-use kubepki_pki::{fsio, txn};
+use kubepki_pki::fsio;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 const HOLD_DIR: &str = "kubepki-held-manifests";
 const ORIGIN: &str = ".origin";
 /// Temp files `fsio::write_atomic` leaves when killed while writing a record.
-const TEMP_PREFIX: &str = ".kubepki-";
+use kubepki_pki::fsio::TEMP_PREFIX;
 
 /// Where manifests wait while their pod is down: outside the manifests directory, so the
 /// kubelet does not see them, and on the same file system in kubeadm's layout.
@@ -46,9 +46,9 @@ fn record_of(held: &Path) -> PathBuf {
 fn move_no_clobber(from: &Path, to: &Path) -> Result<()> {
     std::fs::hard_link(from, to)
         .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
-    txn::op();
+    fsio::op();
     std::fs::remove_file(from).with_context(|| format!("cannot remove {}", from.display()))?;
-    txn::op();
+    fsio::op();
     Ok(())
 }
 
@@ -141,7 +141,7 @@ fn put_back(held: &Path, origin: &Path) -> Result<()> {
         }
         // Killed between link and unlink: both names are the same file already.
         std::fs::remove_file(held).with_context(|| held.display().to_string())?;
-        txn::op();
+        fsio::op();
     } else {
         move_no_clobber(held, origin)?;
     }
@@ -149,7 +149,7 @@ fn put_back(held: &Path, origin: &Path) -> Result<()> {
     let dir = parent(held);
     let record = record_of(held);
     std::fs::remove_file(&record).with_context(|| record.display().to_string())?;
-    txn::op();
+    fsio::op();
     fsio::sync_dir(dir)?;
     // Empty now unless other manifests are held; then it stays.
     let _ = std::fs::remove_dir(dir);
@@ -203,7 +203,7 @@ pub fn recover_held(hold_dir: &Path) -> Result<Vec<PathBuf>> {
         })
     }) {
         match std::fs::remove_file(stale) {
-            Ok(()) => txn::op(),
+            Ok(()) => fsio::op(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| stale.display().to_string()),
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Container, Pod, Probe as ProbeSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubepki_pki::renew::Component;
+use kubepki_pki::ops::renew::Component;
 use ureq::http::{HeaderName, HeaderValue, Uri};
 
 use crate::held::{self, Guard, signal_name};
@@ -70,7 +70,7 @@ pub fn probes_of(text: &str, manifest: &Path) -> Result<Probes> {
         anyhow!(
             "{}: not a valid pod manifest: {}",
             manifest.display(),
-            kubepki_pki::yaml::describe_error(&e)
+            kubepki_pki::format::yaml::describe_error(&e)
         )
     })?;
     let Some(spec) = pod.spec else {

@@ -60,7 +60,7 @@ fn wrap(tag: u8, parts: &[Vec<u8>]) -> Vec<u8> {
 
 fn pem_der(path: &Path) -> Vec<u8> {
     let text = fs::read_to_string(path).unwrap();
-    kubepki_pki::pem::parse_one(text.as_bytes(), "CERTIFICATE").unwrap()
+    kubepki_pki::crypto::pem::parse_one(text.as_bytes(), "CERTIFICATE").unwrap()
 }
 
 /// Rewrites the TBSCertificate of the PEM certificate at `path` with `edit` and re-signs it
@@ -81,7 +81,7 @@ fn rewrite(path: &Path, ca_key: &Path, edit: impl FnOnce(&mut Vec<Vec<u8>>)) {
     .stdout;
     fs::remove_file(&tbs_file).unwrap();
     let der = wrap(0x30, &[tbs, cert[1].clone(), wrap(0x03, &[vec![0], sig])]);
-    fs::write(path, kubepki_pki::pem::encode("CERTIFICATE", &der)).unwrap();
+    fs::write(path, kubepki_pki::crypto::pem::encode("CERTIFICATE", &der)).unwrap();
 }
 
 /// A request for the node's apiserver certificate in `<d>/<name>`, signed by the cluster CA
@@ -246,12 +246,13 @@ fn init_refuses_a_ca_key_go_cannot_load() {
     )
     .stdout;
     // SEC1 without the [0] curve: Go's ParseECPrivateKey cannot tell the curve.
-    let sec1 = kubepki_pki::pem::parse_one(&fs::read(&named).unwrap(), "EC PRIVATE KEY").unwrap();
+    let sec1 =
+        kubepki_pki::crypto::pem::parse_one(&fs::read(&named).unwrap(), "EC PRIVATE KEY").unwrap();
     let no_curve: Vec<Vec<u8>> = children(&sec1)
         .into_iter()
         .filter(|e| e[0] != 0xa0)
         .collect();
-    let no_curve = kubepki_pki::pem::encode("EC PRIVATE KEY", &wrap(0x30, &no_curve));
+    let no_curve = kubepki_pki::crypto::pem::encode("EC PRIVATE KEY", &wrap(0x30, &no_curve));
     let cases: [(&str, Vec<u8>, &str); 3] = [
         (
             "SEC1, explicit parameters",

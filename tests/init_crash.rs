@@ -21,9 +21,9 @@ use common::pki::{
     INIT_NOW, IP, NODE, RENEW_NOW, init_cmd, journal_state, kill_at_every_op, kubepki_in, leftovers,
 };
 use common::*;
-use kubepki_pki::cert::Certificate;
-use kubepki_pki::key::{PrivateKey, public_key_from_pem};
-use kubepki_pki::kubeconfig;
+use kubepki_pki::crypto::cert::Certificate;
+use kubepki_pki::crypto::key::{PrivateKey, public_key_from_pem};
+use kubepki_pki::model::kubeconfig;
 
 const MAX_OPS: u64 = 600;
 const BATCH: u64 = 4;

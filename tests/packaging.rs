@@ -51,7 +51,7 @@ fn the_kill_hook_is_only_in_test_builds() {
         "test-hooks must exist and not be a default feature: {features:?}"
     );
     // And the hook reads its variable only behind that feature.
-    let txn = read("crates/pki/src/txn.rs");
+    let txn = read("crates/pki/src/fsio.rs");
     let at = txn
         .find("KUBEPKI_TEST_KILL_AFTER_OPS\")")
         .expect("the hook");

@@ -2,7 +2,7 @@
 //! blocks, text before, between and after them, several blocks, CRLF, headers, broken END
 //! lines, spaces and tabs in the base64, random damage) are decoded by Go's `encoding/pem`
 //! (the Go that builds kube-apiserver here, Debian's golang-go) and by
-//! `kubepki_pki::pem::decode`; every block, its type, headers, contents and where Go's rest
+//! `kubepki_pki::crypto::pem::decode`; every block, its type, headers, contents and where Go's rest
 //! begins must agree. And whenever kubepki's strict reader accepts a single request block, Go's
 //! first block (the one the API server and the signer use) is that very block.
 
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use kubepki_pki::pem;
+use kubepki_pki::crypto::pem;
 
 /// xorshift64*: a deterministic stream, so a failure reproduces.
 struct Rng(u64);
@@ -334,8 +334,8 @@ mod csr_parity {
     use const_oid::db::{rfc4519, rfc5912};
     use der::asn1::{Any, BitString, Ia5String, OctetString, SetOfVec};
     use der::{Decode, Encode, Tag};
-    use kubepki_pki::csr;
-    use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+    use kubepki_pki::crypto::csr;
+    use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
     use x509_cert::attr::{Attribute, AttributeTypeAndValue};
     use x509_cert::ext::Extension;
     use x509_cert::ext::pkix::SubjectAltName;

@@ -21,9 +21,9 @@ use std::time::Instant;
 
 use common::pki::*;
 use common::*;
-use kubepki_pki::cert::Certificate;
-use kubepki_pki::key::PrivateKey;
-use kubepki_pki::kubeconfig;
+use kubepki_pki::crypto::cert::Certificate;
+use kubepki_pki::crypto::key::PrivateKey;
+use kubepki_pki::model::kubeconfig;
 
 /// Leaves made at INIT_NOW expire a year later; renewed at RENEW_NOW, a year after that.
 const OLD_EXPIRY: &str = "Jan 01, 2027 00:00 UTC";

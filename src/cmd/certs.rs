@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kubepki_pki::expiry::{self, Scope};
-use kubepki_pki::layout::Layout;
+use kubepki_pki::model::layout::Layout;
+use kubepki_pki::ops::expiry::{self, Scope};
 use time::OffsetDateTime;
 
 use crate::cli::{CheckExpirationArgs, OutputFormat};
@@ -15,10 +15,13 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
         kubernetes_version: r.config.as_ref().and_then(|c| c.kubernetes_version),
     };
     let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
-    if kubepki_pki::session::interrupted(&layout) {
+    if kubepki_pki::storage::session::interrupted(&layout) {
         errln!(
             "warning: an interrupted kubepki run left {}; `{}` (or any kubepki command that writes) finishes or undoes it",
-            layout.cert_dir.join(kubepki_pki::txn::JOURNAL).display(),
+            layout
+                .cert_dir
+                .join(kubepki_pki::storage::txn::JOURNAL)
+                .display(),
             super::recover_command(&layout)
         );
     }
@@ -56,7 +59,7 @@ pub fn recover(args: &crate::cli::RecoverArgs) -> Result<ExitCode> {
     let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
     let s = super::open_session(&layout, args.wait, false)?;
     let rec = s.recovery();
-    if rec.outcome == kubepki_pki::txn::Outcome::Clean && s.removed_backups().is_empty() {
+    if rec.outcome == kubepki_pki::storage::txn::Outcome::Clean && s.removed_backups().is_empty() {
         outln!(
             "[recover] nothing to recover in {}",
             s.layout().cert_dir.display()

@@ -93,7 +93,7 @@ fn age(csr: &CertificateSigningRequest) -> String {
         return "<unknown>".into();
     };
     let secs = k8s_openapi::jiff::Timestamp::now().as_second() - t.0.as_second();
-    kubepki_pki::duration::human(secs.max(0))
+    kubepki_pki::format::duration::human(secs.max(0))
 }
 
 /// Everything the rules need: all CSRs, all Nodes, and the pending index the controller

@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use kubepki_pki::external;
-use kubepki_pki::layout::Layout;
-use kubepki_pki::renew::Selection;
+use kubepki_pki::model::layout::Layout;
+use kubepki_pki::ops::external;
+use kubepki_pki::ops::renew::Selection;
 use time::OffsetDateTime;
 
 use crate::cli::{GenerateCsrArgs, ImportArgs};
@@ -116,7 +116,7 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
         Ok(w) => w,
         Err(e) => {
             errln!("error: {e}");
-            if kubepki_pki::session::interrupted(session.layout()) {
+            if kubepki_pki::storage::session::interrupted(session.layout()) {
                 errln!(
                     "error: the import stopped half-way; `{}` finishes it",
                     super::recover_command(session.layout())

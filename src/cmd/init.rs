@@ -1,9 +1,9 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kubepki_pki::init::{self, Artifact, Decision, Event, Step};
-use kubepki_pki::layout::Layout;
-use kubepki_pki::params::{ClusterParams, KubeVersion};
+use kubepki_pki::model::layout::Layout;
+use kubepki_pki::model::params::{ClusterParams, KubeVersion};
+use kubepki_pki::ops::init::{self, Artifact, Decision, Event, Step};
 use time::OffsetDateTime;
 
 use crate::cli::{ClusterArgs, InitArgs};
@@ -70,13 +70,13 @@ pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
     // undone. Where the cert dir does not exist yet, the plan is checked first, so that bad
     // input creates nothing, not even that directory.
     let session = if dry {
-        if kubepki_pki::session::interrupted(&layout) {
+        if kubepki_pki::storage::session::interrupted(&layout) {
             outln!(
                 "[dry-run] an interrupted kubepki run left a journal; the next real run will finish or undo it first"
             );
         }
         None
-    } else if kubepki_pki::layout::exists(&layout.cert_dir)? {
+    } else if kubepki_pki::fsio::exists(&layout.cert_dir)? {
         Some(super::open_session(&layout, args.wait, false)?)
     } else if init::plan(&p, now)?.can_write() {
         Some(super::open_session(&layout, args.wait, true)?)

@@ -2,14 +2,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use kubepki_pki::cert::Certificate;
+use kubepki_pki::crypto::cert::Certificate;
+use kubepki_pki::crypto::issue::{self, CertTemplate, Signer};
+use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 use kubepki_pki::fsio;
-use kubepki_pki::inventory::{self, CaId, ServerRule};
-use kubepki_pki::issue::{self, CertTemplate, Signer};
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
-use kubepki_pki::kubeconfig::{self, Kubeconfig};
-use kubepki_pki::layout::{self, Layout};
-use kubepki_pki::params::{BACKDATE, ClusterParams, DEFAULT_CLUSTER_NAME};
+use kubepki_pki::model::inventory::{self, CaId, ServerRule};
+use kubepki_pki::model::kubeconfig::{self, Kubeconfig};
+use kubepki_pki::model::layout::{self, Layout};
+use kubepki_pki::model::params::{BACKDATE, ClusterParams, DEFAULT_CLUSTER_NAME};
 use time::OffsetDateTime;
 
 use crate::cli::{KubeletArgs, UserArgs};
@@ -33,18 +33,19 @@ fn sign_client(
             key_path.display()
         );
     };
-    let found = kubepki_pki::check::check_ca(&ca_cert, &crt_path, Some((&ca_key, &key_path)), now);
+    let found =
+        kubepki_pki::model::check::check_ca(&ca_cert, &crt_path, Some((&ca_key, &key_path)), now);
     if let Some(p) = found.problems.into_iter().next() {
         return Err(p.into());
     }
-    kubepki_pki::duration::check_validity(validity, "--validity-period")
+    kubepki_pki::format::duration::check_validity(validity, "--validity-period")
         .map_err(anyhow::Error::msg)?;
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
-    let mut not_after = kubepki_pki::duration::after(now, validity);
+    let mut not_after = kubepki_pki::format::duration::after(now, validity);
     if not_after > ca_cert.not_after {
         errln!(
             "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
-            kubepki_pki::expiry::format_date(ca_cert.not_after)
+            kubepki_pki::format::dates::format_date(ca_cert.not_after)
         );
         not_after = ca_cert.not_after;
     }
@@ -129,7 +130,7 @@ fn server_url(r: &super::Resolved, layout: &Layout, from: &[&str]) -> Result<Str
     }
     for name in from {
         let path = layout.kubeconfig(inventory::kubeconfig(name).expect("in the inventory"));
-        if layout::exists(&path)? {
+        if kubepki_pki::fsio::exists(&path)? {
             return Ok(kubeconfig::read_server(&path)?);
         }
     }
@@ -139,7 +140,7 @@ fn server_url(r: &super::Resolved, layout: &Layout, from: &[&str]) -> Result<Str
 }
 
 pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    kubepki_pki::params::validate_node_name(&args.node_name).map_err(anyhow::Error::msg)?;
+    kubepki_pki::model::params::validate_node_name(&args.node_name).map_err(anyhow::Error::msg)?;
     let r = super::resolve(&args.dirs)?;
     // Writing: everything is read under the lock, after recovery of an interrupted run.
     let session = if args.write {
@@ -192,7 +193,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let mut t = session.transaction("kubeconfig kubelet")?;
     t.replace(&target, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
     let mut backed_up = None;
-    if kubepki_pki::layout::exists(&target)? {
+    if kubepki_pki::fsio::exists(&target)? {
         let dir = args
             .backup_dir
             .clone()
@@ -201,7 +202,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
             &dir,
             std::slice::from_ref(&target),
             session.layout(),
-            &kubepki_pki::expiry::rfc3339_utc(now),
+            &kubepki_pki::format::dates::rfc3339_utc(now),
         )?;
         backed_up = Some(dir);
     }
@@ -228,7 +229,7 @@ fn check_rotated(pem: &Path, layout: &Layout, user: &str, now: OffsetDateTime) -
             pem.display()
         );
     }
-    if !kubepki_pki::layout::exists(pem)? {
+    if !kubepki_pki::fsio::exists(pem)? {
         bail!(
             "{}: no such file; the kubelet has not rotated its certificate yet",
             pem.display()
@@ -267,7 +268,7 @@ fn check_rotated(pem: &Path, layout: &Layout, user: &str, now: OffsetDateTime) -
         bail!(
             "{}: expired on {}",
             pem.display(),
-            kubepki_pki::expiry::format_date(c.not_after)
+            kubepki_pki::format::dates::format_date(c.not_after)
         );
     }
     Ok(())

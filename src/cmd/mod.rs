@@ -9,11 +9,11 @@ pub mod renew;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kubepki_pki::config::KubeadmConfig;
-use kubepki_pki::layout::Layout;
-use kubepki_pki::params::{DEFAULT_CERT_DIR, DEFAULT_KUBECONFIG_DIR};
-use kubepki_pki::session::Session;
-use kubepki_pki::txn::Outcome;
+use kubepki_pki::model::config::KubeadmConfig;
+use kubepki_pki::model::layout::Layout;
+use kubepki_pki::model::params::{DEFAULT_CERT_DIR, DEFAULT_KUBECONFIG_DIR};
+use kubepki_pki::storage::session::Session;
+use kubepki_pki::storage::txn::Outcome;
 
 use crate::cli::DirArgs;
 use crate::out::{errln, outln};

@@ -2,11 +2,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use kubepki_pki::backup;
-use kubepki_pki::inventory;
-use kubepki_pki::layout::Layout;
-use kubepki_pki::params::DEFAULT_CERT_VALIDITY;
-use kubepki_pki::renew::{self, Component, ExtraSans, Request, Selection};
+use kubepki_pki::model::inventory;
+use kubepki_pki::model::layout::Layout;
+use kubepki_pki::model::params::DEFAULT_CERT_VALIDITY;
+use kubepki_pki::ops::renew::{self, Component, ExtraSans, Request, Selection};
+use kubepki_pki::storage::backup;
 use time::OffsetDateTime;
 
 use crate::cli::{RenewArgs, RestartArgs, RestoreArgs};
@@ -62,7 +62,7 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
 
     let ropts = restart_options(&args.restart, &layout.kubeconfig_dir);
     let session = if args.dry_run {
-        if kubepki_pki::session::interrupted(&layout) {
+        if kubepki_pki::storage::session::interrupted(&layout) {
             outln!(
                 "[renew] an interrupted run left a journal; the next real run will finish or undo it first"
             );
@@ -109,7 +109,7 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         Err(e) => {
             // One line per failure, naming the file (not anyhow's repeated source chain).
             errln!("error: {e}");
-            if kubepki_pki::session::interrupted(&layout) {
+            if kubepki_pki::storage::session::interrupted(&layout) {
                 errln!(
                     "error: the renewal stopped half-way; `{}` finishes it",
                     super::recover_command(&layout)
@@ -229,7 +229,7 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     // What is there now is backed up too: a restore must be undoable.
     let mut current = Vec::new();
     for f in &files {
-        if kubepki_pki::layout::exists(&f.original)? {
+        if kubepki_pki::fsio::exists(&f.original)? {
             current.push(f.original.clone());
         }
     }
@@ -241,7 +241,7 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
         &before,
         &current,
         session.layout(),
-        &kubepki_pki::expiry::rfc3339_utc(now),
+        &kubepki_pki::format::dates::rfc3339_utc(now),
     )?;
     let restored = tx.commit()?;
     outln!(

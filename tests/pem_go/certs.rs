@@ -8,9 +8,9 @@
 
 use super::*;
 use der::Encode;
-use kubepki_pki::cert::Certificate;
-use kubepki_pki::issue::{CertTemplate, Signer, issue};
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+use kubepki_pki::crypto::cert::Certificate;
+use kubepki_pki::crypto::issue::{CertTemplate, Signer, issue};
+use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 
 /// DER with occasional non-minimal (long-form) lengths, which Go refuses.
 struct Gen<'a> {

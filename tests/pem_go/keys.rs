@@ -7,7 +7,7 @@
 
 use super::cert_parity::{oid_tlv, tlv};
 use super::*;
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 
 /// The elements of a DER SEQUENCE, each whole (the generator's own inputs only).
 fn elements(der: &[u8]) -> Vec<Vec<u8>> {

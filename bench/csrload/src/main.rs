@@ -33,8 +33,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, Config};
-use kubepki_pki::issue::CertTemplate;
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+use kubepki_pki::crypto::issue::CertTemplate;
+use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 use serde_json::json;
 
 const SERVING: &str = "kubernetes.io/kubelet-serving";
@@ -207,7 +207,7 @@ fn requests(prefix: &str, i: usize) -> Vec<(String, &'static str, Vec<String>, S
             dns_names: dns,
             ip_addresses: ips,
         };
-        kubepki_pki::csr::build(&t, &key).unwrap()
+        kubepki_pki::crypto::csr::build(&t, &key).unwrap()
     };
     let u = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     vec![

@@ -20,9 +20,9 @@ use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kubepki_controller::facts;
 use kubepki_controller::rules::{self, NodeAddress, NodeInfo, Policy, Request, Verdict};
-use kubepki_pki::csr;
-use kubepki_pki::issue::CertTemplate;
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+use kubepki_pki::crypto::csr;
+use kubepki_pki::crypto::issue::CertTemplate;
+use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 
 const USAGES: [&str; 2] = ["digital signature", "server auth"];
 const USAGES_RSA: [&str; 3] = ["digital signature", "key encipherment", "server auth"];

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use kubepki_pki::csr::{self, CsrError, CsrInfo};
+use kubepki_pki::crypto::csr::{self, CsrError, CsrInfo};
 use regex::Regex;
 
 pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";

@@ -10,12 +10,14 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use kubepki_pki::cert::Certificate;
-use kubepki_pki::csr::CsrInfo;
-use kubepki_pki::issue::{self, CertTemplate, Signer};
-use kubepki_pki::key::PrivateKey;
-use kubepki_pki::params::BACKDATE;
-use kubepki_pki::{check, duration, layout};
+use kubepki_pki::crypto::cert::Certificate;
+use kubepki_pki::crypto::csr::CsrInfo;
+use kubepki_pki::crypto::issue::{self, CertTemplate, Signer};
+use kubepki_pki::crypto::key::PrivateKey;
+use kubepki_pki::format::duration;
+use kubepki_pki::model::check;
+use kubepki_pki::model::layout;
+use kubepki_pki::model::params::BACKDATE;
 use time::OffsetDateTime;
 
 use crate::rules::{self, NodeInfo, Policy, Reason, Request};

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use kubepki_controller::rules::{self, Policy, Reason, Verdict, decide, decide_group};
-use kubepki_pki::key::KeyAlgorithm;
+use kubepki_pki::crypto::key::KeyAlgorithm;
 
 #[test]
 fn valid_requests_are_approved() {

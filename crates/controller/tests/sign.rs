@@ -8,9 +8,9 @@ use std::time::Duration;
 use common::*;
 use kubepki_controller::rules::{Policy, Reason};
 use kubepki_controller::sign::{Refusal, SigningCa, plan};
-use kubepki_pki::cert::Certificate;
-use kubepki_pki::issue::{self, CertTemplate, Signer};
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+use kubepki_pki::crypto::cert::Certificate;
+use kubepki_pki::crypto::issue::{self, CertTemplate, Signer};
+use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 use time::OffsetDateTime;
 use time::macros::datetime;
 

@@ -31,12 +31,12 @@ pub enum Error {
     NotCa { path: PathBuf },
     #[error("{path}: not signed by the CA in {ca}")]
     WrongIssuer { path: PathBuf, ca: PathBuf },
-    #[error("{path}: expired on {}", crate::expiry::format_date(*not_after))]
+    #[error("{path}: expired on {}", crate::format::dates::format_date(*not_after))]
     Expired {
         path: PathBuf,
         not_after: OffsetDateTime,
     },
-    #[error("{path}: not valid before {}", crate::expiry::format_date(*not_before))]
+    #[error("{path}: not valid before {}", crate::format::dates::format_date(*not_before))]
     NotYetValid {
         path: PathBuf,
         not_before: OffsetDateTime,

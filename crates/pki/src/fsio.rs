@@ -4,10 +4,11 @@
 //! not UTF-8.
 
 use std::fs::{self, File, Permissions};
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -22,6 +23,48 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 /// or a kubeadm config file some hundreds at most. Anything larger (or endless, like
 /// /dev/zero) is refused instead of filling memory.
 pub const MAX_READ: u64 = 4 << 20;
+
+/// The name prefix of every temp file kubepki makes beside the files it writes.
+pub const TEMP_PREFIX: &str = ".kubepki-";
+
+static OPS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one disk operation. In test builds (feature `test-hooks`),
+/// `KUBEPKI_TEST_KILL_AFTER_OPS=N` makes the process SIGKILL itself right after operation N:
+/// the crash-safety tests' hook.
+pub fn op() {
+    let _n = OPS.fetch_add(1, Ordering::SeqCst) + 1;
+    #[cfg(feature = "test-hooks")]
+    if let Ok(limit) = std::env::var("KUBEPKI_TEST_KILL_AFTER_OPS")
+        && limit.parse::<u64>().ok() == Some(_n)
+    {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// A file's SHA-256, in hex: journals and backups check contents with it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a path exists, without following a final symlink's absence into "missing":
+/// a dangling symlink is reported as an error, since replacing it could write elsewhere.
+pub fn exists(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Io {
+                path: path.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::NotFound, "dangling symbolic link"),
+            }),
+            Err(e) => Err(Error::io(path, e)),
+        },
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
 
 /// Reads a regular file of at most [`MAX_READ`] bytes. Refuses devices, FIFOs, sockets and
 /// directories (opened without blocking, so a FIFO cannot hang the read), and files that grow
@@ -86,7 +129,7 @@ pub fn parent(path: &Path) -> &Path {
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let f = File::open(dir).map_err(|e| Error::io(dir, e))?;
     nix::unistd::fsync(f.as_fd()).map_err(|e| Error::io(dir, std::io::Error::from(e)))?;
-    crate::txn::op();
+    op();
     Ok(())
 }
 
@@ -96,7 +139,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub fn create_dirs(dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut d = dir;
-    while !crate::layout::exists(d)? {
+    while !crate::fsio::exists(d)? {
         missing.push(d.to_path_buf());
         match d.parent() {
             Some(p) if !p.as_os_str().is_empty() => d = p,
@@ -114,7 +157,7 @@ pub fn create_dirs(dir: &Path, mode: u32) -> Result<Vec<PathBuf>> {
             Err(e) => return Err(Error::io(&m, e)),
         }
         fs::set_permissions(&m, Permissions::from_mode(mode)).map_err(|e| Error::io(&m, e))?;
-        crate::txn::op();
+        op();
         sync_dir(parent(&m))?;
         made.push(m);
     }
@@ -127,19 +170,19 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     let dir = parent(path);
     let mut tmp = tempfile::Builder::new()
-        .prefix(crate::txn::TEMP_PREFIX)
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, e))?;
-    crate::txn::op();
+    op();
     let f = tmp.as_file_mut();
     f.set_permissions(Permissions::from_mode(mode))
         .and_then(|_| f.write_all(contents))
         .map_err(|e| Error::io(path, e))?;
-    crate::txn::op();
+    op();
     f.sync_all().map_err(|e| Error::io(path, e))?;
-    crate::txn::op();
+    op();
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    crate::txn::op();
+    op();
     sync_dir(dir)
 }
 

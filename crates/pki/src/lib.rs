@@ -1,30 +1,24 @@
 //! kubepki-pki: the PKI of a kubeadm-style control-plane node as data, and the operations on it.
 //!
 //! The library decides nothing about output or prompts: it plans, issues, reads and writes, and
-//! returns precise errors. Time is always passed in.
+//! returns precise errors. Time is always passed in. Its layers, each using only those above:
+//!
+//! - [`error`] and [`fsio`]: errors that name their file; bounded reads of files kubepki did
+//!   not write, directories with exact modes, durable renames;
+//! - [`format`]: texts (durations, dates, YAML);
+//! - [`crypto`]: PEM, DER, keys, certificates, requests and signing, read exactly as Go reads them;
+//! - [`model`]: what a node's PKI is (the inventory, where its files live, the parameters that
+//!   shape it, kubeadm's config, kubeconfig files) and whether a file fits its slot;
+//! - [`storage`]: how it is changed: the session (lock and recovery), journaled transactions,
+//!   backups;
+//! - [`ops`]: what kubepki does with it: init, renew, the external CA workflow, the expiry report.
 
-mod asn1;
-pub mod backup;
-pub mod cert;
-pub mod check;
-pub mod config;
-pub mod csr;
-pub mod duration;
+pub mod crypto;
 pub mod error;
-pub mod expiry;
-pub mod external;
+pub mod format;
 pub mod fsio;
-pub mod init;
-pub mod inventory;
-pub mod issue;
-pub mod key;
-pub mod kubeconfig;
-pub mod layout;
-pub mod params;
-pub mod pem;
-pub mod renew;
-pub mod session;
-pub mod txn;
-pub mod yaml;
+pub mod model;
+pub mod ops;
+pub mod storage;
 
 pub use error::{Error, Result};

@@ -4,9 +4,9 @@
 use kubepki_controller::rules::{
     self, NodeAddress, NodeInfo, Policy, Reason, Request, Verdict, decide,
 };
-use kubepki_pki::csr;
-use kubepki_pki::issue::CertTemplate;
-use kubepki_pki::key::{KeyAlgorithm, PrivateKey};
+use kubepki_pki::crypto::csr;
+use kubepki_pki::crypto::issue::CertTemplate;
+use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 
 pub fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()

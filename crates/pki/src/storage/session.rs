@@ -13,8 +13,8 @@ use time::macros::format_description;
 
 use crate::error::{Error, Result};
 use crate::fsio;
-use crate::layout::Layout;
-use crate::txn::{self, DirLock, Recovery, Transaction};
+use crate::model::layout::Layout;
+use crate::storage::txn::{self, DirLock, Recovery, Transaction};
 
 /// Backups go here, below the kubeconfig dir, unless the user names another directory.
 pub const BACKUPS_DIR: &str = "kubepki-backups";
@@ -30,7 +30,7 @@ impl Session {
     /// Opens a session on the PKI of `layout`, whose cert dir must exist.
     pub fn open(layout: &Layout, wait: bool) -> Result<Session> {
         let layout = layout.resolved()?;
-        if !crate::layout::exists(&layout.cert_dir)? {
+        if !crate::fsio::exists(&layout.cert_dir)? {
             return Err(Error::io(
                 &layout.cert_dir,
                 std::io::Error::new(
@@ -46,7 +46,7 @@ impl Session {
     /// does not exist: for `init`.
     pub fn create(layout: &Layout, wait: bool) -> Result<Session> {
         let given = layout.absolute()?;
-        if !crate::layout::exists(&given.cert_dir)? {
+        if !crate::fsio::exists(&given.cert_dir)? {
             fsio::create_dirs(&given.cert_dir, fsio::DIR_MODE)?;
         }
         Self::lock_and_recover(given.resolved()?, wait)
@@ -56,7 +56,7 @@ impl Session {
         let lock = DirLock::acquire(&layout.cert_dir, wait)?;
         let recovery = txn::recover(&layout)?;
         let removed_backups =
-            crate::backup::remove_incomplete(&layout.kubeconfig_dir.join(BACKUPS_DIR))?;
+            crate::storage::backup::remove_incomplete(&layout.kubeconfig_dir.join(BACKUPS_DIR))?;
         Ok(Session {
             layout,
             _lock: lock,
@@ -110,7 +110,7 @@ impl Session {
 
 /// Whether an interrupted run left a journal (for commands that only read).
 pub fn interrupted(layout: &Layout) -> bool {
-    crate::layout::exists(&layout.cert_dir.join(txn::JOURNAL)).unwrap_or(true)
+    crate::fsio::exists(&layout.cert_dir.join(txn::JOURNAL)).unwrap_or(true)
 }
 
 /// A UTC time as a compact, sortable name: 20261201T010203Z.

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use crate::cert::Certificate;
+use crate::crypto::cert::Certificate;
+use crate::crypto::issue::CertTemplate;
+use crate::crypto::key::PrivateKey;
 use crate::error::Error;
-use crate::issue::CertTemplate;
-use crate::key::PrivateKey;
 
 /// Problems make a file unusable; warnings are worth a line but do not stop anything.
 #[derive(Debug, Default)]
@@ -115,8 +115,8 @@ pub fn check_chain(
             return Err(ChainProblem::Other(format!(
                 "{} is not valid now (valid {} to {})",
                 name(),
-                crate::expiry::format_date(c.not_before),
-                crate::expiry::format_date(c.not_after)
+                crate::format::dates::format_date(c.not_before),
+                crate::format::dates::format_date(c.not_after)
             )));
         }
     }

@@ -2,24 +2,16 @@
 
 use std::io::Write;
 
+use crate::format::dates::{format_date, rfc3339_utc};
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::macros::format_description;
 
-use crate::cert::Certificate;
+use crate::crypto::cert::Certificate;
 use crate::error::{Error, Result};
-use crate::inventory::{self, CaId, Item};
-use crate::kubeconfig;
-use crate::layout::{self, Layout};
-use crate::params::KubeVersion;
-
-/// `Jan 02, 2006 15:04 MST` for UTC times.
-pub fn format_date(t: OffsetDateTime) -> String {
-    let fmt = format_description!("[month repr:short] [day], [year] [hour]:[minute] UTC");
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&fmt)
-        .unwrap_or_else(|_| t.to_string())
-}
+use crate::model::inventory::{self, CaId, Item};
+use crate::model::kubeconfig;
+use crate::model::layout::{self, Layout};
+use crate::model::params::KubeVersion;
 
 /// One row: a certificate (or kubeconfig) or a CA.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +59,7 @@ pub fn collect(layout: &Layout, scope: Scope) -> Result<Report> {
     for ca in &cas {
         let cert = layout::read_cert(&layout.ca_cert(ca))?;
         // SPEC §2: the CA certificate is here but its key is not.
-        let ext = cert.is_some() && !layout::exists(&layout.ca_key(ca))?;
+        let ext = cert.is_some() && !crate::fsio::exists(&layout.ca_key(ca))?;
         external.push((ca.id, ext));
         authorities.push(Row {
             name: ca.name,
@@ -152,7 +144,7 @@ pub fn collect_kubelet(layout: &Layout, kubelet_dir: &std::path::Path) -> Result
         }
     }
     let kc = layout.kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
-    if layout::exists(&kc)? {
+    if crate::fsio::exists(&kc)? {
         let creds = kubeconfig::read_credentials(&kc);
         if let Ok(c) = creds
             && c.cert_source == kubeconfig::Source::Embedded
@@ -185,7 +177,7 @@ pub fn kubelet_text(rows: &[KubeletRow], now: OffsetDateTime) -> String {
                 "{}\t{}\t{}\t{}\t{}\n",
                 r.name,
                 format_date(t),
-                crate::duration::human((t - now).whole_seconds()),
+                crate::format::duration::human((t - now).whole_seconds()),
                 r.issuer,
                 r.path.display()
             )),
@@ -229,7 +221,7 @@ pub fn read_item_cert(layout: &Layout, item: Item) -> Result<Option<Certificate>
     match item {
         Item::Leaf(_) => layout::read_cert(&path),
         Item::Kubeconfig(_) => {
-            if !layout::exists(&path)? {
+            if !crate::fsio::exists(&path)? {
                 return Ok(None);
             }
             let creds = kubeconfig::read_credentials(&path)?;
@@ -273,7 +265,7 @@ impl Report {
                     "{}\t{}\t{}\t{}\t{:<8}\n",
                     r.name,
                     format_date(t),
-                    crate::duration::human(r.residual_seconds(now)),
+                    crate::format::duration::human(r.residual_seconds(now)),
                     r.ca_name.unwrap_or(""),
                     yes_no(r.externally_managed)
                 )),
@@ -288,7 +280,7 @@ impl Report {
                     "{}\t{}\t{}\t{:<8}\n",
                     r.name,
                     format_date(t),
-                    crate::duration::human(r.residual_seconds(now)),
+                    crate::format::duration::human(r.residual_seconds(now)),
                     yes_no(r.externally_managed)
                 )),
             }
@@ -316,14 +308,6 @@ impl Report {
             kubelet_certificates: None,
         }
     }
-}
-
-/// `2006-01-02T15:04:05Z`, as metav1.Time marshals.
-pub fn rfc3339_utc(t: OffsetDateTime) -> String {
-    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&fmt)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 /// Field order follows kubeadm's Go struct, which JSON output preserves.
@@ -371,7 +355,7 @@ impl ExpirationInfo {
     /// sigs.k8s.io/yaml goes through JSON and a map, so keys come out sorted.
     pub fn to_yaml(&self) -> String {
         let v = serde_json::to_value(self).expect("serializing to a Value");
-        crate::yaml::to_string_sorted(&v).expect("a Value always serializes")
+        crate::format::yaml::to_string_sorted(&v).expect("a Value always serializes")
     }
 }
 

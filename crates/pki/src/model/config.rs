@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::crypto::key::KeyAlgorithm;
 use crate::error::{Error, Result};
-use crate::key::KeyAlgorithm;
-use crate::params::{ClusterParams, KubeVersion};
+use crate::model::params::{ClusterParams, KubeVersion};
 
 /// Certificate-relevant settings found in a kubeadm config; `None` means "not set".
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -124,8 +124,8 @@ impl KubeadmConfig {
             path: path.to_path_buf(),
             reason,
         };
-        let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| err(crate::yaml::describe_error(&e)))?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+            .map_err(|e| err(crate::format::yaml::describe_error(&e)))?;
         let mut out = KubeadmConfig::default();
         let mut seen_kubeadm = false;
         for (i, doc) in docs.into_iter().enumerate() {
@@ -178,7 +178,7 @@ impl KubeadmConfig {
     fn apply_init(&mut self, c: InitConfiguration) -> Result<(), String> {
         self.node_name = c.node_registration.name.filter(|s| !s.is_empty());
         if let Some(n) = &self.node_name {
-            crate::params::validate_node_name(n)
+            crate::model::params::validate_node_name(n)
                 .map_err(|e| format!("nodeRegistration.name: {e}"))?;
         }
         if let Some(a) = c
@@ -213,7 +213,7 @@ impl KubeadmConfig {
             self.etcd_peer_cert_sans = local.peer_cert_sans;
         }
         // kubeadm's own validation, so that the error names the file and the field.
-        use crate::params::{
+        use crate::model::params::{
             split_host_port, validate_dns_domain, validate_san, validate_service_subnet,
         };
         if let Some(d) = &self.dns_domain {
@@ -241,13 +241,13 @@ impl KubeadmConfig {
         }
         if let Some(d) = nonempty(c.certificate_validity_period) {
             self.cert_validity = Some(
-                crate::duration::parse(&d)
+                crate::format::duration::parse(&d)
                     .map_err(|e| format!("certificateValidityPeriod: {e}"))?,
             );
         }
         if let Some(d) = nonempty(c.ca_certificate_validity_period) {
             self.ca_validity = Some(
-                crate::duration::parse(&d)
+                crate::format::duration::parse(&d)
                     .map_err(|e| format!("caCertificateValidityPeriod: {e}"))?,
             );
         }

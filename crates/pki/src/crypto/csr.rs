@@ -12,10 +12,10 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
 
-use crate::pem::PemError;
+use crate::crypto::pem::PemError;
 
-use crate::issue::{CertTemplate, subject_name};
-use crate::key::{PrivateKey, pem_encode};
+use crate::crypto::issue::{CertTemplate, subject_name};
+use crate::crypto::key::{PrivateKey, pem_encode};
 
 /// A CSR for `template`'s subject and SANs, signed by `key`. Like Go's x509 (and kubeadm), it
 /// carries an extensionRequest only when there are SANs.
@@ -131,12 +131,12 @@ impl Unverified {
 /// (the signature library refuses weak keys with a less helpful message).
 ///
 /// The PEM must be exactly one `CERTIFICATE REQUEST` block with only whitespace around it
-/// (see [`crate::pem`]), and the request must read the same in every parser: DER (as Go's
+/// (see [`crate::crypto::pem`]), and the request must read the same in every parser: DER (as Go's
 /// `encoding/asn1` demands), a subject of CN and O attributes only, in UTF8String or PrintableString,
 /// with at most one CN, at most one attribute (the extension request, with one
 /// value), no extension twice, and SANs only of the kinds Go reads.
 pub fn parse_pem_unverified(pem_bytes: &[u8]) -> Result<Unverified, CsrError> {
-    let der = crate::pem::parse_one(pem_bytes, "CERTIFICATE REQUEST")?;
+    let der = crate::crypto::pem::parse_one(pem_bytes, "CERTIFICATE REQUEST")?;
     let req = CertReq::from_der(&der).map_err(|e| CsrError::Der(e.to_string()))?;
     let info = info_of(&req)?;
     Ok(Unverified { req, info })
@@ -396,7 +396,7 @@ fn verify(req: &CertReq) -> Result<(), CsrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::KeyAlgorithm;
+    use crate::crypto::key::KeyAlgorithm;
 
     #[test]
     fn builds_and_reads_back() {
@@ -440,7 +440,7 @@ mod tests {
             ..Default::default()
         };
         let pem = build(&t, &key).unwrap();
-        let der = crate::pem::parse_one(pem.as_bytes(), "CERTIFICATE REQUEST").unwrap();
+        let der = crate::crypto::pem::parse_one(pem.as_bytes(), "CERTIFICATE REQUEST").unwrap();
         let mut info = CertReq::from_der(&der).unwrap().info;
         edit(&mut info);
         sign_info(info, &key).unwrap()
@@ -571,7 +571,7 @@ mod tests {
             &key,
         )
         .unwrap();
-        let mut der = crate::pem::parse_one(pem.as_bytes(), "CERTIFICATE REQUEST").unwrap();
+        let mut der = crate::crypto::pem::parse_one(pem.as_bytes(), "CERTIFICATE REQUEST").unwrap();
         // Flip a byte inside the CN value: the signature no longer covers the content.
         let pos = der.windows(1).position(|w| w == b"a").unwrap();
         der[pos] = b'b';

@@ -15,7 +15,7 @@ use aws_lc_rs::signature::{
 use der::Decode;
 use serde::{Deserialize, Serialize};
 
-use crate::asn1::{Der, tag};
+use crate::crypto::asn1::{Der, tag};
 
 /// Key algorithms kubeadm supports (`encryptionAlgorithm` in kubeadm v1beta4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -173,10 +173,10 @@ impl PrivateKey {
 
     /// Parses a PEM private key in any of the encodings kubeadm, openssl or cfssl write:
     /// `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY` (SEC1) or `PRIVATE KEY` (PKCS#8). The
-    /// PEM must be plain (see [`crate::pem::parse_all`]) and hold exactly one private key;
+    /// PEM must be plain (see [`crate::crypto::pem::parse_all`]) and hold exactly one private key;
     /// certificate blocks beside it are allowed (the kubelet keeps both in one file).
     pub fn from_pem(pem_bytes: &[u8]) -> Result<Self, String> {
-        let blocks = crate::pem::parse_all(pem_bytes).map_err(|e| e.to_string())?;
+        let blocks = crate::crypto::pem::parse_all(pem_bytes).map_err(|e| e.to_string())?;
         let mut keys = Vec::new();
         for (i, b) in blocks.iter().enumerate() {
             if is_private_key_label(&b.label) {
@@ -309,7 +309,7 @@ impl PrivateKey {
         } else {
             return Err(bad(&format!(
                 "curve {} (only P-256 and P-384 are supported)",
-                crate::asn1::oid_string(curve_oid)
+                crate::crypto::asn1::oid_string(curve_oid)
             )));
         };
         // Go drops leading zero bytes beyond the field size and left-pads short values.
@@ -378,7 +378,7 @@ impl PrivateKey {
         } else {
             Err(format!(
                 "unsupported key algorithm {}",
-                crate::asn1::oid_string(oid)
+                crate::crypto::asn1::oid_string(oid)
             ))
         }
     }
@@ -500,12 +500,12 @@ fn is_private_key_label(label: &str) -> bool {
 }
 
 pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
-    crate::pem::encode(tag, der)
+    crate::crypto::pem::encode(tag, der)
 }
 
 /// Public key (for `sa.pub`) from PEM: exactly one `PUBLIC KEY` block.
 pub fn public_key_from_pem(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let der = crate::pem::parse_one(pem_bytes, "PUBLIC KEY").map_err(|e| e.to_string())?;
+    let der = crate::crypto::pem::parse_one(pem_bytes, "PUBLIC KEY").map_err(|e| e.to_string())?;
     spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(|e| e.to_string())?;
     Ok(der)
 }
@@ -525,7 +525,7 @@ mod tests {
             assert_eq!(back.algorithm(), alg);
             assert_eq!(back.public_key_der(), k.public_key_der());
             // SEC1 with [0] parameters: the DER contains the curve OID.
-            let der = crate::pem::parse_one(pem.as_bytes(), "EC PRIVATE KEY").unwrap();
+            let der = crate::crypto::pem::parse_one(pem.as_bytes(), "EC PRIVATE KEY").unwrap();
             let oid = match alg {
                 KeyAlgorithm::EcdsaP256 => const_oid::db::rfc5912::SECP_256_R_1,
                 _ => const_oid::db::rfc5912::SECP_384_R_1,

@@ -3,7 +3,7 @@
 //! Every file kubepki checks is then used by Go programs (kube-apiserver, the kubelet, etcd),
 //! so a certificate is read step for step as Go's `crypto/x509` (`parser.go`, Go 1.19, the Go
 //! Kubernetes is built with here) reads it, with the DER rules of Go's cryptobyte
-//! ([`crate::asn1`]). What Go refuses is refused, with the reason; where Go would read less
+//! ([`crate::crypto::asn1`]). What Go refuses is refused, with the reason; where Go would read less
 //! than the DER holds (extensions in a version 1 or 2 certificate, which Go skips) or where Go
 //! parses but then refuses to verify (an unhandled critical extension), the certificate is
 //! refused too, so kubepki never judges a certificate by facts its users do not see. Where Go
@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use aws_lc_rs::signature::{self as sig, VerificationAlgorithm};
 use time::OffsetDateTime;
 
-use crate::asn1::{BitString, Der, oid_string, tag};
-use crate::key::{KeyAlgorithm, pem_encode};
+use crate::crypto::asn1::{BitString, Der, oid_string, tag};
+use crate::crypto::key::{KeyAlgorithm, pem_encode};
 
 /// Key usage bits kubeadm sets (RFC 5280 4.2.1.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -474,7 +474,7 @@ impl Certificate {
     }
 
     /// Every certificate in a PEM file, in file order (leaf first for chains). The PEM must be
-    /// plain (see [`crate::pem::parse_all`]) and hold certificates only: a private key in a
+    /// plain (see [`crate::crypto::pem::parse_all`]) and hold certificates only: a private key in a
     /// certificate file (mode 0644, copied into kubeconfigs) would be published with it.
     pub fn from_pem_chain(pem_bytes: &[u8]) -> Result<Vec<Self>, String> {
         Self::from_pem(pem_bytes, false)
@@ -488,8 +488,8 @@ impl Certificate {
     }
 
     fn from_pem(pem_bytes: &[u8], key_allowed: bool) -> Result<Vec<Self>, String> {
-        let blocks = crate::pem::parse_all(pem_bytes).map_err(|e| match e {
-            crate::pem::PemError::NoBlock => "no CERTIFICATE PEM block found".to_string(),
+        let blocks = crate::crypto::pem::parse_all(pem_bytes).map_err(|e| match e {
+            crate::crypto::pem::PemError::NoBlock => "no CERTIFICATE PEM block found".to_string(),
             e => e.to_string(),
         })?;
         let is_key = |l: &str| l == "PRIVATE KEY" || l.ends_with(" PRIVATE KEY");

@@ -11,21 +11,21 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use time::OffsetDateTime;
 
-use crate::cert::Certificate;
-use crate::check::{Findings, missing_sans};
-use crate::csr::{self, CsrInfo};
+use crate::crypto::cert::Certificate;
+use crate::crypto::csr::{self, CsrInfo};
+use crate::crypto::issue::CertTemplate;
+use crate::crypto::key::{KeyAlgorithm, PrivateKey};
 use crate::error::{Error, Result};
-use crate::expiry::read_item_cert;
 use crate::fsio;
 use crate::fsio::CERT_MODE;
-use crate::inventory::{self, Item};
-use crate::issue::CertTemplate;
-use crate::key::{KeyAlgorithm, PrivateKey};
-use crate::kubeconfig::{self, Kubeconfig};
-use crate::layout::{self, Layout};
-use crate::params::ClusterParams;
-use crate::renew::Selection;
-use crate::session::Session;
+use crate::model::check::{Findings, missing_sans};
+use crate::model::inventory::{self, Item};
+use crate::model::kubeconfig::{self, Kubeconfig};
+use crate::model::layout::{self, Layout};
+use crate::model::params::ClusterParams;
+use crate::ops::expiry::read_item_cert;
+use crate::ops::renew::Selection;
+use crate::storage::session::Session;
 
 /// Items an external CA may have to sign: kubeadm's list plus kubelet.conf.
 pub fn signable_items(local_etcd: bool) -> Vec<Item> {
@@ -101,7 +101,7 @@ pub fn plan_csrs(
     for item in select(sel, params.local_etcd)? {
         let (key_path, csr_path, _) = paths(&layout, item, csr_dir);
         for p in [&key_path, &csr_path] {
-            if layout::exists(p)? {
+            if crate::fsio::exists(p)? {
                 let hint = if csr_dir.is_none() {
                     "; to renew through the external CA, pass --csr-dir"
                 } else {
@@ -196,10 +196,10 @@ pub fn plan_import(
     let mut plan = ImportPlan::default();
     for item in signable_items(local_etcd) {
         let (key_source, csr_path, crt_path) = paths(layout, item, csr_dir);
-        if !layout::exists(&csr_path)? {
+        if !crate::fsio::exists(&csr_path)? {
             continue;
         }
-        if !layout::exists(&crt_path)? {
+        if !crate::fsio::exists(&crt_path)? {
             plan.waiting.push(csr_path);
             continue;
         }
@@ -265,14 +265,21 @@ pub fn plan_import(
             Item::Leaf(l) => l.usage,
             Item::Kubeconfig(_) => inventory::Usage::Client,
         };
-        match crate::check::check_chain(&chain, &ca, usage.server_auth(), usage.client_auth(), now)
-        {
+        match crate::model::check::check_chain(
+            &chain,
+            &ca,
+            usage.server_auth(),
+            usage.client_auth(),
+            now,
+        ) {
             Ok(()) => {}
-            Err(crate::check::ChainProblem::NotSignedByCa) => f.problems.push(Error::WrongIssuer {
-                path: crt_path.clone(),
-                ca: ca_path.clone(),
-            }),
-            Err(crate::check::ChainProblem::Other(reason)) => f.problems.push(bad(reason)),
+            Err(crate::model::check::ChainProblem::NotSignedByCa) => {
+                f.problems.push(Error::WrongIssuer {
+                    path: crt_path.clone(),
+                    ca: ca_path.clone(),
+                })
+            }
+            Err(crate::model::check::ChainProblem::Other(reason)) => f.problems.push(bad(reason)),
         }
         check_against_request(leaf, &req, item, &crt_path, now, f);
         let installed = read_item_cert(layout, item).ok().flatten();
@@ -373,7 +380,7 @@ fn check_against_request(
         f.warnings.push(format!(
             "{}: not valid before {} (clock skew?)",
             path.display(),
-            crate::expiry::format_date(leaf.not_before)
+            crate::format::dates::format_date(leaf.not_before)
         ));
     }
 }
@@ -449,7 +456,7 @@ pub fn execute_import(
             backup_dir,
             &replaced,
             layout,
-            &crate::expiry::rfc3339_utc(now),
+            &crate::format::dates::rfc3339_utc(now),
         )?;
     }
     r.commit()

@@ -1,6 +1,6 @@
 //! Writing a set of files all-or-nothing, surviving SIGKILL at any point.
 //!
-//! A [`Transaction`] (opened from a [`crate::session::Session`], which holds the lock):
+//! A [`Transaction`] (opened from a [`crate::storage::session::Session`], which holds the lock):
 //! 1. Before it creates anything, a *prepared* journal names the transaction, the directories
 //!    it stages in and the backup it makes. Its temp files carry the transaction's id.
 //! 2. Every new file is written to a temp file beside its target and fsynced; the backup, if
@@ -13,7 +13,7 @@
 //! [`recover`] brings an interrupted run to an end: a committed journal is finished (wholly
 //! new), a prepared one is undone by removing exactly the temp files and backup it names
 //! (wholly old). Temp files no journal accounts for are reported and kept: they could hold
-//! the only copy of a key. Every step that touches the disk goes through [`op`], so a test
+//! the only copy of a key. Every step that touches the disk goes through [`crate::fsio::op`], so a test
 //! build can kill the process after any chosen number of operations.
 
 use std::collections::BTreeSet;
@@ -21,43 +21,16 @@ use std::fs::{self, File, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsio::{self, json_path, parent, sync_dir};
-use crate::layout::Layout;
+use crate::fsio::{self, TEMP_PREFIX, json_path, op, parent, sha256_hex, sync_dir};
+use crate::model::layout::Layout;
 
 pub const JOURNAL: &str = ".kubepki-journal";
 /// Temp files of the journal itself: only paths and checksums, never key material.
 const JOURNAL_TEMP_PREFIX: &str = ".kubepki-journal.";
-pub(crate) const TEMP_PREFIX: &str = ".kubepki-";
-
-static OPS: AtomicU64 = AtomicU64::new(0);
-
-/// Counts one disk operation. In test builds (feature `test-hooks`),
-/// `KUBEPKI_TEST_KILL_AFTER_OPS=N` makes the process SIGKILL itself right after operation N:
-/// the crash-safety tests' hook.
-pub fn op() {
-    let _n = OPS.fetch_add(1, Ordering::SeqCst) + 1;
-    #[cfg(feature = "test-hooks")]
-    if let Ok(limit) = std::env::var("KUBEPKI_TEST_KILL_AFTER_OPS")
-        && limit.parse::<u64>().ok() == Some(_n)
-    {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
-/// Disk operations counted so far in this process.
-pub fn ops_done() -> u64 {
-    OPS.load(Ordering::SeqCst)
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A random id for a transaction: its temp files and backup staging carry it.
 fn new_id() -> String {
@@ -147,8 +120,9 @@ const FORMAT: u32 = 2;
 /// A set of files to replace or create together. Dropped uncommitted, it removes what it
 /// staged and the backup it made: nothing changed.
 pub struct Transaction<'s> {
-    /// Opened by a session, which must outlive it: the lock is held while it writes.
-    _session: std::marker::PhantomData<&'s crate::session::Session>,
+    /// Borrows the session that opened it (`Session::transaction`): the lock is held for as
+    /// long as it writes.
+    _session: std::marker::PhantomData<&'s ()>,
     layout: Layout,
     journal_dir: PathBuf,
     /// Directories this transaction created, outermost first (removed again on rollback).
@@ -214,7 +188,7 @@ impl Transaction<'_> {
     /// Stages `contents` for `target`, which must not exist (a new file: it is placed without
     /// replacing anything, even a file that appears meanwhile).
     pub fn create(&mut self, target: &Path, contents: &[u8], mode: u32) -> Result<()> {
-        if crate::layout::exists(target)? {
+        if crate::fsio::exists(target)? {
             return Err(Error::Exists {
                 path: target.to_path_buf(),
             });
@@ -252,7 +226,7 @@ impl Transaction<'_> {
             return Err(Error::Exists { path: target });
         }
         let dir = parent(&target).to_path_buf();
-        if !crate::layout::exists(&dir)? {
+        if !crate::fsio::exists(&dir)? {
             let made = fsio::create_dirs(&dir, fsio::DIR_MODE)?;
             self.created_dirs.extend(made);
         }
@@ -305,16 +279,16 @@ impl Transaction<'_> {
         &mut self,
         dir: &Path,
         files: &[PathBuf],
-        dirs: &crate::layout::Layout,
+        dirs: &crate::model::layout::Layout,
         created: &str,
-    ) -> Result<crate::backup::Manifest> {
+    ) -> Result<crate::storage::backup::Manifest> {
         let dir = absolute(dir)?;
-        if crate::layout::exists(&dir)? {
+        if crate::fsio::exists(&dir)? {
             return Err(Error::Exists { path: dir });
         }
         let staging = parent(&dir).join(format!(
             "{}{}",
-            crate::backup::STAGING_PREFIX,
+            crate::storage::backup::STAGING_PREFIX,
             self.journal.id
         ));
         self.journal.backup = Some(BackupRecord {
@@ -322,7 +296,7 @@ impl Transaction<'_> {
             staging: staging.clone(),
         });
         self.write_prepared()?;
-        crate::backup::create(
+        crate::storage::backup::create(
             &dir,
             &staging,
             files,
@@ -342,7 +316,7 @@ impl Transaction<'_> {
         // A new file that appeared since it was staged (another tool, not kubepki: the lock
         // keeps kubepki runs apart) is never replaced: give up before anything moves.
         for e in self.journal.entries.iter().filter(|e| e.create) {
-            if crate::layout::exists(&e.target)? {
+            if crate::fsio::exists(&e.target)? {
                 return Err(Error::Exists {
                     path: e.target.clone(),
                 });
@@ -419,12 +393,12 @@ fn remove_if_present(p: &Path) -> Result<()> {
 /// finished directory if its manifest says it is this transaction's.
 fn remove_backup(b: &BackupRecord, id: &str) -> Result<()> {
     let mut removed = false;
-    if crate::layout::exists(&b.staging)? {
+    if crate::fsio::exists(&b.staging)? {
         fs::remove_dir_all(&b.staging).map_err(|e| Error::io(&b.staging, e))?;
         op();
         removed = true;
     }
-    if crate::backup::made_by(&b.dir, id) {
+    if crate::storage::backup::made_by(&b.dir, id) {
         fs::remove_dir_all(&b.dir).map_err(|e| Error::io(&b.dir, e))?;
         op();
         removed = true;
@@ -479,7 +453,7 @@ fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
     let jp = journal_dir.join(JOURNAL);
     let mut dirs = BTreeSet::new();
     for e in &j.entries {
-        if crate::layout::exists(&e.staged)? {
+        if crate::fsio::exists(&e.staged)? {
             let moved = if e.create {
                 fsio::rename_noreplace(&e.staged, &e.target)
             } else {
@@ -568,7 +542,7 @@ pub fn recover(layout: &Layout) -> Result<Recovery> {
         layout.kubeconfig_dir.as_path(),
     ];
     let jp = journal_dir.join(JOURNAL);
-    let outcome = if crate::layout::exists(&jp)? {
+    let outcome = if crate::fsio::exists(&jp)? {
         let bytes = fsio::read(&jp)?;
         let j: Journal = serde_json::from_slice(&bytes).map_err(|e| Error::Journal {
             path: jp.clone(),
@@ -604,14 +578,14 @@ pub fn recover(layout: &Layout) -> Result<Recovery> {
     let mut unaccounted = Vec::new();
     let mut seen = BTreeSet::new();
     for d in dirs {
-        if !seen.insert(d.to_path_buf()) || !crate::layout::exists(d)? {
+        if !seen.insert(d.to_path_buf()) || !crate::fsio::exists(d)? {
             continue;
         }
         for p in read_dir(d)? {
             let name = name_of(&p);
             if name.starts_with(TEMP_PREFIX)
                 && name != JOURNAL
-                && !name.starts_with(crate::backup::STAGING_PREFIX)
+                && !name.starts_with(crate::storage::backup::STAGING_PREFIX)
                 && fs::symlink_metadata(&p).is_ok_and(|m| m.is_file())
             {
                 unaccounted.push(p);
@@ -696,7 +670,7 @@ fn check_shape(jp: &Path, j: &Journal, layout: &Layout) -> Result<()> {
         }
     }
     if let Some(b) = &j.backup {
-        let want = format!("{}{}", crate::backup::STAGING_PREFIX, j.id);
+        let want = format!("{}{}", crate::storage::backup::STAGING_PREFIX, j.id);
         if j.id.is_empty()
             || b.staging.file_name() != Some(std::ffi::OsStr::new(&want))
             || b.staging.parent() != b.dir.parent()
@@ -718,7 +692,7 @@ fn undo_prepared(journal_dir: &Path, j: &Journal) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let prefix = format!("{TEMP_PREFIX}{}-", j.id);
     for d in &j.dirs {
-        if !crate::layout::exists(d)? {
+        if !crate::fsio::exists(d)? {
             continue;
         }
         for p in read_dir(d)? {

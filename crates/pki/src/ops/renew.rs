@@ -9,17 +9,20 @@ use std::time::Duration;
 use rayon::prelude::*;
 use time::OffsetDateTime;
 
-use crate::cert::Certificate;
+use crate::crypto::cert::Certificate;
+use crate::crypto::issue::{self, CertTemplate, Signer};
+use crate::crypto::key::{KeyAlgorithm, PrivateKey};
 use crate::error::{Error, Result};
-use crate::expiry::{format_date, read_item_cert};
-use crate::inventory::{self, CaId, Item};
-use crate::issue::{self, CertTemplate, Signer};
-use crate::key::{KeyAlgorithm, PrivateKey};
-use crate::kubeconfig::{self, Source};
-use crate::layout::{self, Layout};
-use crate::params::BACKDATE;
-use crate::session::Session;
-use crate::{check, duration, fsio};
+use crate::format::dates::format_date;
+use crate::format::duration;
+use crate::fsio;
+use crate::model::check;
+use crate::model::inventory::{self, CaId, Item};
+use crate::model::kubeconfig::{self, Source};
+use crate::model::layout::{self, Layout};
+use crate::model::params::BACKDATE;
+use crate::ops::expiry::read_item_cert;
+use crate::storage::session::Session;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -50,7 +53,7 @@ pub struct Request {
 impl Request {
     /// Refuses what would break a working PKI before anything is locked or read.
     pub fn validate(&self) -> Result<()> {
-        crate::duration::check_validity(
+        crate::format::duration::check_validity(
             self.validity,
             "the validity of renewed certificates (--validity, or certificateValidityPeriod in --config)",
         )
@@ -62,7 +65,7 @@ impl Request {
             .chain(&self.extra_sans.etcd_server)
             .chain(&self.extra_sans.etcd_peer)
         {
-            crate::params::validate_san(s).map_err(Error::Invalid)?;
+            crate::model::params::validate_san(s).map_err(Error::Invalid)?;
         }
         Ok(())
     }
@@ -313,7 +316,7 @@ pub fn plan(layout: &Layout, req: &Request, now: OffsetDateTime) -> Result<Plan>
         };
         if let Item::Kubeconfig(k) = item
             && !k.kubeadm_managed
-            && layout::exists(&target.files[0])?
+            && crate::fsio::exists(&target.files[0])?
         {
             match kubeconfig::read_credentials(&target.files[0]) {
                 Ok(c) if c.cert_source != Source::Embedded => {
@@ -511,7 +514,7 @@ pub fn execute(
         backup_dir,
         &old_files,
         &plan.layout,
-        &crate::expiry::rfc3339_utc(now),
+        &crate::format::dates::rfc3339_utc(now),
     )?;
     let written = r.commit()?;
     Ok(Outcome {

@@ -16,9 +16,10 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fsio::op;
+use crate::fsio::sha256_hex;
 use crate::fsio::{self, PRIVATE_DIR_MODE, json_path, parent, sync_dir};
-use crate::layout::Layout;
-use crate::txn::{op, sha256_hex};
+use crate::model::layout::Layout;
 
 pub const MANIFEST: &str = "MANIFEST.json";
 pub(crate) const STAGING_PREFIX: &str = ".kubepki-backup-";
@@ -64,7 +65,7 @@ pub(crate) fn create(
     layout: &Layout,
     created: &str,
 ) -> Result<Manifest> {
-    if crate::layout::exists(dir)? {
+    if crate::fsio::exists(dir)? {
         return Err(Error::Exists {
             path: dir.to_path_buf(),
         });
@@ -185,7 +186,7 @@ pub(crate) fn made_by(dir: &Path, id: &str) -> bool {
 /// so none is in progress; they are partial copies of files that are still in place).
 pub fn remove_incomplete(parent: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    if !crate::layout::exists(parent)? {
+    if !crate::fsio::exists(parent)? {
         return Ok(removed);
     }
     for entry in fs::read_dir(parent).map_err(|e| Error::io(parent, e))? {
@@ -304,7 +305,7 @@ fn check_pairs(files: &[RestoreFile], layout: &Layout) -> Result<()> {
     let content = |p: &Path| -> Result<Option<Vec<u8>>> {
         match files.iter().find(|f| f.original == p) {
             Some(f) => Ok(Some(f.contents.clone())),
-            None if crate::layout::exists(p)? => fsio::read(p).map(Some),
+            None if crate::fsio::exists(p)? => fsio::read(p).map(Some),
             None => Ok(None),
         }
     };
@@ -316,15 +317,17 @@ fn check_pairs(files: &[RestoreFile], layout: &Layout) -> Result<()> {
                 (other, f.original.clone())
             };
             if let (Some(c), Some(k)) = (content(&cert)?, content(&key)?) {
-                let c = crate::cert::Certificate::from_pem_chain(&c).map_err(|reason| {
+                let c = crate::crypto::cert::Certificate::from_pem_chain(&c).map_err(|reason| {
                     Error::BadCertificate {
                         path: cert.clone(),
                         reason,
                     }
                 })?;
-                let k = crate::key::PrivateKey::from_pem(&k).map_err(|reason| Error::BadKey {
-                    path: key.clone(),
-                    reason,
+                let k = crate::crypto::key::PrivateKey::from_pem(&k).map_err(|reason| {
+                    Error::BadKey {
+                        path: key.clone(),
+                        reason,
+                    }
                 })?;
                 if !k.matches_public_key(c[0].public_key_der()) {
                     return Err(Error::KeyMismatch { cert, key });
@@ -333,22 +336,23 @@ fn check_pairs(files: &[RestoreFile], layout: &Layout) -> Result<()> {
         } else if layout
             .managed_files()
             .iter()
-            .any(|(p, k)| *p == f.original && *k == crate::layout::FileKind::Kubeconfig)
+            .any(|(p, k)| *p == f.original && *k == crate::model::layout::FileKind::Kubeconfig)
         {
             let text = String::from_utf8_lossy(&f.contents);
-            let creds = crate::kubeconfig::parse_credentials(&text, &f.original)?;
-            if let (crate::kubeconfig::Source::Embedded, Some(k)) =
+            let creds = crate::model::kubeconfig::parse_credentials(&text, &f.original)?;
+            if let (crate::model::kubeconfig::Source::Embedded, Some(k)) =
                 (&creds.cert_source, &creds.key_pem)
             {
                 let c = creds.client_chain().map_err(|reason| Error::Kubeconfig {
                     path: f.original.clone(),
                     reason: format!("client certificate: {reason}"),
                 })?;
-                let k =
-                    crate::key::PrivateKey::from_pem(k).map_err(|reason| Error::Kubeconfig {
+                let k = crate::crypto::key::PrivateKey::from_pem(k).map_err(|reason| {
+                    Error::Kubeconfig {
                         path: f.original.clone(),
                         reason: format!("client key: {reason}"),
-                    })?;
+                    }
+                })?;
                 if !k.matches_public_key(c[0].public_key_der()) {
                     return Err(Error::Kubeconfig {
                         path: f.original.clone(),
@@ -383,7 +387,7 @@ fn read_stored(dir: &Path, stored: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::txn::Transaction;
+    use crate::storage::txn::Transaction;
     use std::os::unix::fs::PermissionsExt;
 
     fn pki() -> (tempfile::TempDir, Layout) {
@@ -395,8 +399,8 @@ mod tests {
 
     /// A self-signed certificate and its key, as PEM.
     fn pair(cn: &str) -> (Vec<u8>, Vec<u8>) {
-        use crate::issue::{CertTemplate, Signer, issue};
-        use crate::key::{KeyAlgorithm, PrivateKey};
+        use crate::crypto::issue::{CertTemplate, Signer, issue};
+        use crate::crypto::key::{KeyAlgorithm, PrivateKey};
         let k = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let now = time::OffsetDateTime::now_utc();
         let t = CertTemplate {

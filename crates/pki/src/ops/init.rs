@@ -12,18 +12,18 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use time::OffsetDateTime;
 
-use crate::cert::Certificate;
-use crate::check::{self, Findings};
-use crate::duration;
+use crate::crypto::cert::Certificate;
+use crate::crypto::issue::{self, CertTemplate, Signer};
+use crate::crypto::key::PrivateKey;
 use crate::error::{Error, Result};
+use crate::format::duration;
 use crate::fsio;
-use crate::inventory::{self, CaId, CaSpec, KubeconfigSpec, LeafSpec};
-use crate::issue::{self, CertTemplate, Signer};
-use crate::key::PrivateKey;
-use crate::kubeconfig::{self, Kubeconfig};
-use crate::layout::{self, Layout};
-use crate::params::{BACKDATE, ClusterParams};
-use crate::session::Session;
+use crate::model::check::{self, Findings};
+use crate::model::inventory::{self, CaId, CaSpec, KubeconfigSpec, LeafSpec};
+use crate::model::kubeconfig::{self, Kubeconfig};
+use crate::model::layout::{self, Layout};
+use crate::model::params::{BACKDATE, ClusterParams};
+use crate::storage::session::Session;
 
 /// One inventory entry.
 #[derive(Clone, Copy, Debug)]
@@ -173,7 +173,7 @@ fn read_or_note<T>(f: &mut Findings, r: Result<Option<T>>) -> Result<Option<T>, 
 }
 
 fn present(path: &std::path::Path) -> Result<bool> {
-    layout::exists(path)
+    crate::fsio::exists(path)
 }
 
 fn plan_ca(plan: &mut Plan, ca: &'static CaSpec, now: OffsetDateTime) -> Result<()> {
@@ -243,7 +243,7 @@ fn warn_if_clamped(
         let msg = format!(
             "{name}: the {} CA expires {}, so the new certificate will expire then too",
             inventory::ca(id).name,
-            crate::expiry::format_date(cert.not_after)
+            crate::format::dates::format_date(cert.not_after)
         );
         plan.findings.warnings.push(msg);
     }
@@ -333,7 +333,7 @@ fn plan_service_account(plan: &mut Plan) -> Result<()> {
             if let Some(k) = read_or_note(&mut plan.findings, layout::read_key(&key_path))? {
                 if pub_exists {
                     let bytes = crate::fsio::read(&pub_path)?;
-                    match crate::key::public_key_from_pem(&bytes) {
+                    match crate::crypto::key::public_key_from_pem(&bytes) {
                         Err(reason) => plan.findings.problems.push(Error::BadPublicKey {
                             path: pub_path.clone(),
                             reason,

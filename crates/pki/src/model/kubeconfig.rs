@@ -173,7 +173,7 @@ impl Kubeconfig {
     }
 
     pub fn to_yaml(&self) -> String {
-        crate::yaml::to_string(self).expect("a kubeconfig always serializes")
+        crate::format::yaml::to_string(self).expect("a kubeconfig always serializes")
     }
 }
 
@@ -263,10 +263,10 @@ pub struct Credentials {
 impl Credentials {
     /// The client certificate chain. A certificate read from a file may share it with its key
     /// (the kubelet's rotated pair); embedded data holds certificates only.
-    pub fn client_chain(&self) -> Result<Vec<crate::cert::Certificate>, String> {
+    pub fn client_chain(&self) -> Result<Vec<crate::crypto::cert::Certificate>, String> {
         match self.cert_source {
-            Source::Embedded => crate::cert::Certificate::from_pem_chain(&self.cert_pem),
-            Source::File(_) => crate::cert::Certificate::from_pem_with_key(&self.cert_pem),
+            Source::Embedded => crate::crypto::cert::Certificate::from_pem_chain(&self.cert_pem),
+            Source::File(_) => crate::crypto::cert::Certificate::from_pem_with_key(&self.cert_pem),
         }
     }
 }
@@ -421,7 +421,7 @@ pub fn update_credentials(
     let mut v: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
         err(format!(
             "not a valid kubeconfig: {}",
-            crate::yaml::describe_error(&e)
+            crate::format::yaml::describe_error(&e)
         ))
     })?;
     let find = |list: &mut serde_json::Value, name: &str| -> Option<usize> {
@@ -460,7 +460,7 @@ pub fn update_credentials(
             B64.encode(ca_pem).into(),
         );
     }
-    crate::yaml::to_string_sorted(&v).map_err(err)
+    crate::format::yaml::to_string_sorted(&v).map_err(err)
 }
 
 /// (cluster name, user name) of the current context.
@@ -483,7 +483,7 @@ fn parse_any(text: &str, path: &Path) -> Result<AnyKubeconfig> {
     let kc: AnyKubeconfig = serde_saphyr::from_str(text).map_err(|e| {
         err(format!(
             "not a valid kubeconfig: {}",
-            crate::yaml::describe_error(&e)
+            crate::format::yaml::describe_error(&e)
         ))
     })?;
     for names in [

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::inventory::{
+use crate::crypto::issue::CertTemplate;
+use crate::crypto::key::KeyAlgorithm;
+use crate::model::inventory::{
     CaSpec, CommonName, KubeconfigSpec, LeafSpec, Organizations, SanRule, ServerRule,
 };
-use crate::issue::CertTemplate;
-use crate::key::KeyAlgorithm;
 
 pub const DEFAULT_CERT_DIR: &str = "/etc/kubernetes/pki";
 pub const DEFAULT_KUBECONFIG_DIR: &str = "/etc/kubernetes";
@@ -117,8 +117,8 @@ impl ClusterParams {
         {
             validate_san(s)?;
         }
-        crate::duration::check_validity(self.cert_validity, "the certificate validity")?;
-        crate::duration::check_validity(self.ca_validity, "the CA certificate validity")?;
+        crate::format::duration::check_validity(self.cert_validity, "the certificate validity")?;
+        crate::format::duration::check_validity(self.ca_validity, "the CA certificate validity")?;
         Ok(())
     }
 
@@ -394,7 +394,7 @@ fn is_valid_dns_san(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory;
+    use crate::model::inventory;
 
     fn fixture_params() -> ClusterParams {
         let mut p = ClusterParams::new("vm".into(), "192.0.2.2".parse().unwrap());

@@ -3,10 +3,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::cert::Certificate;
+use crate::crypto::cert::Certificate;
+use crate::crypto::key::PrivateKey;
 use crate::error::{Error, Result};
-use crate::inventory::{CaSpec, Item, KubeconfigSpec, LeafSpec, SA_KEY, SA_PUB};
-use crate::key::PrivateKey;
+use crate::model::inventory::{CaSpec, Item, KubeconfigSpec, LeafSpec, SA_KEY, SA_PUB};
 
 /// What a file kubepki manages holds, and so its mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl FileKind {
     pub fn check(self, path: &Path, bytes: &[u8]) -> Result<()> {
         match self {
             FileKind::Certificate => {
-                crate::cert::Certificate::from_pem_chain(bytes).map_err(|reason| {
+                crate::crypto::cert::Certificate::from_pem_chain(bytes).map_err(|reason| {
                     Error::BadCertificate {
                         path: path.to_path_buf(),
                         reason,
@@ -45,9 +45,11 @@ impl FileKind {
                 })?;
             }
             FileKind::PublicKey => {
-                crate::key::public_key_from_pem(bytes).map_err(|reason| Error::BadPublicKey {
-                    path: path.to_path_buf(),
-                    reason,
+                crate::crypto::key::public_key_from_pem(bytes).map_err(|reason| {
+                    Error::BadPublicKey {
+                        path: path.to_path_buf(),
+                        reason,
+                    }
                 })?;
             }
             FileKind::Kubeconfig => {
@@ -55,7 +57,7 @@ impl FileKind {
                     path: path.to_path_buf(),
                     reason: "not UTF-8 text".into(),
                 })?;
-                crate::kubeconfig::parse_credentials(text, path)?;
+                crate::model::kubeconfig::parse_credentials(text, path)?;
             }
         }
         Ok(())
@@ -129,17 +131,17 @@ impl Layout {
     pub fn managed_files(&self) -> Vec<(PathBuf, FileKind)> {
         use FileKind::*;
         let mut v = Vec::new();
-        for ca in crate::inventory::CAS {
+        for ca in crate::model::inventory::CAS {
             v.push((self.ca_cert(ca), Certificate));
             v.push((self.ca_key(ca), PrivateKey));
         }
-        for l in crate::inventory::LEAVES {
+        for l in crate::model::inventory::LEAVES {
             v.push((self.leaf_cert(l), Certificate));
             v.push((self.leaf_key(l), PrivateKey));
         }
         v.push((self.sa_key(), PrivateKey));
         v.push((self.sa_pub(), PublicKey));
-        for k in crate::inventory::KUBECONFIGS {
+        for k in crate::model::inventory::KUBECONFIGS {
             v.push((self.kubeconfig(k), Kubeconfig));
         }
         v
@@ -148,10 +150,10 @@ impl Layout {
     /// The file holding the key of the certificate in `cert`, or the certificate of the key in
     /// `key` (the other half of a pair), if `path` is one half of a pair.
     pub fn pair_of(&self, path: &Path) -> Option<PathBuf> {
-        let cas = crate::inventory::CAS
+        let cas = crate::model::inventory::CAS
             .iter()
             .map(|c| (self.ca_cert(c), self.ca_key(c)));
-        let leaves = crate::inventory::LEAVES
+        let leaves = crate::model::inventory::LEAVES
             .iter()
             .map(|l| (self.leaf_cert(l), self.leaf_key(l)));
         cas.chain(leaves).find_map(|(c, k)| {
@@ -179,26 +181,8 @@ impl Layout {
     }
 }
 
-/// Whether a path exists, without following a final symlink's absence into "missing":
-/// a dangling symlink is reported as an error, since replacing it could write elsewhere.
-pub fn exists(path: &Path) -> Result<bool> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => match std::fs::metadata(path) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Io {
-                path: path.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::NotFound, "dangling symbolic link"),
-            }),
-            Err(e) => Err(Error::io(path, e)),
-        },
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    if !exists(path)? {
+    if !crate::fsio::exists(path)? {
         return Ok(None);
     }
     crate::fsio::read(path).map(Some)

@@ -28,8 +28,8 @@ use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
-use crate::cert::Certificate;
-use crate::key::PrivateKey;
+use crate::crypto::cert::Certificate;
+use crate::crypto::key::PrivateKey;
 
 /// What goes into a certificate besides key and validity.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -309,7 +309,7 @@ pub fn split_san(s: &str) -> Result<IpAddr, &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::KeyAlgorithm;
+    use crate::crypto::key::KeyAlgorithm;
     use time::Duration;
 
     fn now() -> OffsetDateTime {
