@@ -339,7 +339,7 @@ by a killed run is put back by the next kubepki run that writes."
     /// Write a key and a CSR for each certificate an external CA must sign.
     #[command(
         long_about = "Write a private key and a certificate signing request for each \
-certificate an external CA must sign (SPEC §2), as `kubeadm certs generate-csr` does: \
+certificate an external CA must sign, as `kubeadm certs generate-csr` does: \
 <cert-dir>/<name>.key + <name>.csr for certificates, and a partial kubeconfig (key, no \
 certificate) + <name>.csr in --kubeconfig-dir for kubeconfigs. The CSRs carry the subject and \
 SANs; the CA decides usages. Give the signed certificate back as <name>.crt beside its CSR, then \

@@ -66,8 +66,6 @@ pub enum Error {
     Journal { path: PathBuf, reason: String },
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
-    #[error("building certificate: {0}")]
-    Encode(String),
 }
 
 impl Error {

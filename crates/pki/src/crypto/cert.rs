@@ -569,10 +569,6 @@ impl Certificate {
             &self.signature,
         )
     }
-
-    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
-        self.not_before <= now && now <= self.not_after
-    }
 }
 
 fn end(d: Der<'_>, what: &str) -> Result<(), String> {

@@ -1,5 +1,5 @@
 //! PKCS#10 certificate signing requests: made for an external CA (names and SANs only: the
-//! CA decides usages, SPEC §2), and read back (also for Kubernetes CSR objects).
+//! CA decides usages), and read back (also for Kubernetes CSR objects).
 
 use std::net::IpAddr;
 

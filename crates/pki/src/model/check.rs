@@ -1,5 +1,5 @@
 //! Whether an existing certificate is fit for its slot in the inventory: the checks `init`
-//! applies before reusing a file, and that `verify` reports.
+//! applies before reusing a file, and `import` before installing one.
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -1,6 +1,7 @@
-//! The certificate inventory of a kubeadm control-plane node, as data (SPEC §1).
+//! The certificate inventory of a kubeadm control-plane node, as data: every CA, leaf and
+//! kubeconfig with its files, subject, usages, SANs and signing CA, as kubeadm makes them.
 //!
-//! `init`, `check-expiration`, `renew`, `generate-csr` and `verify` all walk these tables;
+//! `init`, `check-expiration`, `renew`, `generate-csr` and `import` all walk these tables;
 //! nothing else in kubepki knows a certificate's name, file, issuer or usages.
 
 use std::fmt;
@@ -70,7 +71,8 @@ impl fmt::Display for Usage {
     }
 }
 
-/// Which SAN rule of SPEC §1 applies.
+/// Which of kubeadm's SAN rules applies (apiserver: the node, the service names and IPs, the
+/// endpoint; etcd server and peer: the node, localhost and its addresses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SanRule {
     None,

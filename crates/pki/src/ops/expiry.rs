@@ -1,4 +1,5 @@
-//! `check-expiration`: kubeadm's report, byte-compatible in text, JSON and YAML (SPEC §3).
+//! `check-expiration`: kubeadm's report, byte for byte in text, JSON and YAML (tabwriter
+//! columns, `!MISSING!` rows, apimachinery's HumanDuration for residual times).
 
 use std::io::Write;
 
@@ -58,7 +59,7 @@ pub fn collect(layout: &Layout, scope: Scope) -> Result<Report> {
     let mut external = Vec::new();
     for ca in &cas {
         let cert = layout::read_cert(&layout.ca_cert(ca))?;
-        // SPEC §2: the CA certificate is here but its key is not.
+        // External: the CA certificate is here but its key is not.
         let ext = cert.is_some() && !crate::fsio::exists(&layout.ca_key(ca))?;
         external.push((ca.id, ext));
         authorities.push(Row {

@@ -1,4 +1,5 @@
-//! The external-CA workflow (SPEC §2): `generate-csr` writes a key and a CSR for every
+//! The external-CA workflow (a CA certificate present without its key): `generate-csr` writes
+//! a key and a CSR for every
 //! certificate an external CA must sign; `import` checks what the CA returned and installs it.
 //!
 //! Layout follows kubeadm: `<cert-dir>/<base>.key` + `<base>.csr` for certificates, and a

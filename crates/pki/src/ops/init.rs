@@ -1,9 +1,10 @@
-//! `init`: create every missing file of a control-plane node's PKI (SPEC §1), never touching
+//! `init`: create every missing file of a control-plane node's PKI, never touching
 //! what exists.
 //!
 //! Planning reads and checks everything first. If an existing file is unfit for its slot
 //! (corrupt, wrong CA, wrong key, expired, missing SANs), the plan carries the problem and
-//! nothing is written. A CA whose key is absent is external (SPEC §2): what it would have to
+//! nothing is written. A CA whose certificate is present without its key is external: what it
+//! would have to
 //! sign and is missing cannot be created, and is reported, while the rest proceeds.
 
 use std::collections::BTreeMap;
@@ -93,7 +94,7 @@ impl Plan {
         self.findings.is_ok()
     }
 
-    /// Missing files an external CA must sign, one error per CA (SPEC §2).
+    /// Missing files an external CA must sign (their CA's key is not here), one error per CA.
     pub fn external_gaps(&self) -> Vec<Error> {
         let mut by_ca: BTreeMap<CaId, Vec<PathBuf>> = BTreeMap::new();
         for s in &self.steps {

@@ -90,7 +90,7 @@ pub enum Action {
     NotDue {
         expires: OffsetDateTime,
     },
-    /// Signed by a CA whose key is not here (SPEC §2).
+    /// Signed by a CA whose key is not here: an external CA renews it.
     External {
         ca: &'static str,
     },
