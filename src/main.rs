@@ -9,8 +9,8 @@ mod out;
 mod cli;
 mod cmd;
 mod detect;
-mod held;
 mod restart;
+mod signals;
 
 use std::process::ExitCode;
 

@@ -14,9 +14,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubepki_pki::ops::renew::Component;
 use ureq::http::{HeaderName, HeaderValue, Uri};
 
-use crate::held::{self, Guard, signal_name};
-pub use crate::held::{hold_dir, recover_held};
 use crate::out::{errln, outln};
+use crate::signals::{Guard, signal_name};
+use kubepki_pki::storage::held;
+pub use kubepki_pki::storage::held::hold_dir;
 
 pub struct Options {
     pub manifests_dir: PathBuf,
@@ -285,7 +286,7 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
                     signal,
                     still_held: None,
                 },
-                None => Outcome::NotRestarted(e),
+                None => Outcome::NotRestarted(e.into()),
             };
         }
     };
@@ -305,7 +306,7 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
     }
     let back = held.put_back();
     if let Some(signal) = guard.disarm() {
-        let still_held = back.err();
+        let still_held = back.err().map(anyhow::Error::from);
         if still_held.is_none() {
             errln!(
                 "[restart] {}: caught {}; its manifest is back in place",
@@ -316,7 +317,7 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
         return Outcome::Interrupted { signal, still_held };
     }
     if let Err(e) = back {
-        return Outcome::StillHeld(e);
+        return Outcome::StillHeld(e.into());
     }
     if probes.http.is_empty() {
         let why = probes.why_unchecked();

@@ -80,7 +80,7 @@ pub fn open_session(layout: &Layout, wait: bool, create: bool) -> Result<Session
             b.display()
         );
     }
-    for m in crate::restart::recover_held(&crate::restart::hold_dir(&s.layout().kubeconfig_dir))? {
+    for m in s.put_back_manifests() {
         outln!(
             "[recover] put back static pod manifest {} held by an interrupted run",
             m.display()

@@ -64,6 +64,8 @@ pub enum Error {
     Locked { path: PathBuf },
     #[error("{path}: {reason}")]
     Journal { path: PathBuf, reason: String },
+    #[error("{path} {reason}")]
+    HeldManifest { path: PathBuf, reason: String },
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
 }

@@ -1,8 +1,9 @@
 //! A writing session: the only way to change a PKI.
 //!
 //! Opening one takes the cert dir lock (waiting for it, or failing at once), then brings an
-//! interrupted run to an end (finishing a committed transaction, undoing a prepared one) and
-//! removes half-made backups, all before the caller reads anything. Every operation that
+//! interrupted run to an end (finishing a committed transaction, undoing a prepared one),
+//! removes half-made backups and puts back static pod manifests an interrupted restart held out,
+//! all before the caller reads anything. Every operation that
 //! writes takes `&Session` and writes through [`Session::transaction`], so none can skip the
 //! lock or the recovery. The session also owns where backups go and what they are called.
 
@@ -14,6 +15,7 @@ use time::macros::format_description;
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::model::layout::Layout;
+use crate::storage::held;
 use crate::storage::txn::{self, DirLock, Recovery, Transaction};
 
 /// Backups go here, below the kubeconfig dir, unless the user names another directory.
@@ -24,6 +26,7 @@ pub struct Session {
     _lock: DirLock,
     recovery: Recovery,
     removed_backups: Vec<PathBuf>,
+    put_back: Vec<PathBuf>,
 }
 
 impl Session {
@@ -57,11 +60,13 @@ impl Session {
         let recovery = txn::recover(&layout)?;
         let removed_backups =
             crate::storage::backup::remove_incomplete(&layout.kubeconfig_dir.join(BACKUPS_DIR))?;
+        let put_back = held::recover_held(&held::hold_dir(&layout.kubeconfig_dir))?;
         Ok(Session {
             layout,
             _lock: lock,
             recovery,
             removed_backups,
+            put_back,
         })
     }
 
@@ -78,6 +83,11 @@ impl Session {
     /// Half-made backups (of kubepki versions before transactions named them) removed.
     pub fn removed_backups(&self) -> &[PathBuf] {
         &self.removed_backups
+    }
+
+    /// Static pod manifests an interrupted restart had held out, put back where they were.
+    pub fn put_back_manifests(&self) -> &[PathBuf] {
+        &self.put_back
     }
 
     /// Starts a transaction for `operation` ("init", "renew", ...).

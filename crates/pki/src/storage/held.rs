@@ -7,27 +7,21 @@
 //! survives). The record is written atomically and fsynced *before* the manifest moves, so at
 //! every instant either the manifest is in place or a record says where it goes back.
 //!
-//! While a manifest is held, SIGINT, SIGTERM and SIGHUP are caught (not acted on); the holder
-//! puts the manifest back, then exits with 128+n. Outside a hold they act as they always did.
-//!
-//! Only std, nix, signal-hook and the library's `txn` are used, so this module can move into
-//! the library as it is.
+//! A [`crate::storage::session::Session`] puts back what an interrupted run held before
+//! anything else happens; the binary catches SIGINT, SIGTERM and SIGHUP while it holds one.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use anyhow::{Context, Result, bail};
-use kubepki_pki::fsio;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use crate::error::{Error, Result};
+use crate::fsio;
 
 const HOLD_DIR: &str = "kubepki-held-manifests";
 const ORIGIN: &str = ".origin";
 /// Temp files `fsio::write_atomic` leaves when killed while writing a record.
-use kubepki_pki::fsio::TEMP_PREFIX;
+use crate::fsio::TEMP_PREFIX;
 
 /// Where manifests wait while their pod is down: outside the manifests directory, so the
 /// kubelet does not see them, and on the same file system in kubeadm's layout.
@@ -44,10 +38,9 @@ fn record_of(held: &Path) -> PathBuf {
 /// Moves `from` to `to` without ever replacing a file at `to`: a hard link (which fails if `to`
 /// exists), then the old name goes. Killed in between, both names are the same file.
 fn move_no_clobber(from: &Path, to: &Path) -> Result<()> {
-    std::fs::hard_link(from, to)
-        .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+    std::fs::hard_link(from, to).map_err(|e| Error::io(to, e))?;
     fsio::op();
-    std::fs::remove_file(from).with_context(|| format!("cannot remove {}", from.display()))?;
+    std::fs::remove_file(from).map_err(|e| Error::io(from, e))?;
     fsio::op();
     Ok(())
 }
@@ -59,10 +52,12 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn parent(p: &Path) -> &Path {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+use crate::fsio::parent;
+
+fn held_error(path: &Path, reason: &str) -> Error {
+    Error::HeldManifest {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
     }
 }
 
@@ -77,19 +72,18 @@ pub struct Held {
 /// Moves `manifest` into `hold_dir`, first recording where it came from. The caller holds the
 /// cert dir lock (so no other kubepki run recovers it meanwhile).
 pub fn hold(manifest: &Path, hold_dir: &Path) -> Result<Held> {
-    let origin = std::path::absolute(manifest)
-        .with_context(|| format!("{}: cannot make the path absolute", manifest.display()))?;
+    let origin = std::path::absolute(manifest).map_err(|e| Error::io(manifest, e))?;
     let Some(name) = origin.file_name() else {
-        bail!("{}: not a file name", manifest.display());
+        return Err(held_error(manifest, "is not a file name"));
     };
     // Manifests can carry secrets (flags, env): root-only, whatever the umask.
     fsio::create_dirs(hold_dir, fsio::PRIVATE_DIR_MODE)?;
     let held = hold_dir.join(name);
     if std::fs::symlink_metadata(&held).is_ok() {
-        bail!(
-            "{} exists: a manifest an interrupted kubepki run held is still there; put it back first",
-            held.display()
-        );
+        return Err(held_error(
+            &held,
+            "exists: a manifest an interrupted kubepki run held is still there; put it back first",
+        ));
     }
     let record = record_of(&held);
     fsio::write_atomic(&record, origin.as_os_str().as_bytes(), 0o600)?;
@@ -133,14 +127,16 @@ impl Drop for Held {
 fn put_back(held: &Path, origin: &Path) -> Result<()> {
     if std::fs::symlink_metadata(origin).is_ok() {
         if !same_file(held, origin) {
-            bail!(
-                "{} is held by an interrupted kubepki run, but {} exists too; keep one and remove the other",
-                held.display(),
-                origin.display()
-            );
+            return Err(held_error(
+                held,
+                &format!(
+                    "is held by an interrupted kubepki run, but {} exists too; keep one and remove the other",
+                    origin.display()
+                ),
+            ));
         }
         // Killed between link and unlink: both names are the same file already.
-        std::fs::remove_file(held).with_context(|| held.display().to_string())?;
+        std::fs::remove_file(held).map_err(|e| Error::io(held, e))?;
         fsio::op();
     } else {
         move_no_clobber(held, origin)?;
@@ -148,7 +144,7 @@ fn put_back(held: &Path, origin: &Path) -> Result<()> {
     fsio::sync_dir(parent(origin))?;
     let dir = parent(held);
     let record = record_of(held);
-    std::fs::remove_file(&record).with_context(|| record.display().to_string())?;
+    std::fs::remove_file(&record).map_err(|e| Error::io(&record, e))?;
     fsio::op();
     fsio::sync_dir(dir)?;
     // Empty now unless other manifests are held; then it stays.
@@ -165,9 +161,9 @@ pub fn recover_held(hold_dir: &Path) -> Result<Vec<PathBuf>> {
         Ok(rd) => rd
             .map(|e| e.map(|e| e.path()))
             .collect::<std::io::Result<Vec<_>>>()
-            .with_context(|| hold_dir.display().to_string())?,
+            .map_err(|e| Error::io(hold_dir, e))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| hold_dir.display().to_string()),
+        Err(e) => return Err(Error::io(hold_dir, e)),
     };
     let is = |p: &Path, f: fn(&[u8]) -> bool| f(p.file_name().unwrap_or_default().as_bytes());
     let mut back = Vec::new();
@@ -177,20 +173,24 @@ pub fn recover_held(hold_dir: &Path) -> Result<Vec<PathBuf>> {
         })
     }) {
         let record = record_of(held);
-        let bytes = fsio::read(&record).with_context(|| {
-            format!(
-                "{} is held by an interrupted kubepki run, but {} (where it came from) cannot be read; move it back into the manifests directory yourself",
-                held.display(),
-                record.display()
+        let bytes = fsio::read(&record).map_err(|e| {
+            held_error(
+                held,
+                &format!(
+                    "is held by an interrupted kubepki run, but {} (where it came from) cannot be read ({e}); move it back into the manifests directory yourself",
+                    record.display()
+                ),
             )
         })?;
         let origin = PathBuf::from(OsStr::from_bytes(&bytes));
         if !origin.is_absolute() || origin.file_name() != held.file_name() {
-            bail!(
-                "{}: not the absolute path of {} (corrupt?); move the manifest back yourself",
-                record.display(),
-                held.display()
-            );
+            return Err(held_error(
+                &record,
+                &format!(
+                    "is not the absolute path of {} (corrupt?); move the manifest back yourself",
+                    held.display()
+                ),
+            ));
         }
         put_back(held, &origin)?;
         back.push(origin);
@@ -205,96 +205,11 @@ pub fn recover_held(hold_dir: &Path) -> Result<Vec<PathBuf>> {
         match std::fs::remove_file(stale) {
             Ok(()) => fsio::op(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| stale.display().to_string()),
+            Err(e) => return Err(Error::io(stale, e)),
         }
     }
     let _ = std::fs::remove_dir(hold_dir);
     Ok(back)
-}
-
-/// True while no manifest is held: a signal then acts as it would without kubepki's handler.
-static UNGUARDED: AtomicBool = AtomicBool::new(true);
-/// The last termination signal caught while a manifest was held (0: none).
-static CAUGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// Catching SIGINT, SIGTERM and SIGHUP while a manifest is held. Armed by [`Guard::arm`]; a
-/// signal caught meanwhile is reported by [`Guard::caught`] and by [`Guard::disarm`].
-pub struct Guard(());
-
-impl Guard {
-    pub fn arm() -> Result<Guard> {
-        install()?;
-        CAUGHT.store(0, Ordering::SeqCst);
-        UNGUARDED.store(false, Ordering::SeqCst);
-        Ok(Guard(()))
-    }
-
-    /// The signal caught so far, if any.
-    pub fn caught(&self) -> Option<i32> {
-        caught()
-    }
-
-    /// Signals act normally again; returns the one caught while armed, if any (one arriving
-    /// from now on terminates the process as usual).
-    pub fn disarm(self) -> Option<i32> {
-        drop(self);
-        caught()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        UNGUARDED.store(true, Ordering::SeqCst);
-    }
-}
-
-fn caught() -> Option<i32> {
-    match CAUGHT.load(Ordering::SeqCst) {
-        0 => None,
-        n => i32::try_from(n).ok(),
-    }
-}
-
-/// The signal's name, e.g. SIGTERM.
-pub fn signal_name(sig: i32) -> String {
-    signal_hook::low_level::signal_name(sig)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("signal {sig}"))
-}
-
-/// Installs the handlers once. A signal the process inherited as ignored (nohup's SIGHUP, a
-/// background job's SIGINT) stays ignored: the handler would otherwise turn it deadly.
-fn install() -> Result<()> {
-    static INSTALLED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            let ignored = ignored_signals();
-            for sig in [SIGINT, SIGTERM, SIGHUP] {
-                if ignored & (1u64 << (sig - 1)) != 0 {
-                    continue;
-                }
-                // Order matters: the default action (when unguarded) runs first.
-                signal_hook::flag::register_conditional_default(sig, &UNGUARDED)
-                    .and_then(|_| signal_hook::flag::register_usize(sig, &CAUGHT, sig as usize))
-                    .map_err(|e| format!("cannot handle {}: {e}", signal_name(sig)))?;
-            }
-            Ok(())
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-/// The process's ignored signals (`SigIgn` of /proc/self/status), as a bit mask; none if it
-/// cannot be read.
-fn ignored_signals() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("SigIgn:"))
-                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -354,7 +269,7 @@ mod tests {
         let hd = hold_dir(&tmp.path().join("etc"));
         std::mem::forget(hold(&f, &hd).unwrap());
         std::fs::write(&f, b"new").unwrap();
-        let e = format!("{:#}", recover_held(&hd).unwrap_err());
+        let e = recover_held(&hd).unwrap_err().to_string();
         assert!(
             e.contains("kube-apiserver.yaml is held") && e.contains("exists too"),
             "{e}"
@@ -374,7 +289,7 @@ mod tests {
         let hd = hold_dir(tmp.path());
         std::fs::create_dir_all(&hd).unwrap();
         std::fs::write(hd.join("kube-apiserver.yaml"), b"pod").unwrap();
-        let e = format!("{:#}", recover_held(&hd).unwrap_err());
+        let e = recover_held(&hd).unwrap_err().to_string();
         assert!(
             e.contains("kube-apiserver.yaml is held") && e.contains(".origin"),
             "{e}"
@@ -384,7 +299,7 @@ mod tests {
             b"relative/kube-apiserver.yaml",
         )
         .unwrap();
-        let e = format!("{:#}", recover_held(&hd).unwrap_err());
+        let e = recover_held(&hd).unwrap_err().to_string();
         assert!(e.contains("not the absolute path"), "{e}");
     }
 
