@@ -6,7 +6,7 @@ use kubepki_pki::model::inventory;
 use kubepki_pki::model::layout::Layout;
 use kubepki_pki::model::params::DEFAULT_CERT_VALIDITY;
 use kubepki_pki::ops::renew::{self, Component, ExtraSans, Request, Selection};
-use kubepki_pki::storage::backup;
+use kubepki_pki::ops::restore;
 use time::OffsetDateTime;
 
 use crate::cli::{RenewArgs, RestartArgs, RestoreArgs};
@@ -178,72 +178,35 @@ fn advise(comps: &[Component], dry_run: bool) {
 pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let r = super::resolve(&args.dirs)?;
     let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir).resolved()?;
-    let m = backup::load(&args.backup)?;
-    // The backup must be of this PKI: a restore writes only inside the directories the user
-    // names (or kubeadm's defaults), never where an edited manifest points.
-    let of_other = m.cert_dir != layout.cert_dir
-        || m.kubeconfig_dir
-            .as_ref()
-            .is_some_and(|k| *k != layout.kubeconfig_dir);
-    if of_other {
-        bail!(
-            "{}: this backup is of the PKI in {} and {}, not {} and {}; to restore it into that PKI, pass --cert-dir {} --kubeconfig-dir {}",
-            args.backup.join(backup::MANIFEST).display(),
-            m.cert_dir.display(),
-            m.kubeconfig_dir
-                .as_deref()
-                .unwrap_or(&layout.kubeconfig_dir)
-                .display(),
-            layout.cert_dir.display(),
-            layout.kubeconfig_dir.display(),
-            m.cert_dir.display(),
-            m.kubeconfig_dir
-                .as_deref()
-                .unwrap_or(&layout.kubeconfig_dir)
-                .display(),
-        );
-    }
-    let files = backup::plan_restore(&args.backup, &m, &layout)?;
-    if files.is_empty() {
+    // A writing run reads the backup and the current files under the lock.
+    let session = if args.dry_run {
+        None
+    } else {
+        Some(super::open_session(&layout, args.wait, false)?)
+    };
+    let layout = session.as_ref().map_or(layout, |s| s.layout().clone());
+    let plan = restore::plan(&args.backup, &layout)?;
+    if plan.files.is_empty() {
         outln!(
             "[restore] {} holds no files: nothing to restore",
             args.backup.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if args.dry_run {
-        for f in &files {
+    let Some(session) = session else {
+        for f in &plan.files {
             outln!("[restore] would restore {}", f.original.display());
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    let session = super::open_session(&layout, args.wait, false)?;
-    // Only once the lock is held: a refused run must not claim to be restoring.
-    for f in &files {
+    };
+    for f in &plan.files {
         outln!("[restore] restoring {}", f.original.display());
     }
     let before = match &args.backup_dir {
         Some(d) => d.clone(),
         None => session.before_restore_dir(&args.backup, now),
     };
-    // What is there now is backed up too: a restore must be undoable.
-    let mut current = Vec::new();
-    for f in &files {
-        if kubepki_pki::fsio::exists(&f.original)? {
-            current.push(f.original.clone());
-        }
-    }
-    let mut tx = session.transaction("restore")?;
-    for f in &files {
-        tx.replace(&f.original, &f.contents, f.mode)?;
-    }
-    tx.back_up(
-        &before,
-        &current,
-        session.layout(),
-        &kubepki_pki::format::dates::rfc3339_utc(now),
-    )?;
-    let restored = tx.commit()?;
+    let restored = restore::execute(&session, &plan, &before, now)?;
     outln!(
         "[restore] restored {} files; what they replaced is in {}",
         restored.len(),

@@ -66,6 +66,16 @@ pub enum Error {
     Journal { path: PathBuf, reason: String },
     #[error("{path} {reason}")]
     HeldManifest { path: PathBuf, reason: String },
+    #[error(
+        "{manifest}: this backup is of the PKI in {backup_cert_dir} and {backup_kubeconfig_dir}, not {cert_dir} and {kubeconfig_dir}; to restore it into that PKI, pass --cert-dir {backup_cert_dir} --kubeconfig-dir {backup_kubeconfig_dir}"
+    )]
+    BackupOfAnotherPki {
+        manifest: PathBuf,
+        backup_cert_dir: PathBuf,
+        backup_kubeconfig_dir: PathBuf,
+        cert_dir: PathBuf,
+        kubeconfig_dir: PathBuf,
+    },
     #[error("cryptographic operation failed: {0}")]
     Crypto(String),
 }

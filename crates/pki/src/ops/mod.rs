@@ -1,6 +1,8 @@
-//! What kubepki does with a PKI: init, renew, the external CA workflow, the expiry report.
+//! What kubepki does with a PKI: init, renew and restore, the external CA workflow, the expiry
+//! report.
 
 pub mod expiry;
 pub mod external;
 pub mod init;
 pub mod renew;
+pub mod restore;
