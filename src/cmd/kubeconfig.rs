@@ -190,23 +190,15 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let target = session
         .layout()
         .kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
-    let mut t = session.transaction("kubeconfig kubelet")?;
-    t.replace(&target, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
-    let mut backed_up = None;
-    if kubepki_pki::fsio::exists(&target)? {
-        let dir = args
-            .backup_dir
-            .clone()
-            .unwrap_or_else(|| session.new_backup_dir(now));
-        t.back_up(
-            &dir,
-            std::slice::from_ref(&target),
-            session.layout(),
-            &kubepki_pki::format::dates::rfc3339_utc(now),
-        )?;
-        backed_up = Some(dir);
-    }
-    t.commit()?;
+    let backed_up = kubepki_pki::ops::install::install(
+        &session,
+        "kubeconfig kubelet",
+        &target,
+        yaml.as_bytes(),
+        fsio::KUBECONFIG_MODE,
+        args.backup_dir.as_deref(),
+        now,
+    )?;
     if let Some(dir) = backed_up {
         outln!(
             "[kubeconfig] backed up {} to {}",

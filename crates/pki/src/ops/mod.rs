@@ -4,5 +4,6 @@
 pub mod expiry;
 pub mod external;
 pub mod init;
+pub mod install;
 pub mod renew;
 pub mod restore;
