@@ -1,5 +1,5 @@
 //! A real kube-apiserver v1.20.2, backed by a real etcd, runs on a PKI made only by
-//! `kubepki init`, and every kubeconfig kubepki writes authenticates as the identity SPEC §1
+//! `kubepki init`, and every kubeconfig kubepki writes authenticates as the identity kubeadm gives it
 //! gives it (CN = user, O = groups), as the API server's own authorizers (RBAC, Node) see it.
 //!
 //! The servers start once (that is the slow part) and the checks run in sequence against them.

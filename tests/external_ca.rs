@@ -1,4 +1,4 @@
-//! External CA end to end (SPEC §2): the three CAs live in their own directories, run by
+//! External CA end to end (CA certificates present, their keys elsewhere): the three CAs live in their own directories, run by
 //! `openssl ca` with its own configuration (database, serials, policy, and one extension
 //! profile per kind of certificate: the CA decides usages, SANs are copied from the request);
 //! the node holds only their certificates. `kubepki certs generate-csr` writes keys and CSRs,
@@ -33,7 +33,7 @@ const NODE: &str = "cp-30";
 
 /// What the external CAs sign: (kubepki's name, path of the request below the cert dir or
 /// the kubeconfig dir without `.csr`, kubeconfig?, signing CA, `openssl ca` profile).
-/// Profiles follow SPEC §1: apiserver is a server, etcd server and peer are both, the rest are
+/// Profiles follow kubeadm's usages: apiserver is a server, etcd server and peer are both, the rest are
 /// clients.
 const SIGNED: [(&str, &str, bool, &str, &str); 12] = [
     ("apiserver", "apiserver", false, "ca", "server"),
@@ -316,7 +316,7 @@ fn external_ca_generate_csr_openssl_ca_import_then_etcd_and_apiserver_run() {
         .collect(),
         foreign: ExtCa::new(&ext, "foreign", "kubernetes"),
     };
-    // SPEC §2 external mode: the node has the CA certificates, never their keys.
+    // External mode: the node has the CA certificates, never their keys.
     fs::create_dir_all(pki.join("etcd")).unwrap();
     for (ca, dest) in [
         ("ca", "ca.crt"),
@@ -339,7 +339,7 @@ fn external_ca_generate_csr_openssl_ca_import_then_etcd_and_apiserver_run() {
             "generate-csr should report {name}:\n{text}"
         );
     }
-    // The requests carry names, not usages; SANs as SPEC §1 gives them.
+    // The requests carry names, not usages; SANs as kubeadm gives them.
     for (name, ..) in SIGNED {
         let (csr, _) = req_paths(name, &pki, &node);
         let t = openssl_text(&["req", "-noout", "-text", "-in"], &csr);
@@ -577,7 +577,7 @@ fn refusals(cas: &Cas, tmp: &Path, node: &Path, api_port: u16) {
     let etcd_ca = cas.get("etcd-ca");
 
     // Wrong usages: apiserver signed with the client profile (no serverAuth), etcd-server with
-    // the server-only profile (no clientAuth, which etcd's own gateway needs, SPEC §7).
+    // the server-only profile (no clientAuth, which etcd's own gateway needs).
     let d = fresh_set(cas, tmp, "csr-usages", node, api_port);
     let (api_csr, api_crt) = req_paths("apiserver", &d, &d);
     let (etcd_csr, etcd_crt) = req_paths("etcd-server", &d, &d);
@@ -685,7 +685,7 @@ fn cluster_checks(c: &mut Cluster) {
     let admin = c.conf("admin.conf");
 
     // etcd serves with the etcd CA's server certificate and accepts its healthcheck client,
-    // and its JSON gateway works (it needs clientAuth on the server certificate, SPEC §7).
+    // and its JSON gateway works (it needs clientAuth on the server certificate).
     c.wait_etcd_healthy();
     let o = run_ok(
         curl_with_cert(
@@ -753,7 +753,7 @@ fn repaired_import_is_installed(tmp: &Path, node: &Path, c: &mut Cluster) {
             show(&out)
         );
     }
-    // SPEC §1 modes: certificates 0644, keys and kubeconfigs 0600.
+    // kubeadm's modes: certificates 0644, keys and kubeconfigs 0600.
     for (name, rel, kubeconfig, ..) in SIGNED {
         let files: Vec<(PathBuf, u32)> = if kubeconfig {
             vec![(node.join(rel), 0o600)]

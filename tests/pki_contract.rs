@@ -1,4 +1,4 @@
-//! The PKI contract of SPEC §1, checked with openssl (and kubectl for kubeconfigs) as
+//! The PKI contract (kubeadm's names, CNs, groups, SANs, usages, modes), checked with openssl (and kubectl for kubeconfigs) as
 //! independent judges, for every key algorithm.
 
 mod common;
@@ -25,7 +25,7 @@ struct Expect {
 const NODE: &str = "cp-1";
 const IP: &str = "192.0.2.10";
 
-/// SPEC §1, spelled out for node cp-1 at 192.0.2.10 with endpoint cp.example.com:6443 and one
+/// kubeadm's PKI, spelled out for node cp-1 at 192.0.2.10 with endpoint cp.example.com:6443 and one
 /// extra SAN; openssl prints subjects as "O = ..., CN = ...".
 const LEAVES: &[Expect] = &[
     Expect {

@@ -910,7 +910,7 @@ fn external_ca_certificates_are_reported_the_rest_renews() {
     fs::remove_file(d.join("pki/ca.key")).unwrap();
     let before = tree(d);
 
-    // kubeadm's rule (SPEC §2): report and go on; exit status 0.
+    // kubeadm's rule for an external CA (its key is absent): report and go on; exit status 0.
     let out = run_ok(&mut renew(d, RENEW_NOW, &["all"], &[]));
     let text = stdout(&out);
     let ca_signed = signed_by("pki/ca.crt");
