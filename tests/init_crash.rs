@@ -146,13 +146,7 @@ fn crash_and_recover(n: u64) -> Option<Case> {
         assert_complete(d, &format!("completed run (limit {n})"));
         return None;
     }
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{ctx}: expected death by SIGKILL, got {}\n{}",
-        out.status,
-        stderr(&out)
-    );
+    assert_killed(&out, &ctx);
     let journal = journal_state(&d.join("pki"));
     let there = present(d);
     // Before the commit not one inventory file may be in place: a file in place is used by

@@ -267,13 +267,7 @@ fn crash_and_recover(pristine_dir: &Path, pristine: &Tree, n: u64, alg: &str) ->
         verdict(&d, pristine, &format!("{alg}, completed run (limit {n})"));
         return None;
     }
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{ctx}: expected death by SIGKILL, got {}\n{}",
-        out.status,
-        stderr(&out)
-    );
+    assert_killed(&out, &ctx);
     let journal = d.join("pki/.kubepki-journal");
     let state = journal_state(&d.join("pki"));
     let journal_seen = state.as_deref() == Some("committed");

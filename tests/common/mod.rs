@@ -470,3 +470,15 @@ pub fn assert_no_panic(o: &Output, what: &str) {
         stdout(o)
     );
 }
+
+/// Asserts that the process of `out` was killed by SIGKILL (the crash hook), naming `ctx`.
+pub fn assert_killed(out: &Output, ctx: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{ctx}: expected death by SIGKILL, got {}\n{}",
+        out.status,
+        stderr(out)
+    );
+}

@@ -231,14 +231,7 @@ pub fn load(dir: &Path) -> Result<Manifest> {
                 reason: format!("stored path {} escapes the backup", f.stored.display()),
             });
         }
-        let p = dir.join(&f.stored);
-        let b = read_stored(dir, &f.stored)?;
-        if sha256_hex(&b) != f.sha256 {
-            return Err(Error::Journal {
-                path: p,
-                reason: "does not match the checksum in the backup manifest".into(),
-            });
-        }
+        read_checked(dir, f)?;
     }
     Ok(m)
 }
@@ -281,13 +274,7 @@ pub fn plan_restore(dir: &Path, m: &Manifest, layout: &Layout) -> Result<Vec<Res
             });
         }
         let stored = dir.join(&f.stored);
-        let contents = read_stored(dir, &f.stored)?;
-        if sha256_hex(&contents) != f.sha256 {
-            return Err(Error::Journal {
-                path: stored,
-                reason: "does not match the checksum in the backup manifest".into(),
-            });
-        }
+        let contents = read_checked(dir, f)?;
         kind.check(&stored, &contents)?;
         out.push(RestoreFile {
             original: f.original.clone(),
@@ -363,6 +350,19 @@ fn check_pairs(files: &[RestoreFile], layout: &Layout) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A file stored in backup `dir`, read as [`read_stored`] does, with the checksum the manifest
+/// records for it.
+fn read_checked(dir: &Path, f: &BackupFile) -> Result<Vec<u8>> {
+    let b = read_stored(dir, &f.stored)?;
+    if sha256_hex(&b) != f.sha256 {
+        return Err(Error::Journal {
+            path: dir.join(&f.stored),
+            reason: "does not match the checksum in the backup manifest".into(),
+        });
+    }
+    Ok(b)
 }
 
 /// A file stored in backup `dir`, read without following a symbolic link anywhere below
