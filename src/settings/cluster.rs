@@ -75,9 +75,6 @@ fn params(
         Some(v) => Some(KubeVersion::parse(v).map_err(anyhow::Error::msg)?),
         None => c.kubernetes_version,
     };
-    let text = |flag: &Option<String>, config: &Option<String>, default: &str| {
-        pick(flag.clone(), config.clone(), || default.into())
-    };
     Ok(ClusterParams {
         cert_dir: layout.cert_dir,
         kubeconfig_dir: layout.kubeconfig_dir,
@@ -88,12 +85,12 @@ fn params(
             .control_plane_endpoint
             .clone()
             .or(c.control_plane_endpoint),
-        service_subnet: text(
-            &args.service_cidr,
-            &c.service_subnet,
-            DEFAULT_SERVICE_SUBNET,
-        ),
-        dns_domain: text(&args.service_dns_domain, &c.dns_domain, DEFAULT_DNS_DOMAIN),
+        service_subnet: pick(args.service_cidr.clone(), c.service_subnet, || {
+            DEFAULT_SERVICE_SUBNET.into()
+        }),
+        dns_domain: pick(args.service_dns_domain.clone(), c.dns_domain, || {
+            DEFAULT_DNS_DOMAIN.into()
+        }),
         cluster_name: c
             .cluster_name
             .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.into()),

@@ -139,9 +139,10 @@ impl Pki {
         let cert_dir = pick(dirs.cert_dir.clone(), config.cert_dir.clone(), || {
             DEFAULT_CERT_DIR.into()
         });
-        let kubeconfig_dir = pick(dirs.kubeconfig_dir.clone(), None, || {
-            DEFAULT_KUBECONFIG_DIR.into()
-        });
+        let kubeconfig_dir = dirs
+            .kubeconfig_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_KUBECONFIG_DIR.into());
         Ok(Pki {
             layout: Layout::new(cert_dir, kubeconfig_dir),
             config,
