@@ -1,5 +1,6 @@
 //! kubepki: the command-line front end. Policy (what to print, exit codes) lives here; the PKI
-//! model and operations live in the `kubepki-pki` crate.
+//! model and operations live in the `kubepki-pki` crate. Flags are parsed in `cli`, resolved
+//! once (flag over `--config` over default) in `settings`, and carried out in `cmd`.
 
 // Every message goes through `out::outln!`/`out::errln!`, which cannot panic (see out.rs).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -10,6 +11,7 @@ mod cli;
 mod cmd;
 mod detect;
 mod restart;
+mod settings;
 mod signals;
 
 use std::process::ExitCode;
@@ -17,41 +19,34 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::out::errln;
+use crate::settings::{Command, Settings};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    // Full precision: kubeadm computes residual time from the current instant, so a
-    // certificate issued a moment ago has 364d left, not 365d. Issued certificates carry
-    // whole seconds (X.509 times have no fraction).
-    let now = cli.now.unwrap_or_else(time::OffsetDateTime::now_utc);
-    let result = match cli.command {
-        cli::Command::Init(args) => cmd::init::run(&args, now),
-        cli::Command::Certs(cli::CertsCommand::CheckExpiration(args)) => {
-            cmd::certs::check_expiration(&args, now)
-        }
-        cli::Command::Certs(cli::CertsCommand::Renew(args)) => cmd::renew::run(&args, now),
-        cli::Command::Certs(cli::CertsCommand::Restore(args)) => cmd::renew::restore(&args, now),
-        cli::Command::Certs(cli::CertsCommand::Recover(args)) => cmd::certs::recover(&args),
-        cli::Command::Certs(cli::CertsCommand::GenerateCsr(args)) => {
-            cmd::external::generate_csr(&args)
-        }
-        cli::Command::Certs(cli::CertsCommand::Import(args)) => cmd::external::import(&args, now),
-        cli::Command::Kubeconfig(cli::KubeconfigCommand::User(args)) => {
-            cmd::kubeconfig::user(&args, now)
-        }
-        cli::Command::Kubeconfig(cli::KubeconfigCommand::Kubelet(args)) => {
-            cmd::kubeconfig::kubelet(&args, now)
-        }
-        cli::Command::Controller(args) => cmd::controller::run(&args, now),
-        cli::Command::Csr(cli::CsrCommand::List(args)) => cmd::csr::list(&args),
-        cli::Command::Csr(cli::CsrCommand::Approve(args)) => cmd::csr::approve(&args),
-    };
-    match result {
+    match settings::Settings::resolve(cli).and_then(run) {
         Ok(code) => code,
         Err(e) => {
             errln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run(s: Settings) -> anyhow::Result<ExitCode> {
+    let now = s.now;
+    match s.command {
+        Command::Init(c) => cmd::init::run(&c, now),
+        Command::CheckExpiration(c) => cmd::certs::check_expiration(&c, now),
+        Command::Renew(c) => cmd::renew::run(&c, now),
+        Command::Restore(c) => cmd::renew::restore(&c, now),
+        Command::Recover(c) => cmd::certs::recover(&c),
+        Command::GenerateCsr(c) => cmd::external::generate_csr(&c),
+        Command::Import(c) => cmd::external::import(&c, now),
+        Command::KubeconfigUser(c) => cmd::kubeconfig::user(&c, now),
+        Command::KubeconfigKubelet(c) => cmd::kubeconfig::kubelet(&c, now),
+        Command::Controller(c) => cmd::controller::run(c),
+        Command::CsrList(c) => cmd::csr::list(&c),
+        Command::CsrApprove(c) => cmd::csr::approve(&c),
     }
 }
 

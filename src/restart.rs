@@ -165,7 +165,7 @@ fn http_probe(
 
 /// A probe's port as the kubelet resolves it (`ResolveContainerPort`): a number, or the name
 /// of one of the container's ports, or, failing that, a number written as a string.
-pub fn resolve_port(port: &IntOrString, c: &Container) -> std::result::Result<u16, String> {
+fn resolve_port(port: &IntOrString, c: &Container) -> std::result::Result<u16, String> {
     let n = match port {
         IntOrString::Int(n) => i64::from(*n),
         IntOrString::String(name) => {
@@ -204,7 +204,7 @@ pub fn resolve_port(port: &IntOrString, c: &Container) -> std::result::Result<u1
 
 /// Sends one probe. Like the kubelet: no credentials, the serving certificate is not
 /// verified, any status from 200 to 399 is success. The error says what came back.
-pub fn check(p: &Probe) -> std::result::Result<(), String> {
+fn check(p: &Probe) -> std::result::Result<(), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)

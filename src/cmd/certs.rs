@@ -1,35 +1,30 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kubepki_pki::model::layout::Layout;
-use kubepki_pki::ops::expiry::{self, Scope};
+use kubepki_pki::ops::expiry;
 use time::OffsetDateTime;
 
-use crate::cli::{CheckExpirationArgs, OutputFormat};
+use crate::cli::OutputFormat;
 use crate::out::{errln, outln};
+use crate::settings::certs::{CheckExpiration, Recover};
 
-pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    let r = super::resolve(&args.dirs)?;
-    let scope = Scope {
-        local_etcd: !r.config.as_ref().is_some_and(|c| c.external_etcd),
-        kubernetes_version: r.config.as_ref().and_then(|c| c.kubernetes_version),
-    };
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
-    if kubepki_pki::storage::session::interrupted(&layout) {
+pub fn check_expiration(args: &CheckExpiration, now: OffsetDateTime) -> Result<ExitCode> {
+    let layout = &args.layout;
+    if kubepki_pki::storage::session::interrupted(layout) {
         errln!(
             "warning: an interrupted kubepki run left {}; `{}` (or any kubepki command that writes) finishes or undoes it",
             layout
                 .cert_dir
                 .join(kubepki_pki::storage::txn::JOURNAL)
                 .display(),
-            super::recover_command(&layout)
+            super::recover_command(layout)
         );
     }
-    let report = expiry::collect(&layout, scope)?;
+    let report = expiry::collect(layout, args.scope)?;
     let kubelet = args
         .kubelet_dir
         .as_deref()
-        .map(|d| expiry::collect_kubelet(&layout, d))
+        .map(|d| expiry::collect_kubelet(layout, d))
         .transpose()?;
     let out = match args.output {
         OutputFormat::Text => {
@@ -54,10 +49,8 @@ pub fn check_expiration(args: &CheckExpirationArgs, now: OffsetDateTime) -> Resu
 }
 
 /// `certs recover`: a session opened and closed, nothing else.
-pub fn recover(args: &crate::cli::RecoverArgs) -> Result<ExitCode> {
-    let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
-    let s = super::open_session(&layout, args.wait, false)?;
+pub fn recover(args: &Recover) -> Result<ExitCode> {
+    let s = super::open_session(&args.layout, args.wait, false)?;
     let rec = s.recovery();
     if rec.outcome == kubepki_pki::storage::txn::Outcome::Clean && s.removed_backups().is_empty() {
         outln!(

@@ -16,8 +16,9 @@ use kubepki_controller::facts;
 use kubepki_controller::rules::{self, NodeInfo, Policy, Verdict};
 use serde::Serialize;
 
-use crate::cli::{CsrApproveArgs, CsrListArgs, KubeClientArgs, OutputFormat, PolicyArgs};
+use crate::cli::{KubeClientArgs, OutputFormat};
 use crate::out::{errln, outln};
+use crate::settings::controller::{CsrApprove, CsrList};
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -40,16 +41,6 @@ pub(super) async fn client(args: &KubeClientArgs) -> Result<Client> {
         )?,
     };
     Client::try_from(config).context("cannot build the API client")
-}
-
-pub(super) fn policy(args: &PolicyArgs) -> Result<Policy> {
-    let p = Policy {
-        max_expiration_seconds: i64::try_from(args.max_expiration.as_secs()).unwrap_or(i64::MAX),
-        extra_dns_patterns: args.allowed_dns_patterns.clone(),
-        ..Policy::default()
-    };
-    p.validate().map_err(|e| anyhow!(e))?;
-    Ok(p)
 }
 
 /// One row of `csr list`.
@@ -149,8 +140,8 @@ impl World {
     }
 }
 
-pub fn list(args: &CsrListArgs) -> Result<ExitCode> {
-    let policy = policy(&args.policy)?;
+pub fn list(args: &CsrList) -> Result<ExitCode> {
+    let policy = &args.policy;
     let world = runtime()?.block_on(async {
         let client = client(&args.client).await?;
         world(&client).await
@@ -160,7 +151,7 @@ pub fn list(args: &CsrListArgs) -> Result<ExitCode> {
         if !args.all && !facts::is_pending(csr) {
             continue;
         }
-        let verdict = world.verdict(csr, &policy);
+        let verdict = world.verdict(csr, policy);
         let (v, code, reason) = match &verdict {
             Verdict::NotOurs => (
                 "-".to_string(),
@@ -215,14 +206,14 @@ pub fn list(args: &CsrListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn approve(args: &CsrApproveArgs) -> Result<ExitCode> {
-    let policy = policy(&args.policy)?;
+pub fn approve(args: &CsrApprove) -> Result<ExitCode> {
+    let policy = &args.policy;
     runtime()?.block_on(async {
         let client = client(&args.client).await?;
         let api: Api<CertificateSigningRequest> = Api::all(client.clone());
         let mut failed = false;
         for name in &args.names {
-            if let Err(e) = approve_one(&client, &api, name, &policy, args.force).await {
+            if let Err(e) = approve_one(&client, &api, name, policy, args.force).await {
                 errln!("error: {e:#}");
                 failed = true;
             }

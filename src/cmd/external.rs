@@ -3,28 +3,17 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use kubepki_pki::model::layout::Layout;
 use kubepki_pki::ops::external;
-use kubepki_pki::ops::renew::Selection;
 use time::OffsetDateTime;
 
-use crate::cli::{GenerateCsrArgs, ImportArgs};
 use crate::out::{errln, outln};
+use crate::settings::certs::Import;
+use crate::settings::cluster::GenerateCsr;
 
-fn selection(names: &[String]) -> Result<Selection> {
-    if names.iter().any(|n| n == "all") {
-        if names.len() > 1 {
-            bail!("`all` cannot be combined with other names");
-        }
-        return Ok(Selection::All);
-    }
-    Ok(Selection::Named(names.to_vec()))
-}
-
-pub fn generate_csr(args: &GenerateCsrArgs) -> Result<ExitCode> {
-    let mut p = super::init::params(&args.cluster)?;
-    let sel = selection(&args.names)?;
+pub fn generate_csr(args: &GenerateCsr) -> Result<ExitCode> {
+    let (mut p, sel) = (args.params.clone(), &args.selection);
     // Checked before anything (the cert dir included) is created; planned again under the
     // lock, after recovery, on the session's absolute paths.
-    external::plan_csrs(&p, &sel, args.csr_dir.as_deref())?;
+    external::plan_csrs(&p, sel, args.csr_dir.as_deref())?;
     let session = super::open_session(
         &Layout::new(&p.cert_dir, &p.kubeconfig_dir),
         args.wait,
@@ -32,7 +21,7 @@ pub fn generate_csr(args: &GenerateCsrArgs) -> Result<ExitCode> {
     )?;
     p.cert_dir = session.layout().cert_dir.clone();
     p.kubeconfig_dir = session.layout().kubeconfig_dir.clone();
-    let jobs = external::plan_csrs(&p, &sel, args.csr_dir.as_deref())?;
+    let jobs = external::plan_csrs(&p, sel, args.csr_dir.as_deref())?;
     external::write_csrs(&session, &jobs, &p, p.key_algorithm)?;
     for j in &jobs {
         outln!(
@@ -53,17 +42,15 @@ pub fn generate_csr(args: &GenerateCsrArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
-    let local_etcd = !r.config.as_ref().is_some_and(|c| c.external_etcd);
+pub fn import(args: &Import, now: OffsetDateTime) -> Result<ExitCode> {
+    let layout = args.layout.clone();
     let session = if args.dry_run {
         None
     } else {
         Some(super::open_session(&layout, args.wait, false)?)
     };
     let layout = session.as_ref().map_or(layout, |s| s.layout().clone());
-    let plan = external::plan_import(&layout, args.csr_dir.as_deref(), local_etcd, now)?;
+    let plan = external::plan_import(&layout, args.csr_dir.as_deref(), args.local_etcd, now)?;
     for w in &plan.findings.warnings {
         outln!("[import] WARNING: {w}");
     }
@@ -107,10 +94,7 @@ pub fn import(args: &ImportArgs, now: OffsetDateTime) -> Result<ExitCode> {
         report("would be installed");
         return Ok(ExitCode::SUCCESS);
     };
-    let backup_dir = args
-        .backup_dir
-        .clone()
-        .unwrap_or_else(|| session.new_backup_dir(now));
+    let backup_dir = args.backup_dir.path(&session, now);
     // "installed" is said once it is true.
     let written = match external::execute_import(&session, &plan, &backup_dir, now) {
         Ok(w) => w,

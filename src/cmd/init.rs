@@ -2,67 +2,14 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kubepki_pki::model::layout::Layout;
-use kubepki_pki::model::params::{ClusterParams, KubeVersion};
 use kubepki_pki::ops::init::{self, Artifact, Decision, Event, Step};
 use time::OffsetDateTime;
 
-use crate::cli::{ClusterArgs, InitArgs};
-use crate::detect;
 use crate::out::{errln, outln};
+use crate::settings::cluster::Init;
 
-/// Flags over --config over detected defaults.
-pub fn params(args: &ClusterArgs) -> Result<ClusterParams> {
-    let r = super::resolve(&args.dirs)?;
-    let cfg = r.config.clone().unwrap_or_default();
-    let node_name = match args.node_name.clone().or(cfg.node_name.clone()) {
-        Some(n) => n,
-        None => detect::node_name()?,
-    };
-    let address = match args.apiserver_advertise_address.or(cfg.advertise_address) {
-        Some(a) => a,
-        None => detect::advertise_address()?,
-    };
-    let mut p = ClusterParams::new(node_name, address);
-    cfg.apply_to(&mut p);
-    p.node_name = args.node_name.clone().unwrap_or(p.node_name);
-    p.advertise_address = address;
-    p.cert_dir = r.cert_dir;
-    p.kubeconfig_dir = r.kubeconfig_dir;
-    if let Some(v) = args.apiserver_bind_port {
-        p.bind_port = v;
-    }
-    if let Some(v) = &args.control_plane_endpoint {
-        p.control_plane_endpoint = Some(v.clone());
-    }
-    if let Some(v) = &args.service_cidr {
-        p.service_subnet = v.clone();
-    }
-    if let Some(v) = &args.service_dns_domain {
-        p.dns_domain = v.clone();
-    }
-    p.apiserver_cert_sans.extend(
-        args.apiserver_cert_extra_sans
-            .iter()
-            .filter(|s| !s.is_empty())
-            .cloned(),
-    );
-    if let Some(v) = args.encryption_algorithm {
-        p.key_algorithm = v;
-    }
-    if let Some(v) = &args.kubernetes_version {
-        p.kubernetes_version = Some(KubeVersion::parse(v).map_err(anyhow::Error::msg)?);
-    }
-    Ok(p)
-}
-
-pub fn run(args: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    let mut p = params(&args.cluster)?;
-    if let Some(v) = args.cert_validity {
-        p.cert_validity = v;
-    }
-    if let Some(v) = args.ca_validity {
-        p.ca_validity = v;
-    }
+pub fn run(args: &Init, now: OffsetDateTime) -> Result<ExitCode> {
+    let mut p = args.params.clone();
     let dry = args.dry_run;
     let layout = Layout::new(&p.cert_dir, &p.kubeconfig_dir);
     let (shown_cert_dir, shown_kubeconfig_dir) = (p.cert_dir.clone(), p.kubeconfig_dir.clone());

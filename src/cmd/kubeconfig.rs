@@ -6,14 +6,14 @@ use kubepki_pki::crypto::cert::Certificate;
 use kubepki_pki::crypto::issue::{self, CertTemplate, Signer};
 use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 use kubepki_pki::fsio;
-use kubepki_pki::model::inventory::{self, CaId, ServerRule};
+use kubepki_pki::model::inventory::{self, CaId};
 use kubepki_pki::model::kubeconfig::{self, Kubeconfig};
 use kubepki_pki::model::layout::{self, Layout};
-use kubepki_pki::model::params::{BACKDATE, ClusterParams, DEFAULT_CLUSTER_NAME};
+use kubepki_pki::model::params::BACKDATE;
 use time::OffsetDateTime;
 
-use crate::cli::{KubeletArgs, UserArgs};
 use crate::out::{errln, outln};
+use crate::settings::kubeconfig::{Kubelet, Server, User};
 
 /// A client certificate signed by the cluster CA, as PEM: (cert, key, ca.crt file).
 fn sign_client(
@@ -68,67 +68,29 @@ fn sign_client(
     ))
 }
 
-fn cluster_name(r: &super::Resolved) -> String {
-    r.config
-        .as_ref()
-        .and_then(|c| c.cluster_name.clone())
-        .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.into())
-}
-
-fn algorithm(flag: Option<KeyAlgorithm>, r: &super::Resolved) -> KeyAlgorithm {
-    flag.or(r.config.as_ref().and_then(|c| c.encryption_algorithm))
-        .unwrap_or_default()
-}
-
-pub fn user(args: &UserArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    if args.client_name.is_empty() {
-        bail!("--client-name must not be empty");
-    }
-    let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
-    let server = match &args.server {
-        Some(s) => s.clone(),
-        None => server_url(&r, &layout, &["admin.conf"])?,
-    };
+pub fn user(args: &User, now: OffsetDateTime) -> Result<ExitCode> {
+    let c = &args.client;
+    let server = server_url(&c.server, &c.layout)?;
     let template = CertTemplate {
-        common_name: args.client_name.clone(),
+        common_name: args.name.clone(),
         organizations: args.orgs.clone(),
         client_auth: true,
         ..Default::default()
     };
-    let (cert, key, ca) = sign_client(
-        &layout,
-        &template,
-        args.validity_period,
-        algorithm(args.encryption_algorithm, &r),
-        now,
-    )?;
-    let yaml = Kubeconfig::embedded(
-        &cluster_name(&r),
-        &server,
-        &ca,
-        &args.client_name,
-        &cert,
-        &key,
-    )
-    .to_yaml();
+    let (cert, key, ca) = sign_client(&c.layout, &template, c.validity, c.key_algorithm, now)?;
+    let yaml =
+        Kubeconfig::embedded(&c.cluster_name, &server, &ca, &args.name, &cert, &key).to_yaml();
     crate::out::data(yaml.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// --config's endpoint, else the server of the first existing kubeconfig in `from`.
-fn server_url(r: &super::Resolved, layout: &Layout, from: &[&str]) -> Result<String> {
-    if let Some(c) = &r.config
-        && (c.control_plane_endpoint.is_some() || c.advertise_address.is_some())
-    {
-        let mut p = ClusterParams::new(
-            String::new(),
-            c.advertise_address.unwrap_or([127, 0, 0, 1].into()),
-        );
-        c.apply_to(&mut p);
-        return Ok(p.server_url(ServerRule::ControlPlaneEndpoint));
-    }
-    for name in from {
+/// The server the settings give, else that of the first existing kubeconfig they name.
+fn server_url(server: &Server, layout: &Layout) -> Result<String> {
+    let from = match server {
+        Server::Url(url) => return Ok(url.clone()),
+        Server::FromKubeconfigs(from) => from,
+    };
+    for name in *from {
         let path = layout.kubeconfig(inventory::kubeconfig(name).expect("in the inventory"));
         if kubepki_pki::fsio::exists(&path)? {
             return Ok(kubeconfig::read_server(&path)?);
@@ -139,34 +101,28 @@ fn server_url(r: &super::Resolved, layout: &Layout, from: &[&str]) -> Result<Str
     )
 }
 
-pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    kubepki_pki::model::params::validate_node_name(&args.node_name).map_err(anyhow::Error::msg)?;
-    let r = super::resolve(&args.dirs)?;
+pub fn kubelet(args: &Kubelet, now: OffsetDateTime) -> Result<ExitCode> {
+    let c = &args.client;
     // Writing: everything is read under the lock, after recovery of an interrupted run.
-    let session = if args.write {
-        Some(super::open_session(
-            &Layout::new(&r.cert_dir, &r.kubeconfig_dir),
-            args.wait,
-            false,
-        )?)
-    } else {
-        None
+    let write = match &args.write {
+        Some(backup_dir) => Some((
+            super::open_session(&c.layout, args.wait, false)?,
+            backup_dir,
+        )),
+        None => None,
     };
-    let layout = match &session {
-        Some(s) => s.layout().clone(),
-        None => Layout::new(&r.cert_dir, &r.kubeconfig_dir),
+    let layout = match &write {
+        Some((s, _)) => s.layout().clone(),
+        None => c.layout.clone(),
     };
     let user = format!("system:node:{}", args.node_name);
-    let server = match &args.server {
-        Some(s) => s.clone(),
-        None => server_url(&r, &layout, &["kubelet.conf", "admin.conf"])?,
-    };
-    let yaml = if args.rotated {
+    let server = server_url(&c.server, &layout)?;
+    let yaml = if let Some(kubelet_dir) = &args.rotated {
         // The kubelet resolves relative paths against kubelet.conf's directory: write it absolute.
-        let pem = std::path::absolute(args.kubelet_dir.join("pki/kubelet-client-current.pem"))?;
+        let pem = std::path::absolute(kubelet_dir.join("pki/kubelet-client-current.pem"))?;
         check_rotated(&pem, &layout, &user, now)?;
         let ca = layout::read_ca_bundle_pem(&layout.ca_cert(inventory::ca(CaId::Ca)))?;
-        Kubeconfig::with_files(&cluster_name(&r), &server, &ca, &user, &pem, &pem).to_yaml()
+        Kubeconfig::with_files(&c.cluster_name, &server, &ca, &user, &pem, &pem).to_yaml()
     } else {
         let template = CertTemplate {
             common_name: user.clone(),
@@ -174,16 +130,10 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
             client_auth: true,
             ..Default::default()
         };
-        let (cert, key, ca) = sign_client(
-            &layout,
-            &template,
-            args.validity_period,
-            algorithm(args.encryption_algorithm, &r),
-            now,
-        )?;
-        Kubeconfig::embedded(&cluster_name(&r), &server, &ca, &user, &cert, &key).to_yaml()
+        let (cert, key, ca) = sign_client(&layout, &template, c.validity, c.key_algorithm, now)?;
+        Kubeconfig::embedded(&c.cluster_name, &server, &ca, &user, &cert, &key).to_yaml()
     };
-    let Some(session) = session else {
+    let Some((session, backup_dir)) = write else {
         crate::out::data(yaml.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     };
@@ -196,7 +146,7 @@ pub fn kubelet(args: &KubeletArgs, now: OffsetDateTime) -> Result<ExitCode> {
         &target,
         yaml.as_bytes(),
         fsio::KUBECONFIG_MODE,
-        args.backup_dir.as_deref(),
+        Some(&backup_dir.path(&session, now)),
         now,
     )?;
     if let Some(dir) = backed_up {

@@ -6,47 +6,13 @@ pub mod init;
 pub mod kubeconfig;
 pub mod renew;
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use kubepki_pki::model::config::KubeadmConfig;
 use kubepki_pki::model::layout::Layout;
 use kubepki_pki::model::params::{DEFAULT_CERT_DIR, DEFAULT_KUBECONFIG_DIR};
 use kubepki_pki::storage::session::Session;
 use kubepki_pki::storage::txn::Outcome;
 
-use crate::cli::DirArgs;
 use crate::out::{errln, outln};
-
-/// Directories and the kubeadm config, resolved: flags win over the config file, which wins
-/// over kubeadm's defaults.
-pub struct Resolved {
-    pub cert_dir: PathBuf,
-    pub kubeconfig_dir: PathBuf,
-    pub config: Option<KubeadmConfig>,
-}
-
-pub fn resolve(dirs: &DirArgs) -> Result<Resolved> {
-    let config = dirs
-        .config
-        .as_deref()
-        .map(KubeadmConfig::load)
-        .transpose()?;
-    let cert_dir = dirs
-        .cert_dir
-        .clone()
-        .or_else(|| config.as_ref().and_then(|c| c.cert_dir.clone()))
-        .unwrap_or_else(|| DEFAULT_CERT_DIR.into());
-    let kubeconfig_dir = dirs
-        .kubeconfig_dir
-        .clone()
-        .unwrap_or_else(|| DEFAULT_KUBECONFIG_DIR.into());
-    Ok(Resolved {
-        cert_dir,
-        kubeconfig_dir,
-        config,
-    })
-}
 
 /// Opens a writing session on `layout` (creating the cert dir if `create`) and says what
 /// its recovery of an interrupted run did.

@@ -1,66 +1,18 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use kubepki_pki::model::inventory;
-use kubepki_pki::model::layout::Layout;
-use kubepki_pki::model::params::DEFAULT_CERT_VALIDITY;
-use kubepki_pki::ops::renew::{self, Component, ExtraSans, Request, Selection};
+use kubepki_pki::ops::renew::{self, Component};
 use kubepki_pki::ops::restore;
 use time::OffsetDateTime;
 
-use crate::cli::{RenewArgs, RestartArgs, RestoreArgs};
 use crate::out::{errln, outln};
 use crate::restart;
+use crate::settings::certs::{Renew, Restore};
 
-fn restart_options(args: &RestartArgs, kubeconfig_dir: &Path) -> restart::Options {
-    restart::Options {
-        manifests_dir: args.manifests_dir.clone(),
-        hold_dir: restart::hold_dir(kubeconfig_dir),
-        file_check_frequency: args.file_check_frequency,
-        timeout: args.restart_timeout,
-    }
-}
-
-pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir);
-    let cfg = r.config.clone().unwrap_or_default();
-    let selection = if args.names.iter().any(|n| n == "all") {
-        if args.names.len() > 1 {
-            bail!("`all` cannot be combined with other names");
-        }
-        Selection::All
-    } else {
-        Selection::Named(args.names.clone())
-    };
-    let with = |extra: &[String]| -> Vec<String> {
-        args.add_sans
-            .iter()
-            .filter(|s| !s.is_empty())
-            .chain(extra)
-            .cloned()
-            .collect()
-    };
-    let req = Request {
-        selection,
-        expiring_within: args.expiring_within,
-        validity: args
-            .validity
-            .or(cfg.cert_validity)
-            .unwrap_or(DEFAULT_CERT_VALIDITY),
-        extra_sans: ExtraSans {
-            apiserver: with(&cfg.apiserver_cert_sans),
-            etcd_server: with(&cfg.etcd_server_cert_sans),
-            etcd_peer: with(&cfg.etcd_peer_cert_sans),
-        },
-        key_algorithm: args.encryption_algorithm.or(cfg.encryption_algorithm),
-        local_etcd: !cfg.external_etcd,
-    };
-
-    req.validate()?;
-
-    let ropts = restart_options(&args.restart, &layout.kubeconfig_dir);
+pub fn run(args: &Renew, now: OffsetDateTime) -> Result<ExitCode> {
+    let (layout, req) = (args.layout.clone(), &args.request);
     let session = if args.dry_run {
         if kubepki_pki::storage::session::interrupted(&layout) {
             outln!(
@@ -74,7 +26,7 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
     // Within a session, everything is planned on its absolute paths.
     let layout = session.as_ref().map_or(layout, |s| s.layout().clone());
 
-    let plan = renew::plan(&layout, &req, now)?;
+    let plan = renew::plan(&layout, req, now)?;
     for w in &plan.warnings {
         outln!("[renew] WARNING: {w}");
     }
@@ -100,11 +52,8 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let backup_dir = match &args.backup_dir {
-        Some(d) => d.clone(),
-        None => session.new_backup_dir(now),
-    };
-    let outcome = match renew::execute(&session, &plan, &req, now, &backup_dir) {
+    let backup_dir = args.backup_dir.path(&session, now);
+    let outcome = match renew::execute(&session, &plan, req, now, &backup_dir) {
         Ok(o) => o,
         Err(e) => {
             // One line per failure, naming the file (not anyhow's repeated source chain).
@@ -135,10 +84,10 @@ pub fn run(args: &RenewArgs, now: OffsetDateTime) -> Result<ExitCode> {
         );
     }
     let comps = renew::restart_needed(&outcome.renewed);
-    if args.restart.restart_static_pods {
+    if let Some(ropts) = &args.restart {
         let (statics, others): (Vec<Component>, Vec<Component>) =
             comps.iter().partition(|c| c.is_static_pod());
-        let results = restart::restart_all(&statics, &ropts);
+        let results = restart::restart_all(&statics, ropts);
         let etcd = outcome
             .renewed
             .iter()
@@ -175,9 +124,8 @@ fn advise(comps: &[Component], dry_run: bool) {
     }
 }
 
-pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
-    let r = super::resolve(&args.dirs)?;
-    let layout = Layout::new(&r.cert_dir, &r.kubeconfig_dir).resolved()?;
+pub fn restore(args: &Restore, now: OffsetDateTime) -> Result<ExitCode> {
+    let layout = args.layout.resolved()?;
     // A writing run reads the backup and the current files under the lock.
     let session = if args.dry_run {
         None
@@ -202,10 +150,7 @@ pub fn restore(args: &RestoreArgs, now: OffsetDateTime) -> Result<ExitCode> {
     for f in &plan.files {
         outln!("[restore] restoring {}", f.original.display());
     }
-    let before = match &args.backup_dir {
-        Some(d) => d.clone(),
-        None => session.before_restore_dir(&args.backup, now),
-    };
+    let before = args.backup_dir.path(&session, now);
     let restored = restore::execute(&session, &plan, &before, now)?;
     outln!(
         "[restore] restored {} files; what they replaced is in {}",

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::crypto::key::KeyAlgorithm;
 use crate::error::{Error, Result};
-use crate::model::params::{ClusterParams, KubeVersion};
+use crate::model::params::KubeVersion;
 
 /// Certificate-relevant settings found in a kubeadm config; `None` means "not set".
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -257,40 +257,6 @@ impl KubeadmConfig {
         }
         Ok(())
     }
-
-    /// Overlays the settings present in the file onto `p`.
-    pub fn apply_to(&self, p: &mut ClusterParams) {
-        fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
-            if let Some(v) = src {
-                *dst = v.clone();
-            }
-        }
-        set(&mut p.cert_dir, &self.cert_dir);
-        set(&mut p.cluster_name, &self.cluster_name);
-        if self.control_plane_endpoint.is_some() {
-            p.control_plane_endpoint = self.control_plane_endpoint.clone();
-        }
-        set(&mut p.service_subnet, &self.service_subnet);
-        set(&mut p.dns_domain, &self.dns_domain);
-        p.apiserver_cert_sans
-            .extend(self.apiserver_cert_sans.iter().cloned());
-        p.etcd_server_cert_sans
-            .extend(self.etcd_server_cert_sans.iter().cloned());
-        p.etcd_peer_cert_sans
-            .extend(self.etcd_peer_cert_sans.iter().cloned());
-        if self.external_etcd {
-            p.local_etcd = false;
-        }
-        set(&mut p.key_algorithm, &self.encryption_algorithm);
-        set(&mut p.cert_validity, &self.cert_validity);
-        set(&mut p.ca_validity, &self.ca_validity);
-        set(&mut p.node_name, &self.node_name);
-        set(&mut p.advertise_address, &self.advertise_address);
-        set(&mut p.bind_port, &self.bind_port);
-        if self.kubernetes_version.is_some() {
-            p.kubernetes_version = self.kubernetes_version;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -342,11 +308,14 @@ etcd:
         assert_eq!(c.apiserver_cert_sans, ["api.example.com", "203.0.113.7"]);
         assert_eq!(c.etcd_peer_cert_sans, ["10.0.0.6"]);
         assert!(!c.external_etcd);
-        let mut p = ClusterParams::new("x".into(), "127.0.0.1".parse().unwrap());
-        c.apply_to(&mut p);
-        assert_eq!(p.node_name, "cp-1");
-        assert_eq!(p.service_vip().unwrap().to_string(), "10.128.0.1");
-        assert_eq!(p.cluster_admins_group(), "kubeadm:cluster-admins");
+        assert_eq!(c.service_subnet.as_deref(), Some("10.128.0.0/16"));
+        assert_eq!(
+            c.kubernetes_version,
+            Some(KubeVersion {
+                major: 1,
+                minor: 31
+            })
+        );
     }
 
     #[test]
