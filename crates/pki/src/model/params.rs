@@ -21,8 +21,6 @@ pub const DEFAULT_CLUSTER_NAME: &str = "kubernetes";
 pub const DEFAULT_BIND_PORT: u16 = 6443;
 pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(8760 * 3600);
 pub const DEFAULT_CA_VALIDITY: Duration = Duration::from_secs(87600 * 3600);
-/// kubeadm backdates notBefore to tolerate clock skew between nodes.
-pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
 
 /// A Kubernetes minor version, enough to pick version-dependent groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
