@@ -20,7 +20,7 @@ use crate::format::dates::format_date;
 use crate::format::duration;
 
 /// kubeadm backdates notBefore to tolerate clock skew between nodes.
-pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
+const BACKDATE: Duration = Duration::from_secs(5 * 60);
 
 /// When a certificate issued at `now` is valid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -214,7 +214,7 @@ impl ClusterParams {
 
     /// SANs as kubeadm computes them: DNS names sorted and deduplicated, IPs in rule order
     /// with duplicates dropped (pkiutil.RemoveDuplicateAltNames).
-    pub fn alt_names(&self, rule: SanRule) -> Result<(Vec<String>, Vec<IpAddr>), String> {
+    fn alt_names(&self, rule: SanRule) -> Result<(Vec<String>, Vec<IpAddr>), String> {
         let mut dns: Vec<String> = Vec::new();
         let mut ips: Vec<IpAddr> = Vec::new();
         let extra: &[String] = match rule {
@@ -296,7 +296,7 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
-pub fn join_host_port(host: &str, port: u16) -> String {
+fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

@@ -14,7 +14,7 @@ use crate::crypto::issue::CertTemplate;
 use crate::crypto::key::PrivateKey;
 use crate::error::{Error, Result};
 use crate::model::inventory::{
-    self, CaId, KUBECONFIGS, KubeconfigSpec, LEAVES, LeafSpec, ReadBy, SanRule, Usage,
+    CaId, KUBECONFIGS, KubeconfigSpec, LEAVES, LeafSpec, ReadBy, SanRule, Usage,
 };
 use crate::model::kubeconfig::{self, Kubeconfig, Source};
 use crate::model::layout::{FileKind, Layout, NewFile};
@@ -91,23 +91,13 @@ pub trait Slot: fmt::Debug + Sync {
     /// Where `generate-csr` writes the key and CSR and the CA returns the certificate: the
     /// slot's own directory, or `csr_dir`.
     fn csr_files(&self, layout: &Layout, csr_dir: Option<&Path>) -> CsrFiles;
-    /// The file `key_file` ([`CsrFiles::key`]) that holds the new key beside its CSR.
-    fn csr_key_file(
-        &self,
-        key_file: &Path,
-        params: &ClusterParams,
-        template: &CertTemplate,
-        key_pem: &str,
-    ) -> NewFile;
+    /// The file `at` ([`CsrFiles::key`]) that holds the new key beside its CSR for the
+    /// subject `cn`.
+    fn csr_key_file(&self, at: &Path, params: &ClusterParams, cn: &str, key_pem: &str) -> NewFile;
     /// The key (PEM) in a file [`Slot::csr_key_file`] wrote.
     fn read_csr_key(&self, key_file: &Path) -> Result<Vec<u8>>;
-    /// The files that install a certificate the CA returned, for the key in `key_file`.
-    fn imported_files(
-        &self,
-        layout: &Layout,
-        key_file: &Path,
-        new: NewPems,
-    ) -> Result<Vec<NewFile>>;
+    /// The files that install a certificate the CA returned, for the key in the file `key`.
+    fn imported_files(&self, layout: &Layout, key: &Path, new: NewPems) -> Result<Vec<NewFile>>;
 }
 
 fn new_file(path: PathBuf, contents: impl Into<Vec<u8>>, kind: FileKind) -> NewFile {
@@ -178,27 +168,16 @@ impl Slot for LeafSpec {
         let dir = csr_dir.unwrap_or(&layout.cert_dir);
         CsrFiles::in_dir(dir, format!("{}.key", self.base), self.base)
     }
-    fn csr_key_file(
-        &self,
-        key_file: &Path,
-        _params: &ClusterParams,
-        _template: &CertTemplate,
-        key_pem: &str,
-    ) -> NewFile {
-        new_file(key_file.to_path_buf(), key_pem, FileKind::PrivateKey)
+    fn csr_key_file(&self, at: &Path, _: &ClusterParams, _: &str, key_pem: &str) -> NewFile {
+        new_file(at.to_path_buf(), key_pem, FileKind::PrivateKey)
     }
     fn read_csr_key(&self, key_file: &Path) -> Result<Vec<u8>> {
         crate::fsio::read(key_file)
     }
-    fn imported_files(
-        &self,
-        layout: &Layout,
-        key_file: &Path,
-        new: NewPems,
-    ) -> Result<Vec<NewFile>> {
+    fn imported_files(&self, layout: &Layout, key: &Path, new: NewPems) -> Result<Vec<NewFile>> {
         let mut files = self.pair(layout, new);
         // A key generate-csr wrote in place stays as it is.
-        files.retain(|f| f.path != key_file);
+        files.retain(|f| f.path != key);
         Ok(files)
     }
 }
@@ -293,34 +272,17 @@ impl Slot for KubeconfigSpec {
         let dir = csr_dir.unwrap_or(&layout.kubeconfig_dir);
         CsrFiles::in_dir(dir, self.name.into(), self.name)
     }
-    fn csr_key_file(
-        &self,
-        key_file: &Path,
-        params: &ClusterParams,
-        template: &CertTemplate,
-        key_pem: &str,
-    ) -> NewFile {
-        let yaml = Kubeconfig::key_only(
-            &params.cluster_name,
-            &params.server_url(self.server),
-            &template.common_name,
-            key_pem,
-        )
-        .to_yaml();
-        new_file(key_file.to_path_buf(), yaml, FileKind::Kubeconfig)
+    fn csr_key_file(&self, at: &Path, params: &ClusterParams, cn: &str, key_pem: &str) -> NewFile {
+        let server = params.server_url(self.server);
+        let yaml = Kubeconfig::key_only(&params.cluster_name, &server, cn, key_pem).to_yaml();
+        new_file(at.to_path_buf(), yaml, FileKind::Kubeconfig)
     }
     fn read_csr_key(&self, key_file: &Path) -> Result<Vec<u8>> {
         kubeconfig::read_client_key(key_file)
     }
-    fn imported_files(
-        &self,
-        layout: &Layout,
-        key_file: &Path,
-        new: NewPems,
-    ) -> Result<Vec<NewFile>> {
-        let text = crate::fsio::read_to_string(key_file)?;
-        let full =
-            kubeconfig::update_credentials(&text, key_file, new.cert, new.key, new.ca, true)?;
+    fn imported_files(&self, layout: &Layout, key: &Path, new: NewPems) -> Result<Vec<NewFile>> {
+        let text = crate::fsio::read_to_string(key)?;
+        let full = kubeconfig::update_credentials(&text, key, new.cert, new.key, new.ca, true)?;
         Ok(vec![new_file(
             layout.kubeconfig(self),
             full,
@@ -393,17 +355,12 @@ pub fn owner_of(layout: &Layout, path: &Path) -> Option<Item> {
         .find(|i| i.files(layout).iter().any(|f| f == path))
 }
 
-/// The item of a kubeconfig in the inventory, by file name.
-pub fn kubeconfig_item(name: &str) -> Option<Item> {
-    inventory::kubeconfig(name).map(|k| k as Item)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::issuer::Issuer;
     use crate::crypto::key::KeyAlgorithm;
-    use crate::model::inventory::Component;
+    use crate::model::inventory::{self, Component};
     use std::time::Duration;
     use time::macros::datetime;
 
@@ -503,7 +460,7 @@ mod tests {
             }
         };
         let apiserver: Item = inventory::leaf("apiserver").unwrap();
-        let admin = kubeconfig_item("admin.conf").unwrap();
+        let admin: Item = inventory::kubeconfig("admin.conf").unwrap();
         for item in [apiserver, admin] {
             assert!(item.read_cert(&layout).unwrap().is_none());
             let (cert, key) = issue(item);
@@ -564,7 +521,7 @@ mod tests {
     fn csr_files_and_imports() {
         let layout = Layout::new("/k/pki", "/k");
         let peer: Item = inventory::leaf("etcd-peer").unwrap();
-        let admin = kubeconfig_item("admin.conf").unwrap();
+        let admin: Item = inventory::kubeconfig("admin.conf").unwrap();
         assert_eq!(
             peer.csr_files(&layout, None),
             CsrFiles {

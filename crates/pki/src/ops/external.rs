@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use crate::crypto::cert::Certificate;
-use crate::crypto::check::{ChainProblem, Findings, check_chain, missing_sans};
+use crate::crypto::check::{ChainProblem, Findings, check_chain, check_time, missing_sans};
 use crate::crypto::csr::{self, CsrInfo};
 use crate::crypto::files;
 use crate::crypto::issue::CertTemplate;
@@ -104,7 +104,7 @@ pub fn write_csrs(
         let (key_pem, csr_pem) = m.map_err(Error::Crypto)?;
         let key_file = j
             .item
-            .csr_key_file(&j.key_path, params, &j.template, &key_pem);
+            .csr_key_file(&j.key_path, params, &j.template.common_name, &key_pem);
         files.create(&key_file.path, &key_file.contents, key_file.kind.mode())?;
         files.create(&j.csr_path, csr_pem.as_bytes(), CERT_MODE)?;
     }
@@ -158,6 +158,50 @@ pub fn plan_import(
     Ok(plan)
 }
 
+/// A request and the chain the CA returned for it (and the file's bytes).
+struct Returned {
+    req: CsrInfo,
+    chain: Vec<Certificate>,
+    pem: Vec<u8>,
+}
+
+/// The request in `at.csr` and what the CA returned in `at.crt`, read: `None` when either
+/// does not parse (the findings say why).
+fn read_returned(at: &CsrFiles, f: &mut Findings) -> Result<Option<Returned>> {
+    let csr_bytes = crate::fsio::read(&at.csr)?;
+    let req = match csr::parse_pem(&csr_bytes) {
+        Ok(r) => r,
+        Err(reason) => {
+            f.problems.push(Error::WrongForSlot {
+                path: at.csr.clone(),
+                reason: reason.to_string(),
+            });
+            return Ok(None);
+        }
+    };
+    let cert_pem = crate::fsio::read(&at.crt)?;
+    match Certificate::from_pem_chain(&cert_pem) {
+        Ok(chain) => Ok(Some(Returned {
+            req,
+            chain,
+            pem: cert_pem,
+        })),
+        Err(reason) => {
+            // `openssl ca` without -notext puts a text dump before the PEM.
+            let hint = if cert_pem.starts_with(b"Certificate:") {
+                " (a text dump before the certificate: sign with openssl ca -notext)"
+            } else {
+                ""
+            };
+            f.problems.push(Error::BadCertificate {
+                path: at.crt.clone(),
+                reason: format!("{reason}{hint}"),
+            });
+            Ok(None)
+        }
+    }
+}
+
 /// The certificate the CA returned for `item` in `at.crt`, checked against its request, key,
 /// CA and slot: `None` when it fails (the findings say why).
 fn check_returned(
@@ -171,33 +215,13 @@ fn check_returned(
         path: at.crt.clone(),
         reason,
     };
-    let csr_bytes = crate::fsio::read(&at.csr)?;
-    let req = match csr::parse_pem(&csr_bytes) {
-        Ok(r) => r,
-        Err(reason) => {
-            f.problems.push(Error::WrongForSlot {
-                path: at.csr.clone(),
-                reason: reason.to_string(),
-            });
-            return Ok(None);
-        }
-    };
-    let cert_pem = crate::fsio::read(&at.crt)?;
-    let chain = match Certificate::from_pem_chain(&cert_pem) {
-        Ok(c) => c,
-        Err(reason) => {
-            // `openssl ca` without -notext puts a text dump before the PEM.
-            let hint = if cert_pem.starts_with(b"Certificate:") {
-                " (a text dump before the certificate: sign with openssl ca -notext)"
-            } else {
-                ""
-            };
-            f.problems.push(Error::BadCertificate {
-                path: at.crt.clone(),
-                reason: format!("{reason}{hint}"),
-            });
-            return Ok(None);
-        }
+    let Some(Returned {
+        req,
+        chain,
+        pem: cert_pem,
+    }) = read_returned(&at, f)?
+    else {
+        return Ok(None);
     };
     let key_pem = item.read_csr_key(&at.key)?;
     let key = PrivateKey::from_pem(&key_pem).map_err(|reason| Error::BadKey {
@@ -320,18 +344,7 @@ fn check_against_request(
             "keyUsage lacks digitalSignature, which TLS needs".into()
         ));
     }
-    if now > leaf.not_after {
-        f.problems.push(Error::Expired {
-            path: path.to_path_buf(),
-            not_after: leaf.not_after,
-        });
-    } else if now < leaf.not_before {
-        f.warnings.push(format!(
-            "{}: not valid before {} (clock skew?)",
-            path.display(),
-            crate::format::dates::format_date(leaf.not_before)
-        ));
-    }
+    check_time(leaf, path, now, f);
 }
 
 /// Installs every checked certificate at once, backing up anything it replaces.

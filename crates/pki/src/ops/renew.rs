@@ -38,7 +38,7 @@ pub struct ExtraSans {
 
 impl ExtraSans {
     /// The SANs to add to a certificate made by `rule`.
-    pub fn for_rule(&self, rule: SanRule) -> &[String] {
+    fn for_rule(&self, rule: SanRule) -> &[String] {
         match rule {
             SanRule::None => &[],
             SanRule::ApiServer => &self.apiserver,
@@ -146,12 +146,6 @@ impl Plan {
         self.targets
             .iter()
             .filter(|t| matches!(t.action, Action::Renew { .. }))
-    }
-    /// Files a renewal replaces (for the backup and the restart advice).
-    pub fn files_to_replace(&self) -> Vec<PathBuf> {
-        self.to_renew()
-            .flat_map(|t| t.files.iter().cloned())
-            .collect()
     }
 }
 
