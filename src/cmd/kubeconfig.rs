@@ -3,13 +3,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use kubepki_pki::crypto::cert::Certificate;
-use kubepki_pki::crypto::issue::{self, CertTemplate, Signer};
+use kubepki_pki::crypto::files;
+use kubepki_pki::crypto::issue::CertTemplate;
+use kubepki_pki::crypto::issuer::Issuer;
 use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 use kubepki_pki::fsio;
 use kubepki_pki::model::inventory::{self, CaId};
 use kubepki_pki::model::kubeconfig::{self, Kubeconfig};
-use kubepki_pki::model::layout::{self, Layout};
-use kubepki_pki::model::params::BACKDATE;
+use kubepki_pki::model::layout::Layout;
 use time::OffsetDateTime;
 
 use crate::out::{errln, outln};
@@ -25,46 +26,33 @@ fn sign_client(
 ) -> Result<(String, String, String)> {
     let ca_spec = inventory::ca(CaId::Ca);
     let (crt_path, key_path) = (layout.ca_cert(ca_spec), layout.ca_key(ca_spec));
-    let ca_cert = layout::read_cert(&crt_path)?
+    let ca = Issuer::read(&crt_path, &key_path)?
         .with_context(|| format!("{}: no such file; is --cert-dir right?", crt_path.display()))?;
-    let Some(ca_key) = layout::read_key(&key_path)? else {
+    if !ca.can_sign() {
         bail!(
             "{}: no such file; the cluster CA is external, so kubepki cannot sign a client certificate",
             key_path.display()
         );
-    };
-    let found =
-        kubepki_pki::model::check::check_ca(&ca_cert, &crt_path, Some((&ca_key, &key_path)), now);
-    if let Some(p) = found.problems.into_iter().next() {
+    }
+    if let Some(p) = ca.check(now).first_problem() {
         return Err(p.into());
     }
     kubepki_pki::format::duration::check_validity(validity, "--validity-period")
         .map_err(anyhow::Error::msg)?;
     let key = PrivateKey::generate(alg).map_err(anyhow::Error::msg)?;
-    let mut not_after = kubepki_pki::format::duration::after(now, validity);
-    if not_after > ca_cert.not_after {
+    let issued = ca
+        .sign(template, key.public_key_der(), now, validity)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(end) = issued.cut_at {
         errln!(
             "[kubeconfig] WARNING: the CA expires {}; the certificate is cut off there",
-            kubepki_pki::format::dates::format_date(ca_cert.not_after)
+            kubepki_pki::format::dates::format_date(end)
         );
-        not_after = ca_cert.not_after;
     }
-    let cert = issue::issue(
-        template,
-        key.public_key_der(),
-        Signer::Ca {
-            cert: &ca_cert,
-            key: &ca_key,
-        },
-        now - BACKDATE,
-        not_after,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let ca_pem = layout::read_ca_bundle_pem(&crt_path)?;
     Ok((
-        cert.to_pem(),
+        issued.cert.to_pem(),
         key.to_pem().map_err(anyhow::Error::msg)?,
-        ca_pem,
+        ca.bundle_pem(),
     ))
 }
 
@@ -121,7 +109,7 @@ pub fn kubelet(args: &Kubelet, now: OffsetDateTime) -> Result<ExitCode> {
         // The kubelet resolves relative paths against kubelet.conf's directory: write it absolute.
         let pem = std::path::absolute(kubelet_dir.join("pki/kubelet-client-current.pem"))?;
         check_rotated(&pem, &layout, &user, now)?;
-        let ca = layout::read_ca_bundle_pem(&layout.ca_cert(inventory::ca(CaId::Ca)))?;
+        let ca = files::read_ca_bundle_pem(&layout.ca_cert(inventory::ca(CaId::Ca)))?;
         Kubeconfig::with_files(&c.cluster_name, &server, &ca, &user, &pem, &pem).to_yaml()
     } else {
         let template = CertTemplate {
@@ -197,7 +185,7 @@ fn check_rotated(pem: &Path, layout: &Layout, user: &str, now: OffsetDateTime) -
         );
     }
     let ca_path = layout.ca_cert(inventory::ca(CaId::Ca));
-    let ca = layout::read_cert(&ca_path)?
+    let ca = files::read_cert(&ca_path)?
         .with_context(|| format!("{}: no such file", ca_path.display()))?;
     if !c.is_signed_by(&ca) {
         bail!(

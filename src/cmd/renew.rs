@@ -1,8 +1,6 @@
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kubepki_pki::model::inventory;
 use kubepki_pki::ops::renew::{self, Component};
 use kubepki_pki::ops::restore;
 use time::OffsetDateTime;
@@ -43,12 +41,12 @@ pub fn run(args: &Renew, now: OffsetDateTime) -> Result<ExitCode> {
         errln!("error: nothing was changed");
         return Ok(ExitCode::FAILURE);
     }
-    let names: Vec<&str> = plan.to_renew().map(|t| t.name()).collect();
+    let items: Vec<_> = plan.to_renew().map(|t| t.item).collect();
     let Some(session) = session else {
-        if names.is_empty() {
+        if items.is_empty() {
             outln!("[renew] nothing would be renewed");
         } else {
-            advise(&renew::restart_needed(&names), true);
+            advise(&renew::restart_needed(&items), true);
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -88,10 +86,7 @@ pub fn run(args: &Renew, now: OffsetDateTime) -> Result<ExitCode> {
         let (statics, others): (Vec<Component>, Vec<Component>) =
             comps.iter().partition(|c| c.is_static_pod());
         let results = restart::restart_all(&statics, ropts);
-        let etcd = outcome
-            .renewed
-            .iter()
-            .any(|n| matches!(*n, "etcd-server" | "etcd-peer"));
+        let etcd = renew::reloaded_by_etcd(&outcome.renewed);
         for line in restart::summary(&results, &others, etcd) {
             outln!("{line}");
         }
@@ -157,24 +152,10 @@ pub fn restore(args: &Restore, now: OffsetDateTime) -> Result<ExitCode> {
         restored.len(),
         before.display()
     );
-    let names: Vec<&str> = restored.iter().filter_map(|p| item_name(p)).collect();
-    advise(&renew::restart_needed(&names), false);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The inventory name of a file, by its path's ending.
-fn item_name(p: &Path) -> Option<&'static str> {
-    let s = p.to_string_lossy();
-    inventory::LEAVES
+    let items: Vec<_> = restored
         .iter()
-        .find(|l| {
-            s.ends_with(&format!("/{}.crt", l.base)) || s.ends_with(&format!("/{}.key", l.base))
-        })
-        .map(|l| l.name)
-        .or_else(|| {
-            inventory::KUBECONFIGS
-                .iter()
-                .find(|k| s.ends_with(&format!("/{}", k.name)))
-                .map(|k| k.name)
-        })
+        .filter_map(|p| kubepki_pki::model::slot::owner_of(session.layout(), p))
+        .collect();
+    advise(&renew::restart_needed(&items), false);
+    Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,8 @@
 use super::*;
 use der::Encode;
 use kubepki_pki::crypto::cert::Certificate;
-use kubepki_pki::crypto::issue::{CertTemplate, Signer, issue};
+use kubepki_pki::crypto::issue::CertTemplate;
+use kubepki_pki::crypto::issuer::Issuer;
 use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 
 /// DER with occasional non-minimal (long-form) lengths, which Go refuses.
@@ -959,20 +960,24 @@ fn certificate(r: &mut Rng, keys: &Keys, cas: &Cas) -> (Vec<u8>, Vec<u8>, Vec<&'
 
 fn ca(alg: KeyAlgorithm, cn: &str) -> (Certificate, PrivateKey) {
     let key = PrivateKey::generate(alg).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let c = issue(
+    let key_pem = key.to_pem().unwrap();
+    let ca = Issuer::new_root(
         &CertTemplate {
             common_name: cn.into(),
             is_ca: true,
             ..Default::default()
         },
-        key.public_key_der(),
-        Signer::SelfSigned(&key),
-        now,
-        now + time::Duration::days(3650),
+        key,
+        time::OffsetDateTime::now_utc(),
+        std::time::Duration::from_secs(3650 * 24 * 3600),
+        std::path::Path::new("ca.crt"),
+        std::path::Path::new("ca.key"),
     )
     .unwrap();
-    (c, key)
+    (
+        ca.cert().clone(),
+        PrivateKey::from_pem(key_pem.as_bytes()).unwrap(),
+    )
 }
 
 /// What Go prints for a certificate kubepki accepted, computed from kubepki's reading.

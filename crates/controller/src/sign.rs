@@ -10,22 +10,16 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use kubepki_pki::crypto::cert::Certificate;
 use kubepki_pki::crypto::csr::CsrInfo;
-use kubepki_pki::crypto::issue::{self, CertTemplate, Signer};
-use kubepki_pki::crypto::key::PrivateKey;
-use kubepki_pki::format::duration;
-use kubepki_pki::model::check;
-use kubepki_pki::model::layout;
-use kubepki_pki::model::params::BACKDATE;
+use kubepki_pki::crypto::issue::CertTemplate;
+use kubepki_pki::crypto::issuer::{Issuer, Window};
 use time::OffsetDateTime;
 
 use crate::rules::{self, NodeInfo, Policy, Reason, Request};
 
 /// The CA that signs, and for how long.
 pub struct SigningCa {
-    pub cert: Certificate,
-    pub key: PrivateKey,
+    pub issuer: Issuer,
     pub duration: Duration,
 }
 
@@ -102,22 +96,22 @@ pub fn plan(
     if let Some(s) = req.expiration_seconds {
         lifetime = lifetime.min(Duration::from_secs(s.max(0).unsigned_abs()));
     }
-    let not_after = duration::after(now, lifetime).min(ca_not_after);
-    if not_after <= now {
+    let window = Window::new(now, lifetime, ca_not_after);
+    if window.not_after <= now {
         return Err(Refusal::NoValidity {
             expiration_seconds: req.expiration_seconds.unwrap_or(0),
         });
     }
     Ok(Plan {
         info,
-        not_before: now - BACKDATE,
-        not_after,
+        not_before: window.not_before,
+        not_after: window.not_after,
     })
 }
 
 impl SigningCa {
-    /// Loads and checks a CA pair with the library's readers and CA checks (the same as
-    /// `init` and `renew` apply); errors name the file.
+    /// Loads and checks a CA pair with the library's [`Issuer`] (the same reading and checks as
+    /// `init` and `renew`); errors name the file.
     pub fn load(
         cert_path: &Path,
         key_path: &Path,
@@ -125,21 +119,16 @@ impl SigningCa {
         now: OffsetDateTime,
     ) -> Result<Self, String> {
         let missing = |p: &Path| format!("{}: no such file", p.display());
-        let cert = layout::read_cert(cert_path)
+        let issuer = Issuer::read(cert_path, key_path)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| missing(cert_path))?;
-        let key = layout::read_key(key_path)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| missing(key_path))?;
-        let found = check::check_ca(&cert, cert_path, Some((&key, key_path)), now);
-        if let Some(p) = found.problems.into_iter().next() {
+        if !issuer.can_sign() {
+            return Err(missing(key_path));
+        }
+        if let Some(p) = issuer.check(now).first_problem() {
             return Err(p.to_string());
         }
-        Ok(SigningCa {
-            cert,
-            key,
-            duration,
-        })
+        Ok(SigningCa { issuer, duration })
     }
 
     /// `plan` with this CA's notAfter and lifetime.
@@ -150,7 +139,14 @@ impl SigningCa {
         policy: &Policy,
         now: OffsetDateTime,
     ) -> Result<Plan, Refusal> {
-        plan(req, node, policy, self.cert.not_after, self.duration, now)
+        plan(
+            req,
+            node,
+            policy,
+            self.issuer.cert().not_after,
+            self.duration,
+            now,
+        )
     }
 
     /// The serving certificate of a plan, as PEM.
@@ -164,13 +160,9 @@ impl SigningCa {
             ip_addresses: info.ip_addresses.clone(),
             ..Default::default()
         };
-        let cert = issue::issue(
+        let cert = self.issuer.sign_between(
             &template,
             &info.public_key,
-            Signer::Ca {
-                cert: &self.cert,
-                key: &self.key,
-            },
             plan.not_before,
             plan.not_after,
         )?;

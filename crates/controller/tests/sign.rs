@@ -9,7 +9,8 @@ use common::*;
 use kubepki_controller::rules::{Policy, Reason};
 use kubepki_controller::sign::{Refusal, SigningCa, plan};
 use kubepki_pki::crypto::cert::Certificate;
-use kubepki_pki::crypto::issue::{self, CertTemplate, Signer};
+use kubepki_pki::crypto::issue::CertTemplate;
+use kubepki_pki::crypto::issuer::Issuer;
 use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -217,21 +218,21 @@ fn validity_stays_inside_the_ca() {
 fn an_issued_certificate_is_what_the_plan_says() {
     let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let ca_end = NOW + time::Duration::hours(2);
-    let cert: Certificate = issue::issue(
+    let issuer = Issuer::new_root(
         &CertTemplate {
             common_name: "kubernetes".into(),
             is_ca: true,
             ..Default::default()
         },
-        key.public_key_der(),
-        Signer::SelfSigned(&key),
+        key,
         NOW - time::Duration::hours(1),
-        ca_end,
+        Duration::from_secs(3 * 3600),
+        std::path::Path::new("ca.crt"),
+        std::path::Path::new("ca.key"),
     )
     .unwrap();
     let ca = SigningCa {
-        cert,
-        key,
+        issuer,
         duration: YEAR,
     };
     let c = Case::valid();

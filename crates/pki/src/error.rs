@@ -87,4 +87,9 @@ impl Error {
             source,
         }
     }
+
+    /// `path` is absent, and `reason` says why that matters.
+    pub fn not_found(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::io(path, io::Error::new(io::ErrorKind::NotFound, reason.into()))
+    }
 }

@@ -6,9 +6,11 @@
 //! - [`error`] and [`fsio`]: errors that name their file; bounded reads of files kubepki did
 //!   not write, directories with exact modes, durable renames;
 //! - [`format`]: texts (durations, dates, YAML);
-//! - [`crypto`]: PEM, DER, keys, certificates, requests and signing, read exactly as Go reads them;
-//! - [`model`]: what a node's PKI is (the inventory, where its files live, the parameters that
-//!   shape it, kubeadm's config, kubeconfig files) and whether a file fits its slot;
+//! - [`crypto`]: PEM, DER, keys, certificates and requests, read exactly as Go reads them;
+//!   whether a certificate fits its slot; signing, through one `Issuer` (a CA read and checked);
+//! - [`model`]: what a node's PKI is (the inventory, where its files live, the credential slot
+//!   of each leaf and kubeconfig, the parameters that shape it, kubeadm's config, kubeconfig
+//!   files);
 //! - [`storage`]: how it is changed: the session (lock and recovery), journaled transactions,
 //!   backups;
 //! - [`ops`]: what kubepki does with it: init, renew, the external CA workflow, the expiry report.

@@ -1,4 +1,5 @@
-//! Issuing certificates the way kubeadm (Go's crypto/x509) lays them out.
+//! Building certificates the way kubeadm (Go's crypto/x509) lays them out. Signing goes
+//! through [`crate::crypto::issuer::Issuer`], which decides the validity window.
 //!
 //! Built with x509-cert rather than rcgen because a kubeadm PKI needs two things rcgen's
 //! DistinguishedName cannot express: several `O` values in one subject (user groups), and an
@@ -60,7 +61,7 @@ impl CertTemplate {
 
 /// Who signs: the subject's own key (a root CA) or a CA certificate with its key.
 #[derive(Clone, Copy)]
-pub enum Signer<'a> {
+pub(crate) enum Signer<'a> {
     SelfSigned(&'a PrivateKey),
     Ca {
         cert: &'a Certificate,
@@ -69,7 +70,7 @@ pub enum Signer<'a> {
 }
 
 /// Issues a certificate for the public key `subject_spki` (DER SubjectPublicKeyInfo).
-pub fn issue(
+pub(crate) fn issue(
     template: &CertTemplate,
     subject_spki: &[u8],
     signer: Signer<'_>,

@@ -13,12 +13,6 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Formats like Go's `time.Duration.String()` for whole seconds (`8760h0m0s`).
-pub fn format_go(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}h{}m{}s", s / 3600, (s % 3600) / 60, s % 60)
-}
-
 /// apimachinery's `duration.HumanDuration`, which kubeadm ≥1.31 uses for RESIDUAL TIME.
 /// `seconds` may be negative (already expired).
 pub fn human(seconds: i64) -> String {
@@ -110,7 +104,6 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("soon").is_err());
         assert!(parse("-5h").is_err());
-        assert_eq!(format_go(Duration::from_secs(8760 * 3600)), "8760h0m0s");
     }
 
     #[test]

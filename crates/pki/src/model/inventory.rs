@@ -1,8 +1,10 @@
 //! The certificate inventory of a kubeadm control-plane node, as data: every CA, leaf and
-//! kubeconfig with its files, subject, usages, SANs and signing CA, as kubeadm makes them.
+//! kubeconfig with its files, subject, usages, SANs, signing CA and the component that reads
+//! it, as kubeadm makes them.
 //!
-//! `init`, `check-expiration`, `renew`, `generate-csr` and `import` all walk these tables;
-//! nothing else in kubepki knows a certificate's name, file, issuer or usages.
+//! `init`, `check-expiration`, `renew`, `generate-csr` and `import` all walk these tables
+//! (leaves and kubeconfigs through [`crate::model::slot`]); nothing else in kubepki knows a
+//! certificate's name, file, issuer, usages or readers.
 
 use std::fmt;
 
@@ -72,13 +74,59 @@ impl fmt::Display for Usage {
 }
 
 /// Which of kubeadm's SAN rules applies (apiserver: the node, the service names and IPs, the
-/// endpoint; etcd server and peer: the node, localhost and its addresses).
+/// endpoint; etcd server and peer: the node, localhost and its addresses), and so which group
+/// of extra SANs (`apiServer.certSANs`, `etcd.local.serverCertSANs`, `peerCertSANs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SanRule {
     None,
     ApiServer,
     EtcdServer,
     EtcdPeer,
+}
+
+/// A control-plane component that must restart to load renewed files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    KubeApiserver,
+    KubeControllerManager,
+    KubeScheduler,
+    Kubelet,
+}
+
+impl Component {
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::KubeApiserver => "kube-apiserver",
+            Component::KubeControllerManager => "kube-controller-manager",
+            Component::KubeScheduler => "kube-scheduler",
+            Component::Kubelet => "kubelet",
+        }
+    }
+    /// Static pods restart by moving their manifest; the kubelet is a system service.
+    pub fn is_static_pod(self) -> bool {
+        self != Component::Kubelet
+    }
+}
+
+/// Who reads a certificate's files, and so what loads a renewed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadBy {
+    /// A component that reads them only when it starts: it must restart.
+    Start(Component),
+    /// etcd, which reads its serving and peer certificates on every new connection.
+    EtcdConnections,
+    /// Clients that read them each time they run (kubectl, etcd's health check).
+    EachUse,
+}
+
+impl ReadBy {
+    /// The component a renewal must restart, if any.
+    pub fn restart(self) -> Option<Component> {
+        match self {
+            ReadBy::Start(c) => Some(c),
+            ReadBy::EtcdConnections | ReadBy::EachUse => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -91,6 +139,7 @@ pub struct LeafSpec {
     pub usage: Usage,
     pub sans: SanRule,
     pub local_etcd_only: bool,
+    pub read_by: ReadBy,
 }
 
 /// Which API server address a kubeconfig points at.
@@ -109,6 +158,7 @@ pub struct KubeconfigSpec {
     pub common_name: CommonName,
     pub organizations: Organizations,
     pub server: ServerRule,
+    pub read_by: ReadBy,
     /// kubelet.conf belongs to the kubelet after bootstrap; kubeadm neither lists nor renews it.
     pub kubeadm_managed: bool,
     /// super-admin.conf exists from Kubernetes 1.29.
@@ -149,6 +199,7 @@ pub const LEAVES: &[LeafSpec] = &[
         usage: Usage::Server,
         sans: SanRule::ApiServer,
         local_etcd_only: false,
+        read_by: ReadBy::Start(Component::KubeApiserver),
     },
     LeafSpec {
         name: "apiserver-kubelet-client",
@@ -159,6 +210,7 @@ pub const LEAVES: &[LeafSpec] = &[
         usage: Usage::Client,
         sans: SanRule::None,
         local_etcd_only: false,
+        read_by: ReadBy::Start(Component::KubeApiserver),
     },
     LeafSpec {
         name: "apiserver-etcd-client",
@@ -169,6 +221,7 @@ pub const LEAVES: &[LeafSpec] = &[
         usage: Usage::Client,
         sans: SanRule::None,
         local_etcd_only: true,
+        read_by: ReadBy::Start(Component::KubeApiserver),
     },
     LeafSpec {
         name: "front-proxy-client",
@@ -179,6 +232,7 @@ pub const LEAVES: &[LeafSpec] = &[
         usage: Usage::Client,
         sans: SanRule::None,
         local_etcd_only: false,
+        read_by: ReadBy::Start(Component::KubeApiserver),
     },
     LeafSpec {
         name: "etcd-server",
@@ -189,6 +243,7 @@ pub const LEAVES: &[LeafSpec] = &[
         usage: Usage::ServerAndClient,
         sans: SanRule::EtcdServer,
         local_etcd_only: true,
+        read_by: ReadBy::EtcdConnections,
     },
     LeafSpec {
         name: "etcd-peer",
@@ -199,6 +254,7 @@ pub const LEAVES: &[LeafSpec] = &[
         usage: Usage::ServerAndClient,
         sans: SanRule::EtcdPeer,
         local_etcd_only: true,
+        read_by: ReadBy::EtcdConnections,
     },
     LeafSpec {
         name: "etcd-healthcheck-client",
@@ -209,6 +265,7 @@ pub const LEAVES: &[LeafSpec] = &[
         usage: Usage::Client,
         sans: SanRule::None,
         local_etcd_only: true,
+        read_by: ReadBy::EachUse,
     },
 ];
 
@@ -218,6 +275,7 @@ pub const KUBECONFIGS: &[KubeconfigSpec] = &[
         common_name: CommonName::Fixed("kubernetes-admin"),
         organizations: Organizations::ClusterAdmins,
         server: ServerRule::ControlPlaneEndpoint,
+        read_by: ReadBy::EachUse,
         kubeadm_managed: true,
         since_1_29: false,
     },
@@ -226,6 +284,7 @@ pub const KUBECONFIGS: &[KubeconfigSpec] = &[
         common_name: CommonName::Fixed("kubernetes-super-admin"),
         organizations: Organizations::Fixed("system:masters"),
         server: ServerRule::ControlPlaneEndpoint,
+        read_by: ReadBy::EachUse,
         kubeadm_managed: true,
         since_1_29: true,
     },
@@ -234,6 +293,7 @@ pub const KUBECONFIGS: &[KubeconfigSpec] = &[
         common_name: CommonName::Fixed("system:kube-controller-manager"),
         organizations: Organizations::None,
         server: ServerRule::LocalEndpoint,
+        read_by: ReadBy::Start(Component::KubeControllerManager),
         kubeadm_managed: true,
         since_1_29: false,
     },
@@ -242,6 +302,7 @@ pub const KUBECONFIGS: &[KubeconfigSpec] = &[
         common_name: CommonName::Fixed("system:kube-scheduler"),
         organizations: Organizations::None,
         server: ServerRule::LocalEndpoint,
+        read_by: ReadBy::Start(Component::KubeScheduler),
         kubeadm_managed: true,
         since_1_29: false,
     },
@@ -250,6 +311,7 @@ pub const KUBECONFIGS: &[KubeconfigSpec] = &[
         common_name: CommonName::NodeUser,
         organizations: Organizations::Fixed("system:nodes"),
         server: ServerRule::ControlPlaneEndpoint,
+        read_by: ReadBy::Start(Component::Kubelet),
         kubeadm_managed: false,
         since_1_29: false,
     },
@@ -273,46 +335,6 @@ pub fn kubeconfig(name: &str) -> Option<&'static KubeconfigSpec> {
     KUBECONFIGS.iter().find(|k| k.name == name)
 }
 
-/// A row of kubeadm's certificate table: a leaf certificate or a kubeconfig's client cert.
-#[derive(Clone, Copy, Debug)]
-pub enum Item {
-    Leaf(&'static LeafSpec),
-    Kubeconfig(&'static KubeconfigSpec),
-}
-
-impl Item {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Item::Leaf(l) => l.name,
-            Item::Kubeconfig(k) => k.name,
-        }
-    }
-    pub fn issuer(&self) -> CaId {
-        match self {
-            Item::Leaf(l) => l.issuer,
-            Item::Kubeconfig(_) => CaId::Ca,
-        }
-    }
-}
-
-/// kubeadm's certificate list (what `check-expiration` and `renew all` cover), sorted by name
-/// as kubeadm prints it. Etcd certificates only with local etcd.
-pub fn kubeadm_items(local_etcd: bool) -> Vec<Item> {
-    let mut items: Vec<Item> = LEAVES
-        .iter()
-        .filter(|l| local_etcd || !l.local_etcd_only)
-        .map(Item::Leaf)
-        .chain(
-            KUBECONFIGS
-                .iter()
-                .filter(|k| k.kubeadm_managed)
-                .map(Item::Kubeconfig),
-        )
-        .collect();
-    items.sort_by_key(|i| i.name());
-    items
-}
-
 /// The CAs in kubeadm's printing order (by name).
 pub fn kubeadm_cas(local_etcd: bool) -> Vec<&'static CaSpec> {
     let mut cas: Vec<&CaSpec> = CAS
@@ -328,26 +350,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kubeadm_order_matches_spec() {
-        let names: Vec<_> = kubeadm_items(true).iter().map(|i| i.name()).collect();
-        assert_eq!(
-            names,
-            [
-                "admin.conf",
-                "apiserver",
-                "apiserver-etcd-client",
-                "apiserver-kubelet-client",
-                "controller-manager.conf",
-                "etcd-healthcheck-client",
-                "etcd-peer",
-                "etcd-server",
-                "front-proxy-client",
-                "scheduler.conf",
-                "super-admin.conf"
-            ]
-        );
+    fn kubeadm_ca_order() {
         let cas: Vec<_> = kubeadm_cas(true).iter().map(|c| c.name).collect();
         assert_eq!(cas, ["ca", "etcd-ca", "front-proxy-ca"]);
-        assert_eq!(kubeadm_items(false).len(), 7);
+        assert_eq!(kubeadm_cas(false).len(), 2);
     }
 }

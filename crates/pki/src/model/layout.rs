@@ -1,12 +1,11 @@
-//! Where each inventory entry lives on disk, and reading those files with errors that name them.
+//! Where each inventory entry lives on disk, and what each file kubepki manages holds.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::crypto::cert::Certificate;
 use crate::crypto::key::PrivateKey;
 use crate::error::{Error, Result};
-use crate::model::inventory::{CaSpec, Item, KubeconfigSpec, LeafSpec, SA_KEY, SA_PUB};
+use crate::model::inventory::{CaSpec, KubeconfigSpec, LeafSpec, SA_KEY, SA_PUB};
 
 /// What a file kubepki manages holds, and so its mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +61,14 @@ impl FileKind {
         }
         Ok(())
     }
+}
+
+/// A file to write: where, what, and what it holds (so its mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewFile {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+    pub kind: FileKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,74 +178,4 @@ impl Layout {
     pub fn manages(&self, path: &Path) -> bool {
         self.managed_files().iter().any(|(p, _)| p == path)
     }
-
-    /// The file whose certificate a kubeadm table row reports.
-    pub fn item_file(&self, item: Item) -> PathBuf {
-        match item {
-            Item::Leaf(l) => self.leaf_cert(l),
-            Item::Kubeconfig(k) => self.kubeconfig(k),
-        }
-    }
-}
-
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    if !crate::fsio::exists(path)? {
-        return Ok(None);
-    }
-    crate::fsio::read(path).map(Some)
-}
-
-/// Reads a certificate file (leaf first if it holds a chain); `None` when absent.
-pub fn read_cert_chain(path: &Path) -> Result<Option<Vec<Certificate>>> {
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
-    };
-    Certificate::from_pem_chain(&bytes)
-        .map(Some)
-        .map_err(|reason| Error::BadCertificate {
-            path: path.to_path_buf(),
-            reason,
-        })
-}
-
-pub fn read_cert(path: &Path) -> Result<Option<Certificate>> {
-    Ok(read_cert_chain(path)?.map(|mut chain| chain.swap_remove(0)))
-}
-
-/// The certificate of a file that holds a certificate and its key together (the kubelet's
-/// rotated pair); `None` when absent.
-pub fn read_cert_with_key(path: &Path) -> Result<Option<Certificate>> {
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
-    };
-    Certificate::from_pem_with_key(&bytes)
-        .map(|mut chain| Some(chain.swap_remove(0)))
-        .map_err(|reason| Error::BadCertificate {
-            path: path.to_path_buf(),
-            reason,
-        })
-}
-
-/// A CA file as kubeconfigs embed it (`certificate-authority-data`): its certificates,
-/// re-encoded, and nothing else from the file.
-pub fn read_ca_bundle_pem(path: &Path) -> Result<String> {
-    let chain = read_cert_chain(path)?.ok_or_else(|| {
-        Error::io(
-            path,
-            io::Error::new(io::ErrorKind::NotFound, "CA certificate not found"),
-        )
-    })?;
-    Ok(chain.iter().map(Certificate::to_pem).collect())
-}
-
-pub fn read_key(path: &Path) -> Result<Option<PrivateKey>> {
-    let Some(bytes) = read_optional(path)? else {
-        return Ok(None);
-    };
-    PrivateKey::from_pem(&bytes)
-        .map(Some)
-        .map_err(|reason| Error::BadKey {
-            path: path.to_path_buf(),
-            reason,
-        })
 }

@@ -21,8 +21,6 @@ pub const DEFAULT_CLUSTER_NAME: &str = "kubernetes";
 pub const DEFAULT_BIND_PORT: u16 = 6443;
 pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(8760 * 3600);
 pub const DEFAULT_CA_VALIDITY: Duration = Duration::from_secs(87600 * 3600);
-/// kubeadm backdates notBefore to tolerate clock skew between nodes.
-pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
 
 /// A Kubernetes minor version, enough to pick version-dependent groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -216,7 +214,7 @@ impl ClusterParams {
 
     /// SANs as kubeadm computes them: DNS names sorted and deduplicated, IPs in rule order
     /// with duplicates dropped (pkiutil.RemoveDuplicateAltNames).
-    pub fn alt_names(&self, rule: SanRule) -> Result<(Vec<String>, Vec<IpAddr>), String> {
+    fn alt_names(&self, rule: SanRule) -> Result<(Vec<String>, Vec<IpAddr>), String> {
         let mut dns: Vec<String> = Vec::new();
         let mut ips: Vec<IpAddr> = Vec::new();
         let extra: &[String] = match rule {
@@ -298,7 +296,7 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     }
 }
 
-pub fn join_host_port(host: &str, port: u16) -> String {
+fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

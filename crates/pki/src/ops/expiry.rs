@@ -8,11 +8,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::crypto::cert::Certificate;
-use crate::error::{Error, Result};
-use crate::model::inventory::{self, CaId, Item};
+use crate::crypto::files;
+use crate::error::Result;
+use crate::model::inventory::{self, CaId};
 use crate::model::kubeconfig;
-use crate::model::layout::{self, Layout};
+use crate::model::layout::Layout;
 use crate::model::params::KubeVersion;
+use crate::model::slot::{self, Item};
 
 /// One row: a certificate (or kubeconfig) or a CA.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,7 +60,7 @@ pub fn collect(layout: &Layout, scope: Scope) -> Result<Report> {
     let mut authorities = Vec::new();
     let mut external = Vec::new();
     for ca in &cas {
-        let cert = layout::read_cert(&layout.ca_cert(ca))?;
+        let cert = files::read_cert(&layout.ca_cert(ca))?;
         // External: the CA certificate is here but its key is not.
         let ext = cert.is_some() && !crate::fsio::exists(&layout.ca_key(ca))?;
         external.push((ca.id, ext));
@@ -72,13 +74,9 @@ pub fn collect(layout: &Layout, scope: Scope) -> Result<Report> {
     let is_external = |id: CaId| external.iter().any(|(i, e)| *i == id && *e);
 
     let mut certificates = Vec::new();
-    for item in inventory::kubeadm_items(scope.local_etcd) {
-        let cert = read_item_cert(layout, item)?;
-        if let Item::Kubeconfig(k) = item
-            && k.since_1_29
-            && cert.is_none()
-            && !super_admin_expected(layout, scope)?
-        {
+    for item in slot::kubeadm_items(scope.local_etcd) {
+        let cert = item.read_cert(layout)?;
+        if item.since_1_29() && cert.is_none() && !super_admin_expected(layout, scope)? {
             continue;
         }
         let ca = inventory::ca(item.issuer());
@@ -108,7 +106,7 @@ pub struct KubeletRow {
 /// The kubelet's own certificates: its rotated client certificate (what kubelet.conf points
 /// at after bootstrap), its serving certificate, and kubelet.conf's embedded one if any.
 pub fn collect_kubelet(layout: &Layout, kubelet_dir: &std::path::Path) -> Result<Vec<KubeletRow>> {
-    let ca = layout::read_cert(&layout.ca_cert(inventory::ca(CaId::Ca)))
+    let ca = files::read_cert(&layout.ca_cert(inventory::ca(CaId::Ca)))
         .ok()
         .flatten();
     let issuer = |c: &Certificate| -> &'static str {
@@ -128,7 +126,7 @@ pub fn collect_kubelet(layout: &Layout, kubelet_dir: &std::path::Path) -> Result
         ("kubelet-serving", "kubelet.crt", false),
     ] {
         let path = pki.join(file);
-        match layout::read_cert_with_key(&path)? {
+        match files::read_cert_with_key(&path)? {
             Some(c) => rows.push(KubeletRow {
                 name,
                 path,
@@ -216,33 +214,14 @@ pub fn kubelet_entries(rows: &[KubeletRow], now: OffsetDateTime) -> Vec<KubeletE
         .collect()
 }
 
-/// The certificate a row reports: a leaf's `.crt` or a kubeconfig's client certificate.
-pub fn read_item_cert(layout: &Layout, item: Item) -> Result<Option<Certificate>> {
-    let path = layout.item_file(item);
-    match item {
-        Item::Leaf(_) => layout::read_cert(&path),
-        Item::Kubeconfig(_) => {
-            if !crate::fsio::exists(&path)? {
-                return Ok(None);
-            }
-            let creds = kubeconfig::read_credentials(&path)?;
-            let chain = creds.client_chain().map_err(|reason| Error::Kubeconfig {
-                path: path.clone(),
-                reason: format!("client certificate: {reason}"),
-            })?;
-            Ok(chain.into_iter().next())
-        }
-    }
-}
-
 /// super-admin.conf arrived in Kubernetes 1.29. When the version is unknown, a cluster whose
 /// admin.conf is still in system:masters predates it, so its absence is not news.
 fn super_admin_expected(layout: &Layout, scope: Scope) -> Result<bool> {
     if let Some(v) = scope.kubernetes_version {
         return Ok(v.at_least(1, 29));
     }
-    let admin = inventory::kubeconfig("admin.conf").expect("admin.conf is in the inventory");
-    match read_item_cert(layout, Item::Kubeconfig(admin))? {
+    let admin: Item = inventory::kubeconfig("admin.conf").expect("admin.conf is in the inventory");
+    match admin.read_cert(layout)? {
         Some(c) => Ok(!c.organizations.iter().any(|o| o == "system:masters")),
         None => Ok(true),
     }

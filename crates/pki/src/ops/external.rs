@@ -13,71 +13,26 @@ use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use crate::crypto::cert::Certificate;
+use crate::crypto::check::{ChainProblem, Findings, check_chain, check_time, missing_sans};
 use crate::crypto::csr::{self, CsrInfo};
+use crate::crypto::files;
 use crate::crypto::issue::CertTemplate;
 use crate::crypto::key::{KeyAlgorithm, PrivateKey};
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::fsio::CERT_MODE;
-use crate::model::check::{Findings, missing_sans};
-use crate::model::inventory::{self, Item};
-use crate::model::kubeconfig::{self, Kubeconfig};
-use crate::model::layout::{self, Layout};
+use crate::model::inventory;
+use crate::model::kubeconfig;
+use crate::model::layout::Layout;
 use crate::model::params::ClusterParams;
-use crate::ops::expiry::read_item_cert;
+use crate::model::slot::{self, CsrFiles, Item, NewPems};
 use crate::ops::renew::Selection;
 use crate::storage::session::Session;
 
-/// Items an external CA may have to sign: kubeadm's list plus kubelet.conf.
-pub fn signable_items(local_etcd: bool) -> Vec<Item> {
-    let mut v = inventory::kubeadm_items(local_etcd);
-    v.push(Item::Kubeconfig(
-        inventory::kubeconfig("kubelet.conf").expect("in the inventory"),
-    ));
-    v
-}
-
 fn select(sel: &Selection, local_etcd: bool) -> Result<Vec<Item>> {
-    let all = signable_items(local_etcd);
+    let all = slot::signable_items(local_etcd);
     match sel {
         Selection::All => Ok(all),
-        Selection::Named(names) => names
-            .iter()
-            .map(|n| {
-                all.iter().copied().find(|i| i.name() == n).ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "unknown certificate {n:?}; expected one of: all, {}",
-                        all.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
-                    ))
-                })
-            })
-            .collect(),
-    }
-}
-
-/// Paths for one item: (key-or-partial-kubeconfig, csr, returned cert).
-fn paths(layout: &Layout, item: Item, csr_dir: Option<&Path>) -> (PathBuf, PathBuf, PathBuf) {
-    match item {
-        Item::Leaf(l) => {
-            let dir = csr_dir
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| layout.cert_dir.clone());
-            (
-                dir.join(format!("{}.key", l.base)),
-                dir.join(format!("{}.csr", l.base)),
-                dir.join(format!("{}.crt", l.base)),
-            )
-        }
-        Item::Kubeconfig(k) => {
-            let dir = csr_dir
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| layout.kubeconfig_dir.clone());
-            (
-                dir.join(k.name),
-                dir.join(format!("{}.csr", k.name)),
-                dir.join(format!("{}.crt", k.name)),
-            )
-        }
+        Selection::Named(names) => slot::named(names, &all),
     }
 }
 
@@ -100,8 +55,8 @@ pub fn plan_csrs(
     let layout = Layout::new(&params.cert_dir, &params.kubeconfig_dir);
     let mut jobs = Vec::new();
     for item in select(sel, params.local_etcd)? {
-        let (key_path, csr_path, _) = paths(&layout, item, csr_dir);
-        for p in [&key_path, &csr_path] {
+        let CsrFiles { key, csr, .. } = item.csr_files(&layout, csr_dir);
+        for p in [&key, &csr] {
             if crate::fsio::exists(p)? {
                 let hint = if csr_dir.is_none() {
                     "; to renew through the external CA, pass --csr-dir"
@@ -114,17 +69,15 @@ pub fn plan_csrs(
                 });
             }
         }
-        let existing = read_item_cert(&layout, item)?;
-        let (template, from_existing) = match (&existing, item) {
-            (Some(c), _) => (CertTemplate::from_certificate(c), true),
-            (None, Item::Leaf(l)) => (params.leaf_template(l).map_err(Error::Invalid)?, false),
-            (None, Item::Kubeconfig(k)) => (params.kubeconfig_template(k), false),
+        let (template, from_existing) = match item.read_cert(&layout)? {
+            Some(c) => (CertTemplate::from_certificate(&c), true),
+            None => (item.template(params).map_err(Error::Invalid)?, false),
         };
         jobs.push(CsrJob {
             item,
             template,
-            key_path,
-            csr_path,
+            key_path: key,
+            csr_path: csr,
             from_existing,
         });
     }
@@ -149,19 +102,10 @@ pub fn write_csrs(
     let mut files = session.transaction("generate-csr")?;
     for (j, m) in jobs.iter().zip(made) {
         let (key_pem, csr_pem) = m.map_err(Error::Crypto)?;
-        match j.item {
-            Item::Leaf(_) => files.create(&j.key_path, key_pem.as_bytes(), fsio::KEY_MODE)?,
-            Item::Kubeconfig(k) => {
-                let yaml = Kubeconfig::key_only(
-                    &params.cluster_name,
-                    &params.server_url(k.server),
-                    &j.template.common_name,
-                    &key_pem,
-                )
-                .to_yaml();
-                files.create(&j.key_path, yaml.as_bytes(), fsio::KUBECONFIG_MODE)?;
-            }
-        }
+        let key_file = j
+            .item
+            .csr_key_file(&j.key_path, params, &j.template.common_name, &key_pem);
+        files.create(&key_file.path, &key_file.contents, key_file.kind.mode())?;
         files.create(&j.csr_path, csr_pem.as_bytes(), CERT_MODE)?;
     }
     files.commit()
@@ -175,8 +119,11 @@ pub struct ImportItem {
     key_source: PathBuf,
     /// Already installed (same certificate in place).
     pub already: bool,
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
+    /// What the files held (PEM, and so text).
+    cert_pem: String,
+    key_pem: String,
+    /// The CA's certificates, as a kubeconfig embeds them.
+    ca_pem: String,
 }
 
 #[derive(Debug, Default)]
@@ -195,109 +142,137 @@ pub fn plan_import(
     now: OffsetDateTime,
 ) -> Result<ImportPlan> {
     let mut plan = ImportPlan::default();
-    for item in signable_items(local_etcd) {
-        let (key_source, csr_path, crt_path) = paths(layout, item, csr_dir);
-        if !crate::fsio::exists(&csr_path)? {
+    for item in slot::signable_items(local_etcd) {
+        let at = item.csr_files(layout, csr_dir);
+        if !crate::fsio::exists(&at.csr)? {
             continue;
         }
-        if !crate::fsio::exists(&crt_path)? {
-            plan.waiting.push(csr_path);
+        if !crate::fsio::exists(&at.crt)? {
+            plan.waiting.push(at.csr);
             continue;
         }
-        let f = &mut plan.findings;
-        let bad = |reason: String| Error::WrongForSlot {
-            path: crt_path.clone(),
-            reason,
-        };
-        let csr_bytes = crate::fsio::read(&csr_path)?;
-        let req = match csr::parse_pem(&csr_bytes) {
-            Ok(r) => r,
-            Err(reason) => {
-                f.problems.push(Error::WrongForSlot {
-                    path: csr_path.clone(),
-                    reason: reason.to_string(),
-                });
-                continue;
-            }
-        };
-        let cert_pem = crate::fsio::read(&crt_path)?;
-        let chain = match Certificate::from_pem_chain(&cert_pem) {
-            Ok(c) => c,
-            Err(reason) => {
-                // `openssl ca` without -notext puts a text dump before the PEM.
-                let hint = if cert_pem.starts_with(b"Certificate:") {
-                    " (a text dump before the certificate: sign with openssl ca -notext)"
-                } else {
-                    ""
-                };
-                f.problems.push(Error::BadCertificate {
-                    path: crt_path.clone(),
-                    reason: format!("{reason}{hint}"),
-                });
-                continue;
-            }
-        };
-        let key_pem = match item {
-            Item::Leaf(_) => crate::fsio::read(&key_source)?,
-            Item::Kubeconfig(_) => kubeconfig::read_client_key(&key_source)?,
-        };
-        let key = PrivateKey::from_pem(&key_pem).map_err(|reason| Error::BadKey {
-            path: key_source.clone(),
-            reason,
-        })?;
-        let leaf = &chain[0];
-        let ca_spec = inventory::ca(item.issuer());
-        let ca_path = layout.ca_cert(ca_spec);
-        let Some(ca) = layout::read_cert(&ca_path)? else {
-            f.problems.push(bad(format!(
-                "cannot be checked: {} does not exist",
-                ca_path.display()
-            )));
-            continue;
-        };
-        let before = f.problems.len();
-        if !key.matches_public_key(leaf.public_key_der()) {
-            f.problems.push(bad(format!(
-                "is not for the key in {}",
-                key_source.display()
-            )));
-        }
-        let usage = match item {
-            Item::Leaf(l) => l.usage,
-            Item::Kubeconfig(_) => inventory::Usage::Client,
-        };
-        match crate::model::check::check_chain(
-            &chain,
-            &ca,
-            usage.server_auth(),
-            usage.client_auth(),
-            now,
-        ) {
-            Ok(()) => {}
-            Err(crate::model::check::ChainProblem::NotSignedByCa) => {
-                f.problems.push(Error::WrongIssuer {
-                    path: crt_path.clone(),
-                    ca: ca_path.clone(),
-                })
-            }
-            Err(crate::model::check::ChainProblem::Other(reason)) => f.problems.push(bad(reason)),
-        }
-        check_against_request(leaf, &req, item, &crt_path, now, f);
-        let installed = read_item_cert(layout, item).ok().flatten();
-        let already = installed.is_some_and(|c| c.der() == leaf.der());
-        if f.problems.len() == before {
-            plan.items.push(ImportItem {
-                item,
-                returned: crt_path,
-                csr: csr_path,
-                key_source,
-                already,
-                cert_pem,
-                key_pem,
-            });
+        if let Some(i) = check_returned(layout, item, at, now, &mut plan.findings)? {
+            plan.items.push(i);
         }
     }
     Ok(plan)
+}
+
+/// A request and the chain the CA returned for it (and the file's bytes).
+struct Returned {
+    req: CsrInfo,
+    chain: Vec<Certificate>,
+    pem: Vec<u8>,
+}
+
+/// The request in `at.csr` and what the CA returned in `at.crt`, read: `None` when either
+/// does not parse (the findings say why).
+fn read_returned(at: &CsrFiles, f: &mut Findings) -> Result<Option<Returned>> {
+    let csr_bytes = crate::fsio::read(&at.csr)?;
+    let req = match csr::parse_pem(&csr_bytes) {
+        Ok(r) => r,
+        Err(reason) => {
+            f.problems.push(Error::WrongForSlot {
+                path: at.csr.clone(),
+                reason: reason.to_string(),
+            });
+            return Ok(None);
+        }
+    };
+    let cert_pem = crate::fsio::read(&at.crt)?;
+    match Certificate::from_pem_chain(&cert_pem) {
+        Ok(chain) => Ok(Some(Returned {
+            req,
+            chain,
+            pem: cert_pem,
+        })),
+        Err(reason) => {
+            // `openssl ca` without -notext puts a text dump before the PEM.
+            let hint = if cert_pem.starts_with(b"Certificate:") {
+                " (a text dump before the certificate: sign with openssl ca -notext)"
+            } else {
+                ""
+            };
+            f.problems.push(Error::BadCertificate {
+                path: at.crt.clone(),
+                reason: format!("{reason}{hint}"),
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// The certificate the CA returned for `item` in `at.crt`, checked against its request, key,
+/// CA and slot: `None` when it fails (the findings say why).
+fn check_returned(
+    layout: &Layout,
+    item: Item,
+    at: CsrFiles,
+    now: OffsetDateTime,
+    f: &mut Findings,
+) -> Result<Option<ImportItem>> {
+    let bad = |reason: String| Error::WrongForSlot {
+        path: at.crt.clone(),
+        reason,
+    };
+    let Some(Returned {
+        req,
+        chain,
+        pem: cert_pem,
+    }) = read_returned(&at, f)?
+    else {
+        return Ok(None);
+    };
+    let key_pem = item.read_csr_key(&at.key)?;
+    let key = PrivateKey::from_pem(&key_pem).map_err(|reason| Error::BadKey {
+        path: at.key.clone(),
+        reason,
+    })?;
+    let leaf = &chain[0];
+    let ca_path = layout.ca_cert(inventory::ca(item.issuer()));
+    let Some(ca_certs) = files::read_cert_chain(&ca_path)? else {
+        f.problems.push(bad(format!(
+            "cannot be checked: {} does not exist",
+            ca_path.display()
+        )));
+        return Ok(None);
+    };
+    let before = f.problems.len();
+    if !key.matches_public_key(leaf.public_key_der()) {
+        f.problems
+            .push(bad(format!("is not for the key in {}", at.key.display())));
+    }
+    let usage = item.usage();
+    match check_chain(
+        &chain,
+        &ca_certs[0],
+        usage.server_auth(),
+        usage.client_auth(),
+        now,
+    ) {
+        Ok(()) => {}
+        Err(ChainProblem::NotSignedByCa) => f.problems.push(Error::WrongIssuer {
+            path: at.crt.clone(),
+            ca: ca_path.clone(),
+        }),
+        Err(ChainProblem::Other(reason)) => f.problems.push(bad(reason)),
+    }
+    check_against_request(leaf, &req, item, &at.crt, now, f);
+    let installed = item.read_cert(layout).ok().flatten();
+    let already = installed.is_some_and(|c| c.der() == leaf.der());
+    if f.problems.len() > before {
+        return Ok(None);
+    }
+    Ok(Some(ImportItem {
+        item,
+        returned: at.crt,
+        csr: at.csr,
+        key_source: at.key,
+        already,
+        cert_pem: String::from_utf8_lossy(&cert_pem).into_owned(),
+        key_pem: String::from_utf8_lossy(&key_pem).into_owned(),
+        ca_pem: files::bundle_pem(&ca_certs),
+    }))
 }
 
 fn check_against_request(
@@ -346,10 +321,7 @@ fn check_against_request(
             "is a CA certificate (basicConstraints CA:TRUE); a leaf is expected".into(),
         ));
     }
-    let usage = match item {
-        Item::Leaf(l) => l.usage,
-        Item::Kubeconfig(_) => inventory::Usage::Client,
-    };
+    let usage = item.usage();
     let mut lacks = Vec::new();
     if usage.server_auth() && !leaf.server_auth {
         lacks.push("serverAuth");
@@ -372,18 +344,7 @@ fn check_against_request(
             "keyUsage lacks digitalSignature, which TLS needs".into()
         ));
     }
-    if now > leaf.not_after {
-        f.problems.push(Error::Expired {
-            path: path.to_path_buf(),
-            not_after: leaf.not_after,
-        });
-    } else if now < leaf.not_before {
-        f.warnings.push(format!(
-            "{}: not valid before {} (clock skew?)",
-            path.display(),
-            crate::format::dates::format_date(leaf.not_before)
-        ));
-    }
+    check_time(leaf, path, now, f);
 }
 
 /// Installs every checked certificate at once, backing up anything it replaces.
@@ -399,58 +360,29 @@ pub fn execute_import(
             "refusing to import: see the problems above; nothing was installed".into(),
         ));
     }
-    let ca_pem_path = layout.ca_cert(inventory::ca(inventory::CaId::Ca));
-    let mut contents: Vec<(PathBuf, Vec<u8>, u32)> = Vec::new();
+    let mut files = Vec::new();
     for i in plan.items.iter().filter(|i| !i.already) {
-        match i.item {
-            Item::Leaf(l) => {
-                contents.push((layout.leaf_cert(l), i.cert_pem.clone(), fsio::CERT_MODE));
-                let key_target = layout.leaf_key(l);
-                if key_target != i.key_source {
-                    contents.push((key_target, i.key_pem.clone(), fsio::KEY_MODE));
-                }
-            }
-            Item::Kubeconfig(k) => {
-                let text = fsio::read_to_string(&i.key_source)?;
-                let ca_pem = layout::read_ca_bundle_pem(&ca_pem_path)?;
-                let cert = String::from_utf8_lossy(&i.cert_pem).into_owned();
-                let key = String::from_utf8_lossy(&i.key_pem).into_owned();
-                let full = kubeconfig::update_credentials(
-                    &text,
-                    &i.key_source,
-                    &cert,
-                    &key,
-                    &ca_pem,
-                    true,
-                )?;
-                contents.push((
-                    layout.kubeconfig(k),
-                    full.into_bytes(),
-                    fsio::KUBECONFIG_MODE,
-                ));
-            }
-        }
+        let new = NewPems {
+            cert: &i.cert_pem,
+            key: &i.key_pem,
+            ca: &i.ca_pem,
+        };
+        files.extend(i.item.imported_files(layout, &i.key_source, new)?);
     }
-    if contents.is_empty() {
+    if files.is_empty() {
         return Ok(Vec::new());
     }
     // The partial kubeconfig generate-csr wrote in place is ours to complete; every other file
     // that exists gets a backup (a damaged kubeconfig too: it is not ours to throw away).
-    let ours: Vec<&Path> = plan
-        .items
+    let ours = |p: &Path| plan.items.iter().any(|i| i.key_source == p) && is_partial_kubeconfig(p);
+    let replaced: Vec<PathBuf> = files
         .iter()
-        .filter(|i| matches!(i.item, Item::Kubeconfig(k) if layout.kubeconfig(k) == i.key_source))
-        .filter(|i| is_partial_kubeconfig(&i.key_source))
-        .map(|i| i.key_source.as_path())
-        .collect();
-    let replaced: Vec<PathBuf> = contents
-        .iter()
-        .map(|(p, _, _)| p.clone())
-        .filter(|p| p.exists() && !ours.contains(&p.as_path()))
+        .map(|f| f.path.clone())
+        .filter(|p| p.exists() && !ours(p))
         .collect();
     let mut r = session.transaction("import")?;
-    for (p, c, m) in &contents {
-        r.replace(p, c, *m)?;
+    for f in &files {
+        r.replace(&f.path, &f.contents, f.kind.mode())?;
     }
     if !replaced.is_empty() {
         r.back_up(

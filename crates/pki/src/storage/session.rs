@@ -124,7 +124,7 @@ pub fn interrupted(layout: &Layout) -> bool {
 }
 
 /// A UTC time as a compact, sortable name: 20261201T010203Z.
-pub fn stamp(now: OffsetDateTime) -> String {
+fn stamp(now: OffsetDateTime) -> String {
     now.to_offset(time::UtcOffset::UTC)
         .format(&format_description!(
             "[year][month][day]T[hour][minute][second]Z"

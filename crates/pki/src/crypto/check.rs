@@ -1,5 +1,7 @@
-//! Whether an existing certificate is fit for its slot in the inventory: the checks `init`
-//! applies before reusing a file, and `import` before installing one.
+//! Whether a certificate is fit for its slot: a leaf against the template it should satisfy
+//! and the CA that should have signed it (what `init` applies before reusing a file), a chain
+//! as Go verifies it (what `import` applies before installing one). The CA checks are the
+//! [`crate::crypto::issuer::Issuer`]'s.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -26,40 +28,13 @@ impl Findings {
         self.problems.extend(other.problems);
         self.warnings.extend(other.warnings);
     }
+    /// The first problem, for a command that stops at one (warnings are dropped).
+    pub fn first_problem(self) -> Option<Error> {
+        self.problems.into_iter().next()
+    }
 }
 
-/// A CA certificate (and its key when present).
-pub fn check_ca(
-    cert: &Certificate,
-    cert_path: &Path,
-    key: Option<(&PrivateKey, &Path)>,
-    now: OffsetDateTime,
-) -> Findings {
-    let mut f = Findings::default();
-    if !cert.is_ca {
-        f.problems.push(Error::NotCa {
-            path: cert_path.to_path_buf(),
-        });
-    }
-    if let Some((key, key_path)) = key
-        && !key.matches_public_key(cert.public_key_der())
-    {
-        f.problems.push(Error::KeyMismatch {
-            cert: cert_path.to_path_buf(),
-            key: key_path.to_path_buf(),
-        });
-    }
-    if cert.name_constrained {
-        f.problems.push(Error::WrongForSlot {
-            path: cert_path.to_path_buf(),
-            reason: NAME_CONSTRAINED.into(),
-        });
-    }
-    check_time(cert, cert_path, now, &mut f);
-    f
-}
-
-const NAME_CONSTRAINED: &str = "is a name-constrained CA; kubepki does not accept those: the names a control plane needs (kubernetes, kubernetes.default.svc, the node's) would have to pass its constraints, or Go refuses the certificates it signs";
+pub(crate) const NAME_CONSTRAINED: &str = "is a name-constrained CA; kubepki does not accept those: the names a control plane needs (kubernetes, kubernetes.default.svc, the node's) would have to pass its constraints, or Go refuses the certificates it signs";
 
 /// The chain a CA returned for a slot, as Go's `Certificate.Verify` judges it with `ca` as the
 /// root and the slot's usages: the leaf (first) reaches `ca` through the intermediates that
@@ -227,7 +202,8 @@ pub fn check_leaf(
     f
 }
 
-fn check_time(cert: &Certificate, path: &Path, now: OffsetDateTime, f: &mut Findings) {
+/// Expired is a problem; not valid yet a warning (clock skew between nodes).
+pub(crate) fn check_time(cert: &Certificate, path: &Path, now: OffsetDateTime, f: &mut Findings) {
     if now > cert.not_after {
         f.problems.push(Error::Expired {
             path: path.to_path_buf(),
