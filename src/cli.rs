@@ -608,11 +608,13 @@ pub struct UserArgs {
     pub encryption_algorithm: Option<KeyAlgorithm>,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(
+    s: &str,
+) -> Result<std::time::Duration, kubepki_pki::format::duration::DurationError> {
     kubepki_pki::format::duration::parse(s)
 }
 
-fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
+fn parse_alg(s: &str) -> Result<KeyAlgorithm, kubepki_pki::error::ParamError> {
     s.parse()
 }
 

@@ -71,7 +71,7 @@ pub fn probes_of(text: &str, manifest: &Path) -> Result<Probes> {
         anyhow!(
             "{}: not a valid pod manifest: {}",
             manifest.display(),
-            kubepki_pki::format::yaml::describe_error(&e)
+            kubepki_pki::format::yaml::YamlError::new(&e)
         )
     })?;
     let Some(spec) = pod.spec else {

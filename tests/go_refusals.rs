@@ -104,31 +104,19 @@ fn signed_apiserver(d: &Path, name: &str) -> (PathBuf, PathBuf) {
         .arg("--csr-dir")
         .arg(&csr_dir),
     );
-    let ext = csr_dir.join("ext.cnf");
-    fs::write(
-        &ext,
+    let crt = csr_dir.join("apiserver.crt");
+    openssl_sign(
+        &csr_dir.join("apiserver.csr"),
+        (&d.join("pki/ca.crt"), &d.join("pki/ca.key")),
         "keyUsage = critical, digitalSignature, keyEncipherment\n\
          extendedKeyUsage = serverAuth\n\
          subjectAltName = DNS:n1, DNS:kubernetes, DNS:kubernetes.default, \
          DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, \
          IP:10.96.0.1, IP:10.0.0.1\n",
-    )
-    .unwrap();
-    let crt = csr_dir.join("apiserver.crt");
-    run_ok(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "300", "-set_serial", "4660", "-in"])
-            .arg(csr_dir.join("apiserver.csr"))
-            .arg("-CA")
-            .arg(d.join("pki/ca.crt"))
-            .arg("-CAkey")
-            .arg(d.join("pki/ca.key"))
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(&crt),
+        300,
+        "4660",
+        &crt,
     );
-    fs::remove_file(&ext).unwrap();
     (csr_dir, crt)
 }
 
@@ -164,16 +152,7 @@ fn import_refuses_duplicate_sans_and_v1_extensions() {
 
     // The untouched openssl certificate is accepted: the refusals below come from the edits.
     let (good, _) = signed_apiserver(d, "csr-good");
-    let out = run_ok(
-        kubepki_in(d, &["certs", "import", "--dry-run"])
-            .arg("--csr-dir")
-            .arg(&good),
-    );
-    assert!(
-        stdout(&out).contains("would be installed"),
-        "{}",
-        stdout(&out)
-    );
+    import_would_install(d, &good);
 
     let (dup, crt) = signed_apiserver(d, "csr-dup");
     rewrite(&crt, &ca_key, |tbs| {
@@ -220,18 +199,7 @@ fn init_refuses_a_ca_key_go_cannot_load() {
     let tmp = scratch();
     let named = tmp.path().join("named.key");
     let explicit = tmp.path().join("explicit.key");
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&named),
-    );
+    openssl_p256_key(&named);
     run_ok(
         Command::new("openssl")
             .args(["ec", "-param_enc", "explicit", "-in"])
@@ -318,25 +286,37 @@ fn init_refuses_a_ca_key_go_cannot_load() {
 }
 
 /// Signs `csr` into `out` with the CA in `ca_crt`/`ca_key` and the extensions in `ext`.
-fn openssl_sign(csr: &Path, ca_crt: &Path, ca_key: &Path, ext: &str, out: &Path) {
-    let ext_file = out.with_extension("ext");
-    fs::write(&ext_file, ext).unwrap();
-    run_ok(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "300", "-set_serial"])
-            .arg(format!("{}", 1000 + out.as_os_str().len()))
-            .arg("-in")
-            .arg(csr)
-            .arg("-CA")
-            .arg(ca_crt)
-            .arg("-CAkey")
-            .arg(ca_key)
-            .arg("-extfile")
-            .arg(&ext_file)
-            .arg("-out")
-            .arg(out),
+/// A P-256 key in SEC1 with the curve named, as `openssl ecparam -genkey` writes it.
+fn openssl_p256_key(out: &Path) {
+    let mut c = Command::new("openssl");
+    c.args([
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+    ]);
+    run_ok(c.arg(out));
+}
+
+/// `certs import --dry-run --csr-dir dir` accepts what is there.
+fn import_would_install(d: &Path, dir: &Path) {
+    let out = run_ok(
+        kubepki_in(d, &["certs", "import", "--dry-run"])
+            .arg("--csr-dir")
+            .arg(dir),
     );
-    fs::remove_file(&ext_file).unwrap();
+    assert!(
+        stdout(&out).contains("would be installed"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn sign_300d(csr: &Path, ca_crt: &Path, ca_key: &Path, ext: &str, out: &Path) {
+    let serial = (1000 + out.as_os_str().len()).to_string();
+    openssl_sign(csr, (ca_crt, ca_key), ext, 300, &serial, out);
 }
 
 /// An intermediate CA named `cn` in `dir`, signed by `parent` with the extensions `ext`.
@@ -346,18 +326,7 @@ fn intermediate(dir: &Path, cn: &str, parent: (&Path, &Path), ext: &str) -> (Pat
         dir.join(format!("{cn}.csr")),
         dir.join(format!("{cn}.pem")),
     );
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&key),
-    );
+    openssl_p256_key(&key);
     run_ok(
         Command::new("openssl")
             .args(["req", "-new", "-subj"])
@@ -367,7 +336,7 @@ fn intermediate(dir: &Path, cn: &str, parent: (&Path, &Path), ext: &str) -> (Pat
             .arg("-out")
             .arg(&csr),
     );
-    openssl_sign(&csr, parent.0, parent.1, ext, &crt);
+    sign_300d(&csr, parent.0, parent.1, ext, &crt);
     (crt, key)
 }
 
@@ -393,21 +362,12 @@ fn chains_and_cas_go_would_not_verify_are_refused() {
     // One plain intermediate: fine (the control).
     let (ok_dir, ok_crt) = signed_apiserver(d, "csr-chain-ok");
     let (i, ik) = intermediate(&ok_dir, "inter", ca, plain_ca);
-    openssl_sign(&ok_dir.join("apiserver.csr"), &i, &ik, SERVER_LEAF, &ok_crt);
+    sign_300d(&ok_dir.join("apiserver.csr"), &i, &ik, SERVER_LEAF, &ok_crt);
     write_file(
         &ok_crt,
         &[fs::read(&ok_crt).unwrap(), fs::read(&i).unwrap()].concat(),
     );
-    let out = run_ok(
-        kubepki_in(d, &["certs", "import", "--dry-run"])
-            .arg("--csr-dir")
-            .arg(&ok_dir),
-    );
-    assert!(
-        stdout(&out).contains("would be installed"),
-        "{}",
-        stdout(&out)
-    );
+    import_would_install(d, &ok_dir);
 
     // pathlen:0 on the first intermediate, a second one below it.
     let (pl_dir, pl_crt) = signed_apiserver(d, "csr-pathlen");
@@ -418,7 +378,7 @@ fn chains_and_cas_go_would_not_verify_are_refused() {
         "basicConstraints = critical, CA:TRUE, pathlen:0\nkeyUsage = critical, keyCertSign\n",
     );
     let (i2, i2k) = intermediate(&pl_dir, "i2", (&i1, &i1k), plain_ca);
-    openssl_sign(
+    sign_300d(
         &pl_dir.join("apiserver.csr"),
         &i2,
         &i2k,
@@ -444,7 +404,7 @@ fn chains_and_cas_go_would_not_verify_are_refused() {
         ca,
         &format!("{plain_ca}extendedKeyUsage = clientAuth\n"),
     );
-    openssl_sign(
+    sign_300d(
         &eku_dir.join("apiserver.csr"),
         &ic,
         &ick,

@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 use common::pki::{INIT_NOW, IP, NODE, RENEW_NOW, backups, journal_state, kubepki_in};
 use common::*;
 
+/// `init` run again over an existing PKI, as a user would to fill in what is missing.
+const INIT_AGAIN: &[&str] = &[
+    "init",
+    "--node-name",
+    NODE,
+    "--apiserver-advertise-address",
+    IP,
+    "--now",
+    INIT_NOW,
+];
+
 /// The first N at which `cmd` (with the kill hook) dies leaving a state `want` accepts.
 fn kill_point(
     mut make: impl FnMut() -> (tempfile::TempDir, Command),
@@ -276,15 +287,7 @@ fn endless_and_special_files_are_refused_at_once() {
         fs::write(&admin, serde_json::to_string(&doc).unwrap()).unwrap();
         for args in [
             vec!["certs", "renew", "admin.conf", "--now", RENEW_NOW],
-            vec![
-                "init",
-                "--node-name",
-                NODE,
-                "--apiserver-advertise-address",
-                IP,
-                "--now",
-                INIT_NOW,
-            ],
+            INIT_AGAIN.to_vec(),
             vec!["certs", "check-expiration", "--now", RENEW_NOW],
         ] {
             let started = Instant::now();
@@ -425,15 +428,7 @@ fn a_private_key_in_a_certificate_file_is_refused_never_copied() {
             RENEW_NOW,
         ],
         vec!["certs", "renew", "admin.conf", "--now", RENEW_NOW],
-        vec![
-            "init",
-            "--node-name",
-            NODE,
-            "--apiserver-advertise-address",
-            IP,
-            "--now",
-            INIT_NOW,
-        ],
+        INIT_AGAIN.to_vec(),
         vec!["certs", "check-expiration", "--now", RENEW_NOW],
     ] {
         let out = kubepki_in(d, &args).output().unwrap();
@@ -509,25 +504,13 @@ fn import_backs_up_a_damaged_kubeconfig_it_replaces() {
         .arg(&csrs);
     run_ok(&mut g);
     // Sign the request with the cluster CA, as an external CA would (openssl, client usage).
-    let ext = d.join("ext.cnf");
-    fs::write(
-        &ext,
+    openssl_sign(
+        &csrs.join("admin.conf.csr"),
+        (&d.join("pki/ca.crt"), &d.join("pki/ca.key")),
         "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n",
-    )
-    .unwrap();
-    ensure_openssl();
-    run_ok(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "30", "-in"])
-            .arg(csrs.join("admin.conf.csr"))
-            .arg("-CA")
-            .arg(d.join("pki/ca.crt"))
-            .arg("-CAkey")
-            .arg(d.join("pki/ca.key"))
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(csrs.join("admin.conf.crt")),
+        30,
+        "0x7a11",
+        &csrs.join("admin.conf.crt"),
     );
     // Damage admin.conf's certificate, keep its key.
     let admin = d.join("admin.conf");

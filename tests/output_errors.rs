@@ -270,27 +270,19 @@ fn generate_csr_and_import_complete_whatever_happens_to_their_output() {
         assert!(csr.is_file() && csrs.join("front-proxy-client.key").is_file());
 
         // The CA signs it (the front-proxy CA is local here; import checks the same things).
-        let ext = csrs.join("ext.cnf");
-        write_file(
-            &ext,
-            b"basicConstraints = critical, CA:FALSE\n\
-              keyUsage = critical, digitalSignature, keyEncipherment\n\
-              extendedKeyUsage = clientAuth\n",
-        );
         let crt = csrs.join("front-proxy-client.crt");
-        run_ok(
-            Command::new("openssl")
-                .args(["x509", "-req", "-days", "200", "-set_serial", "0x5eed1234"])
-                .arg("-in")
-                .arg(&csr)
-                .arg("-CA")
-                .arg(d.join("pki/front-proxy-ca.crt"))
-                .arg("-CAkey")
-                .arg(d.join("pki/front-proxy-ca.key"))
-                .arg("-extfile")
-                .arg(&ext)
-                .arg("-out")
-                .arg(&crt),
+        openssl_sign(
+            &csr,
+            (
+                &d.join("pki/front-proxy-ca.crt"),
+                &d.join("pki/front-proxy-ca.key"),
+            ),
+            "basicConstraints = critical, CA:FALSE\n\
+             keyUsage = critical, digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = clientAuth\n",
+            200,
+            "0x5eed1234",
+            &crt,
         );
         let mut imp = kubepki_in(d, &["certs", "import"]);
         imp.arg("--csr-dir").arg(&csrs);

@@ -232,6 +232,37 @@ pub fn ensure_openssl() {
     ensure_installed("openssl", &["openssl"]);
 }
 
+/// Signs the request `csr` as an external CA running `openssl x509 -req` would: with the CA
+/// whose certificate and key are `ca`, the extensions `ext` (openssl config lines), `days` of
+/// validity and serial `serial`; the certificate goes to `out`.
+pub fn openssl_sign(
+    csr: &Path,
+    ca: (&Path, &Path),
+    ext: &str,
+    days: u32,
+    serial: &str,
+    out: &Path,
+) {
+    ensure_openssl();
+    let ext_file = out.with_extension("ext");
+    write_file(&ext_file, ext.as_bytes());
+    run_ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", &days.to_string()])
+            .args(["-set_serial", serial, "-in"])
+            .arg(csr)
+            .arg("-CA")
+            .arg(ca.0)
+            .arg("-CAkey")
+            .arg(ca.1)
+            .arg("-extfile")
+            .arg(&ext_file)
+            .arg("-out")
+            .arg(out),
+    );
+    fs::remove_file(&ext_file).unwrap();
+}
+
 /// kube-apiserver and kube-controller-manager v1.20.2, built once by the shared tool.
 pub fn k8s_bin_dir() -> PathBuf {
     k8s_bin_dir_with("")

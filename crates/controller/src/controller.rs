@@ -99,8 +99,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("signing {name}: {message}")]
-    Sign { name: String, message: String },
+    #[error("signing {name}: {source}")]
+    Sign {
+        name: String,
+        source: kubepki_pki::error::IssueError,
+    },
 }
 
 /// Runs until SIGTERM/SIGINT. With leader election, only the lease holder reconciles, and only
@@ -504,9 +507,9 @@ async fn sign(csr: &CertificateSigningRequest, ca: &SigningCa, ctx: &Ctx) -> Res
         Ok(p) => p,
         Err(refusal) => return refuse_to_sign(csr, ctx, &refusal).await,
     };
-    let pem = ca.issue(&plan).map_err(|m| Error::Sign {
+    let pem = ca.issue(&plan).map_err(|source| Error::Sign {
         name: name.clone(),
-        message: m,
+        source,
     })?;
     if !ctx.may_write() {
         return Ok(Action::await_change());

@@ -13,6 +13,7 @@ use std::time::Duration;
 use kubepki_pki::crypto::csr::CsrInfo;
 use kubepki_pki::crypto::issue::CertTemplate;
 use kubepki_pki::crypto::issuer::{Issuer, Window};
+use kubepki_pki::error::IssueError;
 use time::OffsetDateTime;
 
 use crate::rules::{self, NodeInfo, Policy, Reason, Request};
@@ -117,16 +118,14 @@ impl SigningCa {
         key_path: &Path,
         duration: Duration,
         now: OffsetDateTime,
-    ) -> Result<Self, String> {
-        let missing = |p: &Path| format!("{}: no such file", p.display());
-        let issuer = Issuer::read(cert_path, key_path)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| missing(cert_path))?;
+    ) -> Result<Self, kubepki_pki::Error> {
+        let missing = |p: &Path| kubepki_pki::Error::not_found(p, "no such file");
+        let issuer = Issuer::read(cert_path, key_path)?.ok_or_else(|| missing(cert_path))?;
         if !issuer.can_sign() {
             return Err(missing(key_path));
         }
         if let Some(p) = issuer.check(now).first_problem() {
-            return Err(p.to_string());
+            return Err(p);
         }
         Ok(SigningCa { issuer, duration })
     }
@@ -150,7 +149,7 @@ impl SigningCa {
     }
 
     /// The serving certificate of a plan, as PEM.
-    pub fn issue(&self, plan: &Plan) -> Result<String, String> {
+    pub fn issue(&self, plan: &Plan) -> Result<String, IssueError> {
         let info = &plan.info;
         let template = CertTemplate {
             common_name: info.common_name.clone(),

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::asn1::{BitString, Der, oid_string, tag};
 use crate::crypto::key::{KeyAlgorithm, pem_encode};
+use crate::error::CertError;
 
 /// Key usage bits kubeadm sets (RFC 5280 4.2.1.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -137,13 +138,13 @@ const OID_EKU_CLIENT: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 const OID_EKU_ANY: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
 const DER_NULL: &[u8] = &[0x05, 0x00];
 
-fn malformed(what: &str) -> String {
-    format!("malformed {what}")
+fn malformed(what: &str) -> CertError {
+    CertError::from(format!("malformed {what}"))
 }
 
 impl Certificate {
     /// Parses one DER certificate as Go's `x509.ParseCertificate` does (see the module doc).
-    pub fn from_der(der: &[u8]) -> Result<Self, String> {
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
         let mut input = Der(der);
         let whole = input
             .read_element(tag::SEQUENCE)
@@ -178,7 +179,8 @@ impl Certificate {
         if version > 3 {
             return Err(format!(
                 "unsupported version {version} (X.509 has versions 1 to 3; Go refuses others)"
-            ));
+            )
+            .into());
         }
         let serial = tbs
             .read_integer_bytes()
@@ -283,12 +285,14 @@ impl Certificate {
             return Err(format!(
                 "a version {version} certificate with extensions: Go ignores extensions before \
                  version 3 (it would see no SANs, no key usages and no CA flag)"
-            ));
+            )
+            .into());
         }
         if !tbs.is_empty() {
             return Err(format!(
                 "unexpected data after the public key of a version {version} certificate"
-            ));
+            )
+            .into());
         }
         c.signature = cert
             .read_bit_string_bytes()
@@ -301,7 +305,7 @@ impl Certificate {
     }
 
     /// Go's parse of the extensions list and processExtensions.
-    fn read_extensions(&mut self, mut list: Der<'_>) -> Result<(), String> {
+    fn read_extensions(&mut self, mut list: Der<'_>) -> Result<(), CertError> {
         let mut seen: Vec<&[u8]> = Vec::new();
         while !list.is_empty() {
             let mut e = list
@@ -325,7 +329,8 @@ impl Certificate {
                 return Err(format!(
                     "extension {name} appears twice (Go refuses such a certificate: \
                      \"certificate contains duplicate extensions\")"
-                ));
+                )
+                .into());
             }
             seen.push(oid);
             let handled = self
@@ -335,7 +340,8 @@ impl Certificate {
                 return Err(format!(
                     "critical extension {name} that Go does not process: Go's verification \
                      refuses any chain holding such a certificate"
-                ));
+                )
+                .into());
             }
         }
         Ok(())
@@ -347,7 +353,7 @@ impl Certificate {
         oid: &[u8],
         critical: bool,
         value: Der<'_>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, CertError> {
         let mut v = value;
         // The extensions Go reads are id-ce (2.5.29.n) and AIA.
         let id = match oid {
@@ -440,7 +446,7 @@ impl Certificate {
 
     /// Go's parseSANExtension. Entries of other kinds (otherName, directoryName, ...) are
     /// skipped, as Go skips them.
-    fn read_san(&mut self, mut v: Der<'_>) -> Result<(), String> {
+    fn read_san(&mut self, mut v: Der<'_>) -> Result<(), CertError> {
         let mut list = v
             .read(tag::SEQUENCE)
             .ok_or("invalid subject alternative names")?;
@@ -465,7 +471,7 @@ impl Certificate {
                     16 => {
                         IpAddr::from(<[u8; 16]>::try_from(data).map_err(|_| "IP")?).to_canonical()
                     }
-                    n => return Err(format!("cannot parse IP address of length {n}")),
+                    n => return Err(format!("cannot parse IP address of length {n}").into()),
                 }),
                 _ => {}
             }
@@ -476,21 +482,21 @@ impl Certificate {
     /// Every certificate in a PEM file, in file order (leaf first for chains). The PEM must be
     /// plain (see [`crate::crypto::pem::parse_all`]) and hold certificates only: a private key in a
     /// certificate file (mode 0644, copied into kubeconfigs) would be published with it.
-    pub fn from_pem_chain(pem_bytes: &[u8]) -> Result<Vec<Self>, String> {
+    pub fn from_pem_chain(pem_bytes: &[u8]) -> Result<Vec<Self>, CertError> {
         Self::from_pem(pem_bytes, false)
     }
 
     /// As [`Certificate::from_pem_chain`], for a file that holds its certificate and its key
     /// together (the kubelet's `kubelet-client-current.pem`): one private key block may be
     /// there too.
-    pub fn from_pem_with_key(pem_bytes: &[u8]) -> Result<Vec<Self>, String> {
+    pub fn from_pem_with_key(pem_bytes: &[u8]) -> Result<Vec<Self>, CertError> {
         Self::from_pem(pem_bytes, true)
     }
 
-    fn from_pem(pem_bytes: &[u8], key_allowed: bool) -> Result<Vec<Self>, String> {
+    fn from_pem(pem_bytes: &[u8], key_allowed: bool) -> Result<Vec<Self>, CertError> {
         let blocks = crate::crypto::pem::parse_all(pem_bytes).map_err(|e| match e {
-            crate::crypto::pem::PemError::NoBlock => "no CERTIFICATE PEM block found".to_string(),
-            e => e.to_string(),
+            crate::crypto::pem::PemError::NoBlock => CertError::NoBlock,
+            e => CertError::Pem(e),
         })?;
         let is_key = |l: &str| l == "PRIVATE KEY" || l.ends_with(" PRIVATE KEY");
         if let Some((i, b)) = blocks
@@ -498,16 +504,11 @@ impl Certificate {
             .enumerate()
             .find(|(_, b)| b.label != "CERTIFICATE" && !(key_allowed && is_key(&b.label)))
         {
-            let why = if is_key(&b.label) {
-                "; a certificate file must not hold a private key (it would be published with the certificate)"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "PEM block #{} is {:?}, expected CERTIFICATE{why}",
-                i + 1,
-                b.label
-            ));
+            return Err(CertError::NotACertificate {
+                index: i + 1,
+                label: b.label.clone(),
+                private_key: is_key(&b.label),
+            });
         }
         let certs = blocks
             .iter()
@@ -518,13 +519,16 @@ impl Certificate {
                     if i == 0 {
                         e
                     } else {
-                        format!("certificate #{} in chain: {e}", i + 1)
+                        CertError::InChain {
+                            index: i + 1,
+                            source: Box::new(e),
+                        }
                     }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if certs.is_empty() {
-            return Err("no CERTIFICATE PEM block found".into());
+            return Err(CertError::NoBlock);
         }
         Ok(certs)
     }
@@ -571,11 +575,11 @@ impl Certificate {
     }
 }
 
-fn end(d: Der<'_>, what: &str) -> Result<(), String> {
+fn end(d: Der<'_>, what: &str) -> Result<(), CertError> {
     if d.is_empty() {
         Ok(())
     } else {
-        Err(format!("unexpected data after the {what}"))
+        Err(format!("unexpected data after the {what}").into())
     }
 }
 
@@ -696,7 +700,7 @@ struct NameInfo {
     organizations: Vec<String>,
 }
 
-fn parse_name(raw: &[u8]) -> Result<NameInfo, String> {
+fn parse_name(raw: &[u8]) -> Result<NameInfo, CertError> {
     let mut out = NameInfo {
         common_name: None,
         organizations: Vec::new(),
@@ -715,10 +719,7 @@ fn parse_name(raw: &[u8]) -> Result<NameInfo, String> {
                 .read_any()
                 .ok_or("invalid attribute value in RDNSequence")?;
             if !atv.is_empty() {
-                return Err(format!(
-                    "attribute {} has more than a value",
-                    oid_string(oid)
-                ));
+                return Err(format!("attribute {} has more than a value", oid_string(oid)).into());
             }
             // Go refuses the whole name when any value is not one of its string types.
             let text = asn1_string(t, value.0)
@@ -748,7 +749,7 @@ fn printable(b: u8) -> bool {
 
 /// Go's parseASN1String. `Ok(None)` for a T61String that is not UTF-8: Go reads its raw
 /// bytes, which a Rust string cannot hold.
-fn asn1_string(t: u8, v: &[u8]) -> Result<Option<String>, String> {
+fn asn1_string(t: u8, v: &[u8]) -> Result<Option<String>, CertError> {
     let utf8 = |v: &[u8]| std::str::from_utf8(v).ok().map(str::to_string);
     match t {
         tag::T61_STRING => Ok(utf8(v)),
@@ -770,7 +771,7 @@ fn asn1_string(t: u8, v: &[u8]) -> Result<Option<String>, String> {
         tag::IA5_STRING => ia5(v).map(Some).ok_or_else(|| "invalid IA5String".into()),
         tag::NUMERIC_STRING if v.iter().all(|&b| b.is_ascii_digit() || b == b' ') => Ok(utf8(v)),
         tag::NUMERIC_STRING => Err("invalid NumericString".into()),
-        t => Err(format!("unsupported string type (tag 0x{t:02x})")),
+        t => Err(format!("unsupported string type (tag 0x{t:02x})").into()),
     }
 }
 
@@ -783,7 +784,7 @@ fn ia5(v: &[u8]) -> Option<String> {
 
 /// UTCTime or GeneralizedTime in the one form Go's cryptobyte reads back unchanged, with
 /// `Z` (Go also takes a +hhmm offset, which RFC 5280 forbids).
-fn parse_time(d: &mut Der<'_>) -> Result<OffsetDateTime, String> {
+fn parse_time(d: &mut Der<'_>) -> Result<OffsetDateTime, CertError> {
     let (digits, year) = if d.peek(tag::UTC_TIME) {
         let v = d.read(tag::UTC_TIME).ok_or("malformed UTCTime")?.0;
         let s = v
@@ -839,7 +840,7 @@ fn key_usage(bits: &BitString<'_>, critical: bool) -> KeyUsage {
 
 /// Go's parsePublicKey, for the key types kubepki can check (Go also reads DSA and P-224
 /// keys, and accepts keys of unknown algorithms unread; kubepki refuses those).
-fn parse_public_key(spki: &[u8]) -> Result<(PublicKey, Option<KeyAlgorithm>), String> {
+fn parse_public_key(spki: &[u8]) -> Result<(PublicKey, Option<KeyAlgorithm>), CertError> {
     let mut outer = Der(spki);
     let mut s = outer.read(tag::SEQUENCE).ok_or("malformed")?;
     let ai = s.read(tag::SEQUENCE).ok_or("malformed algorithm")?;
@@ -903,7 +904,7 @@ fn parse_public_key(spki: &[u8]) -> Result<(PublicKey, Option<KeyAlgorithm>), St
                 ),
                 OID_P521 => (Curve::P521, None, &sig::ECDSA_P521_SHA512_ASN1),
                 other => {
-                    return Err(format!("unsupported elliptic curve {}", oid_string(other)));
+                    return Err(format!("unsupported elliptic curve {}", oid_string(other)).into());
                 }
             };
             let size = match curve {
@@ -938,7 +939,8 @@ fn parse_public_key(spki: &[u8]) -> Result<(PublicKey, Option<KeyAlgorithm>), St
         other => Err(format!(
             "key algorithm {} that kubepki cannot check",
             oid_string(other)
-        )),
+        )
+        .into()),
     }
 }
 
@@ -952,12 +954,8 @@ fn domain_ok(d: &str) -> bool {
 /// URI SANs kubepki reads as Go does: `scheme://host[:port][/path]` or `scheme:opaque`,
 /// lowercase scheme, no userinfo, query, fragment or %-escapes, so that Go's url.Parse
 /// accepts them and its URL.String() gives back the same text. Others are refused.
-fn check_uri(u: &str) -> Result<(), String> {
-    let bad = || {
-        Err(format!(
-            "URI {u:?} is not of the plain form kubepki reads as Go does"
-        ))
-    };
+fn check_uri(u: &str) -> Result<(), CertError> {
+    let bad = || Err(format!("URI {u:?} is not of the plain form kubepki reads as Go does").into());
     let path_char = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/".contains(c);
     let Some((scheme, rest)) = u.split_once(':') else {
         return bad();
@@ -993,16 +991,16 @@ fn check_uri(u: &str) -> Result<(), String> {
 
 /// Go's parseNameConstraintsExtension, which refuses constraints it cannot read. Returns
 /// whether Go handles the extension (it does not when a subtree is of another name type).
-fn read_name_constraints(mut v: Der<'_>) -> Result<bool, String> {
+fn read_name_constraints(mut v: Der<'_>) -> Result<bool, CertError> {
     let invalid = || "invalid name constraints".to_string();
     let mut top = v.read(tag::SEQUENCE).ok_or_else(invalid)?;
     if !v.is_empty() {
-        return Err(invalid());
+        return Err(invalid().into());
     }
     let permitted = top.read_optional(tag::ctx_cons(0)).ok_or_else(invalid)?;
     let excluded = top.read_optional(tag::ctx_cons(1)).ok_or_else(invalid)?;
     if !top.is_empty() {
-        return Err(invalid());
+        return Err(invalid().into());
     }
     let len = |d: &Option<Der<'_>>| d.map_or(0, |d| d.0.len());
     if len(&permitted) == 0 && len(&excluded) == 0 {
@@ -1019,14 +1017,18 @@ fn read_name_constraints(mut v: Der<'_>) -> Result<bool, String> {
                 0x82 => {
                     let d = text()?;
                     if !domain_ok(d.strip_prefix('.').unwrap_or(&d)) {
-                        return Err(format!("failed to parse dnsName constraint {d:?}"));
+                        return Err(format!("failed to parse dnsName constraint {d:?}").into());
                     }
                 }
                 0x87 => {
                     let mask = match value.len() {
                         8 => &value[4..],
                         32 => &value[16..],
-                        n => return Err(format!("IP constraint contained value of length {n}")),
+                        n => {
+                            return Err(
+                                format!("IP constraint contained value of length {n}").into()
+                            );
+                        }
                     };
                     if !valid_mask(mask) {
                         return Err("IP constraint contained invalid mask".into());
@@ -1040,7 +1042,7 @@ fn read_name_constraints(mut v: Der<'_>) -> Result<bool, String> {
                         domain_ok(c.strip_prefix('.').unwrap_or(&c))
                     };
                     if !ok {
-                        return Err(format!("failed to parse rfc822Name constraint {c:?}"));
+                        return Err(format!("failed to parse rfc822Name constraint {c:?}").into());
                     }
                 }
                 0x86 => {
@@ -1048,10 +1050,10 @@ fn read_name_constraints(mut v: Der<'_>) -> Result<bool, String> {
                     // Go refuses an IP address here; kubepki also refuses anything with a
                     // colon rather than second-guess net.ParseIP.
                     if d.parse::<IpAddr>().is_ok() || d.contains(':') {
-                        return Err(format!("failed to parse URI constraint {d:?}"));
+                        return Err(format!("failed to parse URI constraint {d:?}").into());
                     }
                     if !domain_ok(d.strip_prefix('.').unwrap_or(&d)) {
-                        return Err(format!("failed to parse URI constraint {d:?}"));
+                        return Err(format!("failed to parse URI constraint {d:?}").into());
                     }
                 }
                 _ => handled = false,
@@ -1141,7 +1143,7 @@ fn rfc2821_mailbox_ok(s: &str) -> bool {
 
 /// Go's CRL distribution points reading: each fullName must be there as [0] if the point
 /// has a name, and its URIs are read up to the first other name.
-fn read_crl_distribution_points(mut v: Der<'_>) -> Result<(), String> {
+fn read_crl_distribution_points(mut v: Der<'_>) -> Result<(), CertError> {
     let invalid = || "invalid CRL distribution points".to_string();
     let mut list = v.read(tag::SEQUENCE).ok_or_else(invalid)?;
     end(v, "CRL distribution points")?;
@@ -1159,7 +1161,7 @@ fn read_crl_distribution_points(mut v: Der<'_>) -> Result<(), String> {
 }
 
 /// Go's Authority Information Access reading.
-fn read_aia(mut v: Der<'_>) -> Result<(), String> {
+fn read_aia(mut v: Der<'_>) -> Result<(), CertError> {
     let invalid = || "invalid authority info access".to_string();
     let mut list = v.read(tag::SEQUENCE).ok_or_else(invalid)?;
     end(v, "authority info access")?;

@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use crate::crypto::cert::Certificate;
 use crate::crypto::issue::CertTemplate;
 use crate::crypto::key::PrivateKey;
-use crate::error::Error;
+use crate::error::{ChainCa, Error, SlotProblem};
+pub use crate::error::{ChainProblem, NAME_CONSTRAINED};
 
 /// Problems make a file unusable; warnings are worth a line but do not stop anything.
 #[derive(Debug, Default)]
@@ -33,8 +34,6 @@ impl Findings {
         self.problems.into_iter().next()
     }
 }
-
-pub(crate) const NAME_CONSTRAINED: &str = "is a name-constrained CA; kubepki does not accept those: the names a control plane needs (kubernetes, kubernetes.default.svc, the node's) would have to pass its constraints, or Go refuses the certificates it signs";
 
 /// The chain a CA returned for a slot, as Go's `Certificate.Verify` judges it with `ca` as the
 /// root and the slot's usages: the leaf (first) reaches `ca` through the intermediates that
@@ -63,36 +62,29 @@ pub fn check_chain(
         return Err(ChainProblem::NotSignedByCa);
     }
     path.push(ca);
+    let ca_at = |k: usize, c: &Certificate| ChainCa {
+        common_name: c.common_name.clone(),
+        index: k + 1,
+    };
     for (k, c) in path.iter().enumerate().skip(1) {
-        let name = || {
-            format!(
-                "CA {:?} (certificate #{} of the chain)",
-                c.common_name,
-                k + 1
-            )
-        };
         if let Some(max) = c.max_path_len
             && (k as u64 - 1) > max
         {
-            return Err(ChainProblem::Other(format!(
-                "{} allows {max} intermediate(s) below it (pathLenConstraint), the chain has {}",
-                name(),
-                k - 1
-            )));
+            return Err(ChainProblem::PathLen {
+                ca: ca_at(k, c),
+                max,
+                has: k - 1,
+            });
         }
         if c.name_constrained {
-            return Err(ChainProblem::Other(format!(
-                "{} {NAME_CONSTRAINED}",
-                name()
-            )));
+            return Err(ChainProblem::NameConstrained { ca: ca_at(k, c) });
         }
         if now > c.not_after || now < c.not_before {
-            return Err(ChainProblem::Other(format!(
-                "{} is not valid now (valid {} to {})",
-                name(),
-                crate::format::dates::format_date(c.not_before),
-                crate::format::dates::format_date(c.not_after)
-            )));
+            return Err(ChainProblem::NotValidNow {
+                ca: ca_at(k, c),
+                not_before: c.not_before,
+                not_after: c.not_after,
+            });
         }
     }
     for (k, c) in path.iter().enumerate() {
@@ -107,23 +99,13 @@ pub fn check_chain(
             lacks.push("clientAuth");
         }
         if !lacks.is_empty() && k > 0 {
-            return Err(ChainProblem::Other(format!(
-                "CA {:?} (certificate #{} of the chain) limits its extended key usages and does not allow {}; Go refuses the chain",
-                c.common_name,
-                k + 1,
-                lacks.join(" and ")
-            )));
+            return Err(ChainProblem::UsageLimited {
+                ca: ca_at(k, c),
+                lacks,
+            });
         }
     }
     Ok(())
-}
-
-/// Why a chain does not verify.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainProblem {
-    /// No path from the leaf to the CA.
-    NotSignedByCa,
-    Other(String),
 }
 
 /// A leaf against the template it should satisfy and the CA that should have signed it.
@@ -154,10 +136,9 @@ pub fn check_leaf(
                 });
             }
         }
-        None => f.problems.push(Error::WrongForSlot {
-            path: cert_path.to_path_buf(),
-            reason: "exists, but the CA that should have signed it does not".into(),
-        }),
+        None => f
+            .problems
+            .push(Error::slot(cert_path, SlotProblem::SignerAbsent)),
     }
     check_time(cert, cert_path, now, &mut f);
     let mut lacks = Vec::new();
@@ -168,17 +149,13 @@ pub fn check_leaf(
         lacks.push("the clientAuth extended key usage");
     }
     if !lacks.is_empty() {
-        f.problems.push(Error::WrongForSlot {
-            path: cert_path.to_path_buf(),
-            reason: format!("lacks {}", lacks.join(" and ")),
-        });
+        f.problems
+            .push(Error::slot(cert_path, SlotProblem::LacksUsage(lacks)));
     }
     let missing = missing_sans(cert, &want.dns_names, &want.ip_addresses);
     if !missing.is_empty() {
-        f.problems.push(Error::WrongForSlot {
-            path: cert_path.to_path_buf(),
-            reason: format!("lacks SANs this node needs: {}", missing.join(", ")),
-        });
+        f.problems
+            .push(Error::slot(cert_path, SlotProblem::MissingSans(missing)));
     }
     if cert.common_name != want.common_name {
         f.warnings.push(format!(

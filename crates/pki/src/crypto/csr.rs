@@ -12,19 +12,20 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
 
-use crate::crypto::pem::PemError;
+pub use crate::error::CsrError;
+use crate::error::IssueError;
 
 use crate::crypto::issue::{CertTemplate, subject_name};
 use crate::crypto::key::{PrivateKey, pem_encode};
 
 /// A CSR for `template`'s subject and SANs, signed by `key`. Like Go's x509 (and kubeadm), it
 /// carries an extensionRequest only when there are SANs.
-pub fn build(template: &CertTemplate, key: &PrivateKey) -> Result<String, String> {
+pub fn build(template: &CertTemplate, key: &PrivateKey) -> Result<String, IssueError> {
     let subject = subject_name(&template.common_name, &template.organizations)?;
     let mut names = Vec::new();
     for d in &template.dns_names {
         names.push(GeneralName::DnsName(
-            Ia5String::new(d).map_err(|_| format!("DNS name {d:?} is not ASCII"))?,
+            Ia5String::new(d).map_err(|_| IssueError::DnsNotAscii(d.clone()))?,
         ));
     }
     for ip in &template.ip_addresses {
@@ -35,15 +36,10 @@ pub fn build(template: &CertTemplate, key: &PrivateKey) -> Result<String, String
         let san = Extension {
             extn_id: <SubjectAltName as const_oid::AssociatedOid>::OID,
             critical: false,
-            extn_value: OctetString::new(
-                SubjectAltName(names).to_der().map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?,
+            extn_value: OctetString::new(SubjectAltName(names).to_der()?)?,
         };
-        let attr: Attribute = ExtensionReq(vec![san])
-            .try_into()
-            .map_err(|e: der::Error| e.to_string())?;
-        attributes.insert(attr).map_err(|e| e.to_string())?;
+        let attr: Attribute = ExtensionReq(vec![san]).try_into()?;
+        attributes.insert(attr)?;
     }
     let info = CertReqInfo {
         version: Version::V1,
@@ -55,18 +51,15 @@ pub fn build(template: &CertTemplate, key: &PrivateKey) -> Result<String, String
 }
 
 /// Signs a request body with `key`, as PEM.
-fn sign_info(info: CertReqInfo, key: &PrivateKey) -> Result<String, String> {
-    let tbs = info.to_der().map_err(|e| e.to_string())?;
+fn sign_info(info: CertReqInfo, key: &PrivateKey) -> Result<String, IssueError> {
+    let tbs = info.to_der()?;
     let sig = key.sign(&tbs)?;
     let req = CertReq {
         info,
         algorithm: key.signature_algorithm(),
-        signature: BitString::from_bytes(&sig).map_err(|e| e.to_string())?,
+        signature: BitString::from_bytes(&sig)?,
     };
-    Ok(pem_encode(
-        "CERTIFICATE REQUEST",
-        &req.to_der().map_err(|e| e.to_string())?,
-    ))
+    Ok(pem_encode("CERTIFICATE REQUEST", &req.to_der()?))
 }
 
 /// What a CSR asks for.
@@ -88,23 +81,6 @@ pub struct CsrInfo {
     pub is_ec: bool,
     /// For ECDSA keys: "P-256", "P-384" or "P-521"; None for other curves and key types.
     pub ec_curve: Option<&'static str>,
-}
-
-/// Why a request is refused before its contents are judged.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CsrError {
-    /// Not exactly one `CERTIFICATE REQUEST` block with only whitespace around it.
-    #[error("{0}")]
-    Pem(#[from] PemError),
-    /// Not a DER-encoded PKCS#10 request.
-    #[error("not a valid certificate request: {0}")]
-    Der(String),
-    /// Well-formed, but built so that two parsers could read it differently (two common
-    /// names, several extension requests, a subject attribute Go does not read as text, ...).
-    #[error("the request is ambiguous: {0}")]
-    Ambiguous(String),
-    #[error("the request's signature does not verify: {0}")]
-    Signature(String),
 }
 
 /// Parses a PEM CSR and checks its self-signature (proof that the requester holds the key).

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::cert::Certificate;
 use crate::crypto::key::PrivateKey;
-use crate::error::{Error, Result};
+use crate::error::{CertError, Error, Result};
 
 /// `parse` of the file at `path`, `None` when absent; a parse error is `bad` for the file.
-fn read_parsed<T>(
+fn read_parsed<T, E>(
     path: &Path,
-    parse: impl FnOnce(&[u8]) -> Result<T, String>,
-    bad: fn(PathBuf, String) -> Error,
+    parse: impl FnOnce(&[u8]) -> Result<T, E>,
+    bad: fn(PathBuf, E) -> Error,
 ) -> Result<Option<T>> {
     if !crate::fsio::exists(path)? {
         return Ok(None);
@@ -22,7 +22,7 @@ fn read_parsed<T>(
         .map_err(|reason| bad(path.to_path_buf(), reason))
 }
 
-fn bad_cert(path: PathBuf, reason: String) -> Error {
+fn bad_cert(path: PathBuf, reason: CertError) -> Error {
     Error::BadCertificate { path, reason }
 }
 

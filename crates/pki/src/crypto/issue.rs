@@ -31,6 +31,7 @@ use x509_cert::time::{Time, Validity};
 
 use crate::crypto::cert::Certificate;
 use crate::crypto::key::PrivateKey;
+use crate::error::{CryptoError, IssueError};
 
 /// What goes into a certificate besides key and validity.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -76,18 +77,17 @@ pub(crate) fn issue(
     signer: Signer<'_>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
-) -> Result<Certificate, String> {
+) -> Result<Certificate, IssueError> {
     let subject = subject_name(&template.common_name, &template.organizations)?;
     let (issuer, signing_key, issuer_ski) = match signer {
         Signer::SelfSigned(key) => (subject.clone(), key, None),
         Signer::Ca { cert, key } => {
-            let issuer =
-                Name::from_der(cert.subject_der()).map_err(|e| format!("CA subject name: {e}"))?;
+            let issuer = Name::from_der(cert.subject_der()).map_err(IssueError::CaSubject)?;
             (issuer, key, cert.subject_key_id.clone())
         }
     };
-    let spki = spki::SubjectPublicKeyInfoOwned::from_der(subject_spki)
-        .map_err(|e| format!("public key: {e}"))?;
+    let spki =
+        spki::SubjectPublicKeyInfoOwned::from_der(subject_spki).map_err(IssueError::PublicKey)?;
 
     let extensions = extensions(template, &subject, &spki, issuer_ski)?;
     let profile = Profile {
@@ -97,58 +97,69 @@ pub(crate) fn issue(
     };
     let validity = Validity::new(to_time(not_before)?, to_time(not_after)?);
     let mut builder = CertificateBuilder::new(profile, random_serial()?, validity, spki)
-        .map_err(|e| e.to_string())?;
+        .map_err(CryptoError::from)?;
     let adapter = SignerAdapter(signing_key);
-    let tbs = builder.finalize(&adapter).map_err(|e| e.to_string())?;
+    let tbs = builder.finalize(&adapter).map_err(CryptoError::from)?;
     let sig = signing_key.sign(&tbs)?;
     let cert = builder
-        .assemble(
-            BitString::from_bytes(&sig).map_err(|e| e.to_string())?,
-            &adapter,
-        )
-        .map_err(|e| e.to_string())?;
-    let der = cert.to_der().map_err(|e| e.to_string())?;
-    let parsed = Certificate::from_der(&der)?;
+        .assemble(BitString::from_bytes(&sig)?, &adapter)
+        .map_err(CryptoError::from)?;
+    let der = cert.to_der()?;
+    let parsed = Certificate::from_der(&der).map_err(IssueError::Reread)?;
     // Go finds parents by raw issuer bytes; a re-encoded name that differs would orphan the cert.
     if let Signer::Ca { cert, .. } = signer
         && parsed.issuer_der() != cert.subject_der()
     {
-        return Err(
-            "the CA's subject name does not survive re-encoding; cannot sign with it".into(),
-        );
+        return Err(IssueError::SubjectNotReencodable);
     }
     Ok(parsed)
 }
 
 /// Go's pkix.Name order: all O values in one RDN, then CN. Strings are PrintableString when
 /// they fit, UTF8String otherwise, as Go's encoding/asn1 chooses.
-pub fn subject_name(cn: &str, orgs: &[String]) -> Result<Name, String> {
+pub fn subject_name(cn: &str, orgs: &[String]) -> Result<Name, IssueError> {
+    fn named(field: &'static str, value: &str) -> impl FnOnce(der::Error) -> IssueError {
+        let value = value.to_string();
+        move |source| IssueError::Name {
+            field,
+            value,
+            source,
+        }
+    }
     let mut seq = RdnSequence::default();
     if !orgs.is_empty() {
         let mut rdn = RelativeDistinguishedName::default();
         for o in orgs {
             rdn.insert(attr(ORGANIZATION_NAME, o)?)
-                .map_err(|e| format!("organization {o:?}: {e}"))?;
+                .map_err(named("organization", o))?;
         }
         seq.push(rdn);
     }
     if !cn.is_empty() {
         let mut rdn = RelativeDistinguishedName::default();
         rdn.insert(attr(COMMON_NAME, cn)?)
-            .map_err(|e| format!("common name {cn:?}: {e}"))?;
+            .map_err(named("common name", cn))?;
         seq.push(rdn);
     }
-    let der = seq.to_der().map_err(|e| e.to_string())?;
-    Name::from_der(&der).map_err(|e| e.to_string())
+    Ok(Name::from_der(&seq.to_der()?)?)
 }
 
-fn attr(oid: const_oid::ObjectIdentifier, value: &str) -> Result<AttributeTypeAndValue, String> {
-    let value = match PrintableStringRef::new(value) {
+fn attr(
+    oid: const_oid::ObjectIdentifier,
+    value: &str,
+) -> Result<AttributeTypeAndValue, IssueError> {
+    let encoded = match PrintableStringRef::new(value) {
         Ok(p) => Any::encode_from(&p),
         Err(_) => Any::encode_from(&value.to_string()),
     }
-    .map_err(|e| format!("{value:?}: {e}"))?;
-    Ok(AttributeTypeAndValue { oid, value })
+    .map_err(|source| IssueError::Attribute {
+        value: value.to_string(),
+        source,
+    })?;
+    Ok(AttributeTypeAndValue {
+        oid,
+        value: encoded,
+    })
 }
 
 fn extensions(
@@ -156,10 +167,10 @@ fn extensions(
     subject: &Name,
     spki: &spki::SubjectPublicKeyInfoOwned,
     issuer_ski: Option<Vec<u8>>,
-) -> Result<Vec<Extension>, String> {
+) -> Result<Vec<Extension>, IssueError> {
     let mut out: Vec<Extension> = Vec::new();
-    let mut push = |e: Result<Extension, der::Error>| -> Result<(), String> {
-        out.push(e.map_err(|e| e.to_string())?);
+    let mut push = |e: Result<Extension, der::Error>| -> Result<(), IssueError> {
+        out.push(e?);
         Ok(())
     };
     let mut ku = KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment;
@@ -191,14 +202,14 @@ fn extensions(
             spki.subject_public_key.raw_bytes(),
         );
         push(ext(
-            &SubjectKeyIdentifier(OctetString::new(digest.as_ref()).map_err(|e| e.to_string())?),
+            &SubjectKeyIdentifier(OctetString::new(digest.as_ref())?),
             false,
         ))?;
     }
     if let Some(ski) = issuer_ski {
         push(ext(
             &AuthorityKeyIdentifier {
-                key_identifier: Some(OctetString::new(ski).map_err(|e| e.to_string())?),
+                key_identifier: Some(OctetString::new(ski)?),
                 authority_cert_issuer: None,
                 authority_cert_serial_number: None,
             },
@@ -208,7 +219,7 @@ fn extensions(
     let mut names = Vec::new();
     for d in &t.dns_names {
         names.push(GeneralName::DnsName(
-            Ia5String::new(d).map_err(|_| format!("DNS name {d:?} is not ASCII"))?,
+            Ia5String::new(d).map_err(|_| IssueError::DnsNotAscii(d.clone()))?,
         ));
     }
     for ip in &t.ip_addresses {
@@ -234,23 +245,21 @@ fn ext<T: const_oid::AssociatedOid + Encode>(
 }
 
 /// X.509 times have whole seconds: the fraction is dropped, as Go's encoder drops it.
-fn to_time(t: OffsetDateTime) -> Result<Time, String> {
-    let whole = t
-        .replace_nanosecond(0)
-        .map_err(|e| format!("time {t}: {e}"))?;
-    Time::try_from(SystemTime::from(whole)).map_err(|e| format!("time {t}: {e}"))
+fn to_time(t: OffsetDateTime) -> Result<Time, IssueError> {
+    let whole = t - time::Duration::nanoseconds(i64::from(t.nanosecond()));
+    Time::try_from(SystemTime::from(whole)).map_err(|source| IssueError::Time { time: t, source })
 }
 
 /// A positive 63-bit random serial, as kubeadm draws them.
-fn random_serial() -> Result<SerialNumber, String> {
+fn random_serial() -> Result<SerialNumber, IssueError> {
     let mut b = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut b).map_err(|e| e.to_string())?;
+    aws_lc_rs::rand::fill(&mut b).map_err(CryptoError::from)?;
     b[0] &= 0x7f;
     if b[0] == 0 {
         // Keep the DER minimal and the value non-zero without biasing much.
         b[0] = 0x01;
     }
-    SerialNumber::new(&b).map_err(|e| e.to_string())
+    Ok(SerialNumber::new(&b)?)
 }
 
 struct Profile {

@@ -11,12 +11,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::crypto::cert::Certificate;
-use crate::crypto::check::{Findings, NAME_CONSTRAINED, check_time};
+use crate::crypto::check::{Findings, check_time};
 use crate::crypto::files;
 use crate::crypto::issue::{self, CertTemplate, Signer};
 use crate::crypto::key::PrivateKey;
-use crate::error::{Error, Result};
-use crate::format::dates::format_date;
+use crate::error::{Error, IssueError, Result, SlotProblem};
 use crate::format::duration;
 
 /// kubeadm backdates notBefore to tolerate clock skew between nodes.
@@ -99,7 +98,7 @@ impl Issuer {
         validity: Duration,
         cert_path: &Path,
         key_path: &Path,
-    ) -> Result<Issuer, String> {
+    ) -> Result<Issuer, IssueError> {
         let cert = issue::issue(
             template,
             key.public_key_der(),
@@ -129,10 +128,8 @@ impl Issuer {
             });
         }
         if cert.name_constrained {
-            f.problems.push(Error::WrongForSlot {
-                path: self.cert_path.clone(),
-                reason: NAME_CONSTRAINED.into(),
-            });
+            f.problems
+                .push(Error::slot(&self.cert_path, SlotProblem::NameConstrained));
         }
         check_time(cert, &self.cert_path, now, &mut f);
         f
@@ -181,7 +178,7 @@ impl Issuer {
         subject_spki: &[u8],
         now: OffsetDateTime,
         validity: Duration,
-    ) -> Result<Issued, String> {
+    ) -> Result<Issued, IssueError> {
         let w = self.window(now, validity);
         Ok(Issued {
             cert: self.sign_between(template, subject_spki, w.not_before, w.not_after)?,
@@ -197,22 +194,20 @@ impl Issuer {
         subject_spki: &[u8],
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
-    ) -> Result<Certificate, String> {
+    ) -> Result<Certificate, IssueError> {
         let not_after = not_after.min(self.cert().not_after);
         if not_after <= not_before {
-            return Err(format!(
-                "{}: the CA ends {}, so a certificate it signs from {} would never be valid",
-                self.cert_path.display(),
-                format_date(not_after),
-                format_date(not_before)
-            ));
+            return Err(IssueError::NeverValid {
+                ca: self.cert_path.clone(),
+                not_before,
+                not_after,
+            });
         }
         let Some(key) = &self.key else {
-            return Err(format!(
-                "{}: absent: the CA in {} is external and cannot sign here",
-                self.key_path.display(),
-                self.cert_path.display()
-            ));
+            return Err(IssueError::External {
+                cert: self.cert_path.clone(),
+                key: self.key_path.clone(),
+            });
         };
         issue::issue(
             template,
@@ -262,7 +257,7 @@ mod tests {
         }
     }
 
-    fn leaf(by: &Issuer, now: OffsetDateTime, validity: Duration) -> Result<Issued, String> {
+    fn leaf(by: &Issuer, now: OffsetDateTime, validity: Duration) -> Result<Issued, IssueError> {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         by.sign(&leaf_template(), key.public_key_der(), now, validity)
     }
@@ -346,7 +341,8 @@ mod tests {
         let ext = Issuer::read(&crt, &key).unwrap().unwrap();
         assert!(!ext.can_sign() && ext.check(NOW).is_ok());
         let e = leaf(&ext, NOW, DAY).unwrap_err();
-        assert!(e.starts_with(&key.display().to_string()), "{e}");
+        assert!(matches!(&e, IssueError::External { key: k, .. } if *k == key));
+        assert!(e.to_string().starts_with(&key.display().to_string()), "{e}");
         // Unreadable files are errors that name them.
         write(dir.path(), "ca.key", "not a key");
         let e = Issuer::read(&crt, &key).unwrap_err().to_string();
@@ -395,6 +391,8 @@ mod tests {
         // CA's end) would not be after notBefore.
         for now in [ca_end + DAY, ca_end + BACKDATE] {
             let e = leaf(&ca, now, 365 * DAY).unwrap_err();
+            assert!(matches!(e, IssueError::NeverValid { .. }), "{e}");
+            let e = e.to_string();
             assert!(e.starts_with("ca.crt: the CA ends"), "{e}");
             assert!(e.ends_with("would never be valid"), "{e}");
         }
@@ -405,6 +403,6 @@ mod tests {
         let e = ca
             .sign_between(&leaf_template(), key.public_key_der(), NOW, NOW)
             .unwrap_err();
-        assert!(e.contains("would never be valid"), "{e}");
+        assert!(matches!(e, IssueError::NeverValid { .. }), "{e}");
     }
 }

@@ -16,6 +16,7 @@ use der::Decode;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::asn1::{Der, tag};
+use crate::error::{CryptoError, KeyError, ParamError};
 
 /// Key algorithms kubeadm supports (`encryptionAlgorithm` in kubeadm v1beta4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -60,16 +61,14 @@ impl fmt::Display for KeyAlgorithm {
 }
 
 impl FromStr for KeyAlgorithm {
-    type Err = String;
+    type Err = ParamError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         KeyAlgorithm::ALL
             .into_iter()
             .find(|a| a.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                format!(
-                    "unknown encryption algorithm {s:?}; expected one of {}",
-                    KeyAlgorithm::ALL.map(|a| a.as_str()).join(", ")
-                )
+            .ok_or_else(|| ParamError::Algorithm {
+                given: s.to_string(),
+                known: KeyAlgorithm::ALL.map(|a| a.as_str()).to_vec(),
             })
     }
 }
@@ -109,7 +108,7 @@ const OID_P384: const_oid::ObjectIdentifier = const_oid::db::rfc5912::SECP_384_R
 
 impl PrivateKey {
     /// Generates a fresh key. RSA generation is the slow part of `init`; callers parallelise.
-    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, String> {
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, CryptoError> {
         let inner = match algorithm {
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
                 let size = match algorithm {
@@ -117,53 +116,44 @@ impl PrivateKey {
                     KeyAlgorithm::Rsa3072 => KeySize::Rsa3072,
                     _ => KeySize::Rsa4096,
                 };
-                Inner::Rsa(RsaKeyPair::generate(size).map_err(|e| e.to_string())?)
+                Inner::Rsa(RsaKeyPair::generate(size)?)
             }
             KeyAlgorithm::EcdsaP256 => Inner::Ec(
-                EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
-                    .map_err(|e| e.to_string())?,
+                EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)?,
                 Curve::P256,
             ),
             KeyAlgorithm::EcdsaP384 => Inner::Ec(
-                EcdsaKeyPair::generate(&ECDSA_P384_SHA384_ASN1_SIGNING)
-                    .map_err(|e| e.to_string())?,
+                EcdsaKeyPair::generate(&ECDSA_P384_SHA384_ASN1_SIGNING)?,
                 Curve::P384,
             ),
         };
-        Self::from_inner(inner)
+        // A generated key has a size kubepki chose, so only the encoder can fail here.
+        Self::from_inner(inner).map_err(|e| match e {
+            KeyError::Crypto(c) => c,
+            other => CryptoError::Generated(Box::new(other)),
+        })
     }
 
-    fn from_inner(inner: Inner) -> Result<Self, String> {
+    fn from_inner(inner: Inner) -> Result<Self, KeyError> {
         let (algorithm, spki) = match &inner {
             Inner::Rsa(k) => {
                 let alg = match k.public_modulus_len() * 8 {
                     2048 => KeyAlgorithm::Rsa2048,
                     3072 => KeyAlgorithm::Rsa3072,
                     4096 => KeyAlgorithm::Rsa4096,
-                    bits => return Err(format!("unsupported RSA key size {bits} bits")),
+                    bits => return Err(KeyError::RsaSize(bits)),
                 };
-                let spki = k
-                    .public_key()
-                    .as_der()
-                    .map_err(|e| e.to_string())?
-                    .as_ref()
-                    .to_vec();
-                (alg, spki)
+                (alg, k.public_key().as_der().map(|d| d.as_ref().to_vec()))
             }
             Inner::Ec(k, curve) => {
                 let alg = match curve {
                     Curve::P256 => KeyAlgorithm::EcdsaP256,
                     Curve::P384 => KeyAlgorithm::EcdsaP384,
                 };
-                let spki = k
-                    .public_key()
-                    .as_der()
-                    .map_err(|e| e.to_string())?
-                    .as_ref()
-                    .to_vec();
-                (alg, spki)
+                (alg, k.public_key().as_der().map(|d| d.as_ref().to_vec()))
             }
         };
+        let spki = spki.map_err(CryptoError::from)?;
         Ok(PrivateKey {
             inner,
             algorithm,
@@ -175,31 +165,30 @@ impl PrivateKey {
     /// `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY` (SEC1) or `PRIVATE KEY` (PKCS#8). The
     /// PEM must be plain (see [`crate::crypto::pem::parse_all`]) and hold exactly one private key;
     /// certificate blocks beside it are allowed (the kubelet keeps both in one file).
-    pub fn from_pem(pem_bytes: &[u8]) -> Result<Self, String> {
-        let blocks = crate::crypto::pem::parse_all(pem_bytes).map_err(|e| e.to_string())?;
+    pub fn from_pem(pem_bytes: &[u8]) -> Result<Self, KeyError> {
+        let blocks = crate::crypto::pem::parse_all(pem_bytes)?;
         let mut keys = Vec::new();
         for (i, b) in blocks.iter().enumerate() {
             if is_private_key_label(&b.label) {
                 keys.push(b);
             } else if b.label != "CERTIFICATE" {
-                return Err(format!(
-                    "PEM block #{} is {:?}, expected a private key",
-                    i + 1,
-                    b.label
-                ));
+                return Err(KeyError::NotAKey {
+                    index: i + 1,
+                    label: b.label.clone(),
+                });
             }
         }
         let block = match keys.as_slice() {
-            [] => return Err("no PRIVATE KEY PEM block found".to_string()),
+            [] => return Err(KeyError::NoKey),
             [one] => *one,
-            more => return Err(format!("{} private keys, expected one", more.len())),
+            more => return Err(KeyError::SeveralKeys(more.len())),
         };
         let der = block.der.as_slice();
         let inner = match block.label.as_str() {
             "RSA PRIVATE KEY" => Self::parse_pkcs1(der)?,
             "EC PRIVATE KEY" => Self::parse_sec1(der, OuterCurve::NoWrapper)?,
             "PRIVATE KEY" => Self::parse_pkcs8(der)?,
-            tag => return Err(format!("unsupported PEM block {tag:?}")),
+            tag => return Err(KeyError::UnsupportedLabel(tag.to_string())),
         };
         Self::from_inner(inner)
     }
@@ -211,13 +200,9 @@ impl PrivateKey {
 
     /// PKCS#1 RSAPrivateKey, as Go reads it: version 0 (Go's multi-prime version 1 aws-lc
     /// does not read), positive n, d, p, q, and 2 <= e < 2^31 (Go's rsa checkPub).
-    fn parse_pkcs1(der: &[u8]) -> Result<Inner, String> {
-        let bad = |m: &str| format!("bad RSA key: {m}");
-        let mut outer = Der(der);
-        let mut seq = outer
-            .read(tag::SEQUENCE)
-            .filter(|_| outer.is_empty())
-            .ok_or_else(|| bad("not a DER PKCS#1 RSAPrivateKey"))?;
+    fn parse_pkcs1(der: &[u8]) -> Result<Inner, KeyError> {
+        let bad = KeyError::Rsa;
+        let mut seq = whole_sequence(der).ok_or_else(|| bad("not a DER PKCS#1 RSAPrivateKey"))?;
         match seq.read_i64() {
             Some(0) => {}
             Some(1) => return Err(bad("multi-prime RSA keys are not supported")),
@@ -230,11 +215,12 @@ impl PrivateKey {
             .read_i64()
             .ok_or_else(|| bad("malformed or too large public exponent"))?;
         let mut positive = vec![n];
-        for what in ["private exponent", "prime p", "prime q"] {
-            positive.push(
-                seq.read_integer_bytes()
-                    .ok_or_else(|| bad(&format!("malformed {what}")))?,
-            );
+        for malformed in [
+            "malformed private exponent",
+            "malformed prime p",
+            "malformed prime q",
+        ] {
+            positive.push(seq.read_integer_bytes().ok_or_else(|| bad(malformed))?);
         }
         if positive
             .iter()
@@ -249,18 +235,14 @@ impl PrivateKey {
         }
         RsaKeyPair::from_der(der)
             .map(Inner::Rsa)
-            .map_err(|e| bad(&e.to_string()))
+            .map_err(KeyError::RsaRejected)
     }
 
     /// SEC1 ECPrivateKey as Go's parseECPrivateKey reads it, with what an enclosing PKCS#8
     /// says of the curve (Go prefers a curve named there). Only P-256 and P-384.
-    fn parse_sec1(der: &[u8], outer: OuterCurve<'_>) -> Result<Inner, String> {
-        let bad = |m: &str| format!("bad EC key: {m}");
-        let mut input = Der(der);
-        let mut seq = input
-            .read(tag::SEQUENCE)
-            .filter(|_| input.is_empty())
-            .ok_or_else(|| bad("not a DER SEC1 ECPrivateKey"))?;
+    fn parse_sec1(der: &[u8], outer: OuterCurve<'_>) -> Result<Inner, KeyError> {
+        let bad = KeyError::Ec;
+        let mut seq = whole_sequence(der).ok_or_else(|| bad("not a DER SEC1 ECPrivateKey"))?;
         if seq.read_i64() != Some(1) {
             return Err(bad("unknown EC private key version"));
         }
@@ -307,10 +289,7 @@ impl PrivateKey {
         } else if curve_oid == OID_P384.as_bytes() {
             (&ECDSA_P384_SHA384_ASN1_SIGNING, Curve::P384, 48)
         } else {
-            return Err(bad(&format!(
-                "curve {} (only P-256 and P-384 are supported)",
-                crate::crypto::asn1::oid_string(curve_oid)
-            )));
+            return Err(KeyError::Curve(crate::crypto::asn1::oid_string(curve_oid)));
         };
         // Go drops leading zero bytes beyond the field size and left-pads short values.
         let mut d = d;
@@ -331,13 +310,9 @@ impl PrivateKey {
     }
 
     /// PKCS#8 PrivateKeyInfo as Go's ParsePKCS8PrivateKey reads it, for RSA and EC keys.
-    fn parse_pkcs8(der: &[u8]) -> Result<Inner, String> {
-        let bad = |m: &str| format!("bad PKCS#8 key: {m}");
-        let mut outer = Der(der);
-        let mut seq = outer
-            .read(tag::SEQUENCE)
-            .filter(|_| outer.is_empty())
-            .ok_or_else(|| bad("not a DER PrivateKeyInfo"))?;
+    fn parse_pkcs8(der: &[u8]) -> Result<Inner, KeyError> {
+        let bad = KeyError::Pkcs8;
+        let mut seq = whole_sequence(der).ok_or_else(|| bad("not a DER PrivateKeyInfo"))?;
         if seq.read_i64() != Some(0) {
             return Err(bad("unsupported version"));
         }
@@ -376,10 +351,7 @@ impl PrivateKey {
             };
             Self::parse_sec1(key, outer)
         } else {
-            Err(format!(
-                "unsupported key algorithm {}",
-                crate::crypto::asn1::oid_string(oid)
-            ))
+            Err(KeyError::Algorithm(crate::crypto::asn1::oid_string(oid)))
         }
     }
 
@@ -399,36 +371,30 @@ impl PrivateKey {
 
     /// PEM in kubeadm's encoding: PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY` with curve
     /// parameters (Go's x509.ParseECPrivateKey needs them).
-    pub fn to_pem(&self) -> Result<String, String> {
+    pub fn to_pem(&self) -> Result<String, CryptoError> {
         match &self.inner {
             Inner::Rsa(k) => {
-                let pkcs8 = k.as_der().map_err(|e| e.to_string())?;
-                let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8.as_ref())
-                    .map_err(|e| e.to_string())?;
+                let pkcs8 = k.as_der()?;
+                let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8.as_ref())?;
                 Ok(pem_encode("RSA PRIVATE KEY", info.private_key.as_bytes()))
             }
             Inner::Ec(k, _) => {
-                let sec1 = k.private_key().as_der().map_err(|e| e.to_string())?;
+                let sec1 = k.private_key().as_der()?;
                 Ok(pem_encode("EC PRIVATE KEY", sec1.as_ref()))
             }
         }
     }
 
     /// Signs `msg` with the hash kubeadm (Go's x509) pairs with this key.
-    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let rng = SystemRandom::new();
         match &self.inner {
             Inner::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
-                    .map_err(|e| e.to_string())?;
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)?;
                 Ok(sig)
             }
-            Inner::Ec(k, _) => Ok(k
-                .sign(&rng, msg)
-                .map_err(|e| e.to_string())?
-                .as_ref()
-                .to_vec()),
+            Inner::Ec(k, _) => Ok(k.sign(&rng, msg)?.as_ref().to_vec()),
         }
     }
 
@@ -466,9 +432,16 @@ impl PrivateKey {
     }
 
     /// Encodes the public key info for embedding in a certificate.
-    pub fn spki(&self) -> Result<spki::SubjectPublicKeyInfoOwned, String> {
-        spki::SubjectPublicKeyInfoOwned::from_der(&self.spki).map_err(|e| e.to_string())
+    pub fn spki(&self) -> Result<spki::SubjectPublicKeyInfoOwned, CryptoError> {
+        Ok(spki::SubjectPublicKeyInfoOwned::from_der(&self.spki)?)
     }
+}
+
+/// The contents of `der` when it is one SEQUENCE and nothing after it, as Go's
+/// encoding/asn1 demands of a whole key.
+fn whole_sequence(der: &[u8]) -> Option<Der<'_>> {
+    let mut input = Der(der);
+    input.read(tag::SEQUENCE).filter(|_| input.is_empty())
 }
 
 /// What is known of an EC key's curve outside its SEC1 structure.
@@ -504,9 +477,9 @@ pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
 }
 
 /// Public key (for `sa.pub`) from PEM: exactly one `PUBLIC KEY` block.
-pub fn public_key_from_pem(pem_bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let der = crate::crypto::pem::parse_one(pem_bytes, "PUBLIC KEY").map_err(|e| e.to_string())?;
-    spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(|e| e.to_string())?;
+pub fn public_key_from_pem(pem_bytes: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let der = crate::crypto::pem::parse_one(pem_bytes, "PUBLIC KEY")?;
+    spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(KeyError::PublicKey)?;
     Ok(der)
 }
 
@@ -556,8 +529,8 @@ mod tests {
         );
         assert!("RSA-1024".parse::<KeyAlgorithm>().is_err());
         assert_eq!(
-            "ecdsa-p256".parse::<KeyAlgorithm>(),
-            Ok(KeyAlgorithm::EcdsaP256)
+            "ecdsa-p256".parse::<KeyAlgorithm>().ok(),
+            Some(KeyAlgorithm::EcdsaP256)
         );
     }
 }

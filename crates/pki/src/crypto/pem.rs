@@ -10,6 +10,7 @@
 //! PEM blocks with nothing but whitespace around and between them, and no headers, so that any
 //! reader, Go's included, finds the same blocks in the same order.
 
+pub use crate::error::PemError;
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -143,29 +144,6 @@ pub fn decode(data: &[u8], from: usize) -> Option<Block> {
             end: after_end + n,
         });
     }
-}
-
-/// Why input is not the plain PEM kubepki accepts. Each says where, so the message can name
-/// the spot in the file.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PemError {
-    #[error("no PEM block found")]
-    NoBlock,
-    /// Where, by line and byte; not what: the text could be part of a damaged key.
-    #[error(
-        "text that is not part of a PEM block at line {line} (byte {offset}); only whitespace may surround PEM blocks"
-    )]
-    TextOutside { offset: usize, line: usize },
-    #[error("PEM block #{index} ({label}) has headers; encrypted or annotated PEM is not accepted")]
-    Headers { index: usize, label: String },
-    #[error("PEM block #{index} is {found:?}, expected {expected}")]
-    UnexpectedLabel {
-        index: usize,
-        found: String,
-        expected: String,
-    },
-    #[error("{count} PEM blocks, expected exactly one")]
-    NotSingle { count: usize },
 }
 
 fn outside(data: &[u8], from: usize, to: usize) -> Result<(), PemError> {

@@ -4,13 +4,33 @@ use std::time::Duration;
 
 /// Parses a duration as kubeadm flags and configs write it (`8760h`, `8760h0m0s`, `90m`),
 /// plus humantime's longer forms (`365d`, `1y`).
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
-    let d = humantime::parse_duration(t).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
-    Ok(d)
+    humantime::parse_duration(t).map_err(|source| DurationError::Invalid {
+        given: s.to_string(),
+        source,
+    })
+}
+
+/// Why a duration is not one kubepki accepts.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("invalid duration {given:?}: {source}")]
+    Invalid {
+        given: String,
+        source: humantime::DurationError,
+    },
+    /// `what` names the setting.
+    #[error(
+        "{what} must be at least 1s (X.509 times have whole seconds): a certificate valid for {} would be expired when written",
+        humantime::format_duration(*given)
+    )]
+    TooShort { what: &'static str, given: Duration },
 }
 
 /// apimachinery's `duration.HumanDuration`, which kubeadm ≥1.31 uses for RESIDUAL TIME.
@@ -77,12 +97,9 @@ pub fn after(start: time::OffsetDateTime, d: Duration) -> time::OffsetDateTime {
 
 /// Refuses a certificate lifetime under one second: X.509 times have whole seconds, so it
 /// would be issued already expired. `what` names the setting.
-pub fn check_validity(d: Duration, what: &str) -> Result<(), String> {
+pub fn check_validity(d: Duration, what: &'static str) -> Result<(), DurationError> {
     if d < Duration::from_secs(1) {
-        return Err(format!(
-            "{what} must be at least 1s (X.509 times have whole seconds): a certificate valid for {} would be expired when written",
-            humantime::format_duration(d)
-        ));
+        return Err(DurationError::TooShort { what, given: d });
     }
     Ok(())
 }

@@ -3,39 +3,46 @@
 
 use serde::Serialize;
 
-/// A YAML parse error as a message that shows no text of the document: kubeconfigs, kubeadm
-/// configs and pod manifests hold private keys, tokens and secrets, and the parser's own
-/// message quotes the lines around the error. Where it is, and the parser's reason when that
-/// quotes nothing.
-pub fn describe_error(e: &serde_saphyr::Error) -> String {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("").trim();
-    // "error: line 3 column 7: did not find expected key" -> the reason after the location.
-    let reason = first.rsplit(": ").next().unwrap_or("").trim();
-    let long_token = reason
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/' && c != '=')
-        .any(|t| t.len() > 16);
-    let quotes = reason.contains(['"', '\'', '`']);
-    let reason = if reason.is_empty() || quotes || long_token {
-        "not valid YAML".to_string()
-    } else {
-        format!("not valid YAML ({reason})")
-    };
-    match e.location() {
-        Some(l) => format!("{reason} at line {}, column {}", l.line(), l.column()),
-        None => reason,
+/// A YAML parse error that shows no text of the document: kubeconfigs, kubeadm configs and pod
+/// manifests hold private keys, tokens and secrets, and the parser's own message quotes the
+/// lines around the error. Where it is, and the parser's reason when that quotes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not valid YAML{}{}",
+    reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+    at.map(|(l, c)| format!(" at line {l}, column {c}")).unwrap_or_default())]
+pub struct YamlError {
+    /// The parser's reason, kept only when it quotes nothing of the document.
+    pub reason: Option<String>,
+    /// (line, column), 1-based.
+    pub at: Option<(u64, u64)>,
+}
+
+impl YamlError {
+    pub fn new(e: &serde_saphyr::Error) -> Self {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("").trim();
+        // "error: line 3 column 7: did not find expected key" -> the reason after the location.
+        let reason = first.rsplit(": ").next().unwrap_or("").trim();
+        let long_token = reason
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/' && c != '=')
+            .any(|t| t.len() > 16);
+        let quotes = reason.contains(['"', '\'', '`']);
+        YamlError {
+            reason: (!(reason.is_empty() || quotes || long_token)).then(|| reason.to_string()),
+            at: e.location().map(|l| (l.line(), l.column())),
+        }
     }
 }
 
-pub fn to_string<T: Serialize>(value: &T) -> Result<String, String> {
+pub fn to_string<T: Serialize>(value: &T) -> Result<String, serde_saphyr::ser::Error> {
     let mut opts = serde_saphyr::SerializerOptions::default();
     opts.prefer_block_scalars = false;
-    serde_saphyr::to_string_with_options(value, opts).map_err(|e| e.to_string())
+    serde_saphyr::to_string_with_options(value, opts)
 }
 
 /// Serializes a JSON value with every mapping's keys sorted, as sigs.k8s.io/yaml does
 /// (whatever key order serde_json's map was built with).
-pub fn to_string_sorted(value: &serde_json::Value) -> Result<String, String> {
+pub fn to_string_sorted(value: &serde_json::Value) -> Result<String, serde_saphyr::ser::Error> {
     to_string(&sorted(value))
 }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::crypto::key::KeyAlgorithm;
-use crate::error::{Error, Result};
+use crate::error::{ConfigProblem, Error, ParamError, Result};
+use crate::format::yaml::YamlError;
 use crate::model::params::KubeVersion;
 
 /// Certificate-relevant settings found in a kubeadm config; `None` means "not set".
@@ -120,12 +121,12 @@ impl KubeadmConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let err = |reason: String| Error::Config {
+        let err = |problem: ConfigProblem| Error::Config {
             path: path.to_path_buf(),
-            reason,
+            problem,
         };
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
-            .map_err(|e| err(crate::format::yaml::describe_error(&e)))?;
+            .map_err(|e| err(ConfigProblem::Yaml(YamlError::new(&e))))?;
         let mut out = KubeadmConfig::default();
         let mut seen_kubeadm = false;
         for (i, doc) in docs.into_iter().enumerate() {
@@ -133,74 +134,77 @@ impl KubeadmConfig {
                 continue;
             }
             let n = i + 1;
-            let meta: TypeMeta = serde_json::from_value(doc.clone())
-                .map_err(|e| err(format!("document {n}: {e}")))?;
+            let decode = |kind| {
+                move |source| {
+                    err(ConfigProblem::Decode {
+                        document: n,
+                        kind,
+                        source,
+                    })
+                }
+            };
+            let value = |source| {
+                err(ConfigProblem::Value {
+                    document: n,
+                    source,
+                })
+            };
+            let meta: TypeMeta = serde_json::from_value(doc.clone()).map_err(decode(None))?;
             let Some(version) = meta.api_version.strip_prefix(GROUP) else {
                 continue;
             };
             if !VERSIONS.contains(&version) {
-                return Err(err(format!(
-                    "document {n}: unsupported apiVersion {:?} (supported: {})",
-                    meta.api_version,
-                    VERSIONS
-                        .iter()
-                        .map(|v| format!("{GROUP}{v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(err(ConfigProblem::ApiVersion {
+                    document: n,
+                    found: meta.api_version,
+                    supported: VERSIONS.iter().map(|v| format!("{GROUP}{v}")).collect(),
+                }));
             }
             match meta.kind.as_str() {
                 "InitConfiguration" => {
                     seen_kubeadm = true;
-                    let c: InitConfiguration = serde_json::from_value(doc)
-                        .map_err(|e| err(format!("document {n} (InitConfiguration): {e}")))?;
-                    out.apply_init(c)
-                        .map_err(|e| err(format!("document {n}: {e}")))?;
+                    let c: InitConfiguration =
+                        serde_json::from_value(doc).map_err(decode(Some("InitConfiguration")))?;
+                    out.apply_init(c).map_err(value)?;
                 }
                 "ClusterConfiguration" => {
                     seen_kubeadm = true;
                     let c: ClusterConfiguration = serde_json::from_value(doc)
-                        .map_err(|e| err(format!("document {n} (ClusterConfiguration): {e}")))?;
-                    out.apply_cluster(c)
-                        .map_err(|e| err(format!("document {n}: {e}")))?;
+                        .map_err(decode(Some("ClusterConfiguration")))?;
+                    out.apply_cluster(c).map_err(value)?;
                 }
                 _ => {}
             }
         }
         if !seen_kubeadm {
-            return Err(err(
-                "no kubeadm InitConfiguration or ClusterConfiguration document found".into(),
-            ));
+            return Err(err(ConfigProblem::NoKubeadmDocument));
         }
         Ok(out)
     }
 
-    fn apply_init(&mut self, c: InitConfiguration) -> Result<(), String> {
+    fn apply_init(&mut self, c: InitConfiguration) -> Result<(), ParamError> {
         self.node_name = c.node_registration.name.filter(|s| !s.is_empty());
         if let Some(n) = &self.node_name {
             crate::model::params::validate_node_name(n)
-                .map_err(|e| format!("nodeRegistration.name: {e}"))?;
+                .map_err(|e| e.in_field("nodeRegistration.name"))?;
         }
         if let Some(a) = c
             .local_api_endpoint
             .advertise_address
             .filter(|s| !s.is_empty())
         {
-            self.advertise_address =
-                Some(a.parse().map_err(|_| {
-                    format!("localAPIEndpoint.advertiseAddress {a:?} is not an IP")
-                })?);
+            self.advertise_address = Some(
+                a.parse()
+                    .map_err(|_| ParamError::AdvertiseAddress(a.clone()))?,
+            );
         }
         if let Some(p) = c.local_api_endpoint.bind_port.filter(|p| *p != 0) {
-            self.bind_port = Some(
-                u16::try_from(p)
-                    .map_err(|_| format!("localAPIEndpoint.bindPort {p} out of range"))?,
-            );
+            self.bind_port = Some(u16::try_from(p).map_err(|_| ParamError::BindPortRange(p))?);
         }
         Ok(())
     }
 
-    fn apply_cluster(&mut self, c: ClusterConfiguration) -> Result<(), String> {
+    fn apply_cluster(&mut self, c: ClusterConfiguration) -> Result<(), ParamError> {
         let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
         self.cert_dir = nonempty(c.certificates_dir).map(PathBuf::from);
         self.cluster_name = nonempty(c.cluster_name);
@@ -217,13 +221,13 @@ impl KubeadmConfig {
             split_host_port, validate_dns_domain, validate_san, validate_service_subnet,
         };
         if let Some(d) = &self.dns_domain {
-            validate_dns_domain(d).map_err(|e| format!("networking.dnsDomain: {e}"))?;
+            validate_dns_domain(d).map_err(|e| e.in_field("networking.dnsDomain"))?;
         }
         if let Some(s) = &self.service_subnet {
-            validate_service_subnet(s).map_err(|e| format!("networking.serviceSubnet: {e}"))?;
+            validate_service_subnet(s).map_err(|e| e.in_field("networking.serviceSubnet"))?;
         }
         if let Some(ep) = &self.control_plane_endpoint {
-            split_host_port(ep).map_err(|e| format!("controlPlaneEndpoint: {e}"))?;
+            split_host_port(ep).map_err(|e| e.in_field("controlPlaneEndpoint"))?;
         }
         for (field, sans) in [
             ("apiServer.certSANs", &self.apiserver_cert_sans),
@@ -231,24 +235,26 @@ impl KubeadmConfig {
             ("etcd.local.peerCertSANs", &self.etcd_peer_cert_sans),
         ] {
             for s in sans {
-                validate_san(s).map_err(|e| format!("{field}: {e}"))?;
+                validate_san(s).map_err(|e| e.in_field(field))?;
             }
         }
         self.external_etcd = c.etcd.external.is_some();
         if let Some(a) = nonempty(c.encryption_algorithm) {
-            self.encryption_algorithm =
-                Some(a.parse().map_err(|e| format!("encryptionAlgorithm: {e}"))?);
+            self.encryption_algorithm = Some(
+                a.parse()
+                    .map_err(|e: ParamError| e.in_field("encryptionAlgorithm"))?,
+            );
         }
         if let Some(d) = nonempty(c.certificate_validity_period) {
             self.cert_validity = Some(
                 crate::format::duration::parse(&d)
-                    .map_err(|e| format!("certificateValidityPeriod: {e}"))?,
+                    .map_err(|e| ParamError::from(e).in_field("certificateValidityPeriod"))?,
             );
         }
         if let Some(d) = nonempty(c.ca_certificate_validity_period) {
             self.ca_validity = Some(
                 crate::format::duration::parse(&d)
-                    .map_err(|e| format!("caCertificateValidityPeriod: {e}"))?,
+                    .map_err(|e| ParamError::from(e).in_field("caCertificateValidityPeriod"))?,
             );
         }
         if let Some(v) = nonempty(c.kubernetes_version) {

@@ -8,7 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{CertError, Error, KubeconfigProblem, Result};
+use crate::format::yaml::YamlError;
 
 /// A kubeconfig with one cluster, one user and one context, as kubeadm writes them.
 /// Fields are declared in sorted order because clientcmd emits them sorted.
@@ -263,7 +264,7 @@ pub struct Credentials {
 impl Credentials {
     /// The client certificate chain. A certificate read from a file may share it with its key
     /// (the kubelet's rotated pair); embedded data holds certificates only.
-    pub fn client_chain(&self) -> Result<Vec<crate::crypto::cert::Certificate>, String> {
+    pub fn client_chain(&self) -> Result<Vec<crate::crypto::cert::Certificate>, CertError> {
         match self.cert_source {
             Source::Embedded => crate::crypto::cert::Certificate::from_pem_chain(&self.cert_pem),
             Source::File(_) => crate::crypto::cert::Certificate::from_pem_with_key(&self.cert_pem),
@@ -275,43 +276,29 @@ impl Credentials {
 pub fn read_server(path: &Path) -> Result<String> {
     let text = crate::fsio::read_to_string(path)?;
     let kc = parse_any(&text, path)?;
-    let (cluster, _) = current(&kc).map_err(|reason| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    })?;
+    let (cluster, _) = current(&kc).map_err(|p| Error::kubeconfig(path, p))?;
     kc.clusters
         .iter()
         .find(|c| c.name == cluster)
         .map(|c| c.cluster.server.clone())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Error::Kubeconfig {
-            path: path.to_path_buf(),
-            reason: format!("cluster {cluster:?} has no server"),
-        })
+        .ok_or_else(|| Error::kubeconfig(path, KubeconfigProblem::NoServer(cluster.clone())))
 }
 
 /// The embedded client key of a partial kubeconfig (one written by `generate-csr`).
 pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
     let text = crate::fsio::read_to_string(path)?;
     let kc = parse_any(&text, path)?;
-    let (_, user) = current(&kc).map_err(|reason| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    })?;
+    let (_, user) = current(&kc).map_err(|p| Error::kubeconfig(path, p))?;
     let data = kc
         .users
         .iter()
         .find(|u| u.name == user)
         .and_then(|u| u.user.client_key_data.clone())
         .filter(|d| !d.is_empty())
-        .ok_or_else(|| Error::Kubeconfig {
-            path: path.to_path_buf(),
-            reason: format!("user {user:?} has no embedded client key"),
-        })?;
-    B64.decode(data.trim()).map_err(|e| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason: format!("client-key-data is not base64: {e}"),
-    })
+        .ok_or_else(|| Error::kubeconfig(path, KubeconfigProblem::NoEmbeddedKey(user.clone())))?;
+    B64.decode(data.trim())
+        .map_err(|e| Error::kubeconfig(path, KubeconfigProblem::KeyNotBase64(e)))
 }
 
 /// Reads the current context's cluster and client credentials.
@@ -321,32 +308,31 @@ pub fn read_credentials(path: &Path) -> Result<Credentials> {
 }
 
 pub fn parse_credentials(text: &str, path: &Path) -> Result<Credentials> {
-    let err = |reason: String| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let err = |problem| Error::kubeconfig(path, problem);
     let kc = parse_any(text, path)?;
     let (cluster_name, user_name) = current(&kc).map_err(err)?;
     let cluster = kc
         .clusters
         .iter()
         .find(|c| c.name == cluster_name)
-        .ok_or_else(|| err(format!("cluster {cluster_name:?} is not defined")))?;
+        .ok_or_else(|| err(KubeconfigProblem::ClusterUndefined(cluster_name.clone())))?;
     let user = kc
         .users
         .iter()
         .find(|u| u.name == user_name)
-        .ok_or_else(|| err(format!("user {user_name:?} is not defined")))?;
+        .ok_or_else(|| err(KubeconfigProblem::UserUndefined(user_name.clone())))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let load = |data: &Option<String>,
                 file: &Option<String>,
-                what: &str|
+                what: &'static str|
      -> Result<Option<(Vec<u8>, Source)>> {
         if let Some(d) = data.as_deref().filter(|d| !d.is_empty()) {
-            let bytes = B64.decode(d.trim()).map_err(|e| {
-                err(format!(
-                    "{what}-data of user {user_name:?} is not base64: {e}"
-                ))
+            let bytes = B64.decode(d.trim()).map_err(|source| {
+                err(KubeconfigProblem::NotBase64 {
+                    what,
+                    user: user_name.clone(),
+                    source,
+                })
             })?;
             return Ok(Some((bytes, Source::Embedded)));
         }
@@ -362,7 +348,7 @@ pub fn parse_credentials(text: &str, path: &Path) -> Result<Credentials> {
         &user.user.client_certificate,
         "client-certificate",
     )?
-    .ok_or_else(|| err(format!("user {user_name:?} has no client certificate")))?;
+    .ok_or_else(|| err(KubeconfigProblem::NoClientCert(user_name.clone())))?;
     let key = load(
         &user.user.client_key_data,
         &user.user.client_key,
@@ -412,35 +398,27 @@ pub fn update_credentials(
     ca_pem: &str,
     always_set_ca: bool,
 ) -> Result<String> {
-    let err = |reason: String| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let err = |problem| Error::kubeconfig(path, problem);
     // Resolve names through the lenient reader first: it knows the current-context rules.
     let creds = parse_credentials_shallow(text, path)?;
-    let mut v: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
-        err(format!(
-            "not a valid kubeconfig: {}",
-            crate::format::yaml::describe_error(&e)
-        ))
-    })?;
+    let mut v: serde_json::Value = serde_saphyr::from_str(text)
+        .map_err(|e| err(KubeconfigProblem::Yaml(YamlError::new(&e))))?;
     let find = |list: &mut serde_json::Value, name: &str| -> Option<usize> {
         list.as_array()?
             .iter()
             .position(|e| e.get("name").and_then(|n| n.as_str()) == Some(name))
     };
-    let users = v.get_mut("users").ok_or_else(|| err("no users".into()))?;
-    let ui =
-        find(users, &creds.1).ok_or_else(|| err(format!("user {:?} is not defined", creds.1)))?;
+    let users = v
+        .get_mut("users")
+        .ok_or_else(|| err(KubeconfigProblem::NoUsers))?;
+    let ui = find(users, &creds.1)
+        .ok_or_else(|| err(KubeconfigProblem::UserUndefined(creds.1.clone())))?;
     let user = users[ui]
         .get_mut("user")
         .and_then(|u| u.as_object_mut())
-        .ok_or_else(|| err(format!("user {:?} has no credentials", creds.1)))?;
+        .ok_or_else(|| err(KubeconfigProblem::NoCredentials(creds.1.clone())))?;
     if user.contains_key("client-certificate") || user.contains_key("client-key") {
-        return Err(err(format!(
-            "user {:?} reads its certificate from a file, not embedded data; kubepki does not rewrite such files",
-            creds.1
-        )));
+        return Err(err(KubeconfigProblem::FileCredentials(creds.1.clone())));
     }
     user.insert(
         "client-certificate-data".into(),
@@ -460,32 +438,22 @@ pub fn update_credentials(
             B64.encode(ca_pem).into(),
         );
     }
-    crate::format::yaml::to_string_sorted(&v).map_err(err)
+    crate::format::yaml::to_string_sorted(&v).map_err(|e| err(KubeconfigProblem::Serialize(e)))
 }
 
 /// (cluster name, user name) of the current context.
 fn parse_credentials_shallow(text: &str, path: &Path) -> Result<(String, String)> {
     let kc = parse_any(text, path)?;
-    current(&kc).map_err(|reason| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    })
+    current(&kc).map_err(|p| Error::kubeconfig(path, p))
 }
 
 /// Parses a kubeconfig and applies the rules client-go's loader and validation apply (what
 /// kubectl, the kubelet and the control plane would refuse, kubepki refuses too): names are
 /// unique in each list, and no credential is given both inline and as a file.
 fn parse_any(text: &str, path: &Path) -> Result<AnyKubeconfig> {
-    let err = |reason: String| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let kc: AnyKubeconfig = serde_saphyr::from_str(text).map_err(|e| {
-        err(format!(
-            "not a valid kubeconfig: {}",
-            crate::format::yaml::describe_error(&e)
-        ))
-    })?;
+    let err = |problem| Error::kubeconfig(path, problem);
+    let kc: AnyKubeconfig = serde_saphyr::from_str(text)
+        .map_err(|e| err(KubeconfigProblem::Yaml(YamlError::new(&e))))?;
     for names in [
         kc.clusters.iter().map(|c| &c.name).collect::<Vec<_>>(),
         kc.contexts.iter().map(|c| &c.name).collect(),
@@ -497,7 +465,7 @@ fn parse_any(text: &str, path: &Path) -> Result<AnyKubeconfig> {
             .find(|(i, n)| names[..*i].contains(n))
             .map(|(_, n)| n)
         {
-            return Err(err(format!("duplicate name {d:?} in list")));
+            return Err(err(KubeconfigProblem::DuplicateName(d.to_string())));
         }
     }
     let both = |data: &Option<String>, file: &Option<String>| {
@@ -514,10 +482,10 @@ fn parse_any(text: &str, path: &Path) -> Result<AnyKubeconfig> {
             ("client-key", &u.user.client_key_data, &u.user.client_key),
         ] {
             if both(data, file) {
-                return Err(err(format!(
-                    "{what}-data and {what} are both specified for user {:?}",
-                    u.name
-                )));
+                return Err(err(KubeconfigProblem::UserDataAndFile {
+                    what,
+                    user: u.name.clone(),
+                }));
             }
         }
     }
@@ -526,25 +494,22 @@ fn parse_any(text: &str, path: &Path) -> Result<AnyKubeconfig> {
             &c.cluster.certificate_authority_data,
             &c.cluster.certificate_authority,
         ) {
-            return Err(err(format!(
-                "certificate-authority-data and certificate-authority are both specified for cluster {:?}",
-                c.name
-            )));
+            return Err(err(KubeconfigProblem::ClusterDataAndFile(c.name.clone())));
         }
     }
     Ok(kc)
 }
 
 /// (cluster name, user name) of the current context, which must be set.
-fn current(kc: &AnyKubeconfig) -> std::result::Result<(String, String), String> {
+fn current(kc: &AnyKubeconfig) -> std::result::Result<(String, String), KubeconfigProblem> {
     if kc.current_context.is_empty() {
-        return Err("no current-context set".into());
+        return Err(KubeconfigProblem::NoCurrentContext);
     }
     let ctx = kc
         .contexts
         .iter()
         .find(|c| c.name == kc.current_context)
-        .ok_or_else(|| format!("current-context {:?} is not defined", kc.current_context))?;
+        .ok_or_else(|| KubeconfigProblem::ContextUndefined(kc.current_context.clone()))?;
     Ok((ctx.context.cluster.clone(), ctx.context.user.clone()))
 }
 

@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::crypto::key::PrivateKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, KubeconfigProblem, Result};
 use crate::model::inventory::{CaSpec, KubeconfigSpec, LeafSpec, SA_KEY, SA_PUB};
 
 /// What a file kubepki manages holds, and so its mode.
@@ -52,10 +52,8 @@ impl FileKind {
                 })?;
             }
             FileKind::Kubeconfig => {
-                let text = std::str::from_utf8(bytes).map_err(|_| Error::Kubeconfig {
-                    path: path.to_path_buf(),
-                    reason: "not UTF-8 text".into(),
-                })?;
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|_| Error::kubeconfig(path, KubeconfigProblem::NotUtf8))?;
                 crate::model::kubeconfig::parse_credentials(text, path)?;
             }
         }

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 
 use crate::crypto::issue::CertTemplate;
 use crate::crypto::key::KeyAlgorithm;
+use crate::error::ParamError;
 use crate::model::inventory::{
     CaSpec, CommonName, KubeconfigSpec, LeafSpec, Organizations, SanRule, ServerRule,
 };
@@ -30,16 +31,14 @@ pub struct KubeVersion {
 }
 
 impl KubeVersion {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ParamError> {
         let t = s.trim().trim_start_matches('v');
         let mut parts = t.split(['.', '-', '+']);
         let major = parts.next().and_then(|p| p.parse().ok());
         let minor = parts.next().and_then(|p| p.parse().ok());
         match (major, minor) {
             (Some(major), Some(minor)) => Ok(KubeVersion { major, minor }),
-            _ => Err(format!(
-                "invalid Kubernetes version {s:?} (expected e.g. v1.31.2)"
-            )),
+            _ => Err(ParamError::KubeVersion(s.to_string())),
         }
     }
     pub fn at_least(self, major: u32, minor: u32) -> bool {
@@ -96,7 +95,7 @@ impl ClusterParams {
     }
 
     /// Checks what can be checked before any key is generated, with kubeadm's rules.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ParamError> {
         validate_node_name(&self.node_name)?;
         validate_service_subnet(&self.service_subnet)?;
         self.service_vip()?;
@@ -105,7 +104,7 @@ impl ClusterParams {
         }
         validate_dns_domain(&self.dns_domain)?;
         if self.bind_port == 0 {
-            return Err("the API server bind port must be between 1 and 65535".into());
+            return Err(ParamError::BindPort);
         }
         for s in self
             .apiserver_cert_sans
@@ -133,19 +132,17 @@ impl ClusterParams {
     }
 
     /// The first address of the (first) service CIDR: the `kubernetes` Service's ClusterIP.
-    pub fn service_vip(&self) -> Result<IpAddr, String> {
+    pub fn service_vip(&self) -> Result<IpAddr, ParamError> {
         let first = self.service_subnet.split(',').next().unwrap_or("").trim();
         let net: IpNet = first
             .parse()
-            .map_err(|_| format!("invalid service CIDR {first:?}"))?;
+            .map_err(|_| ParamError::ServiceCidr(first.to_string()))?;
         let ip = match net.network() {
             IpAddr::V4(a) => IpAddr::from((u32::from(a)).wrapping_add(1).to_be_bytes()),
             IpAddr::V6(a) => IpAddr::from((u128::from(a)).wrapping_add(1).to_be_bytes()),
         };
         if !net.contains(&ip) {
-            return Err(format!(
-                "service CIDR {first:?} has no room for a ClusterIP"
-            ));
+            return Err(ParamError::NoClusterIp(first.to_string()));
         }
         Ok(ip)
     }
@@ -190,7 +187,7 @@ impl ClusterParams {
         }
     }
 
-    pub fn leaf_template(&self, spec: &LeafSpec) -> Result<CertTemplate, String> {
+    pub fn leaf_template(&self, spec: &LeafSpec) -> Result<CertTemplate, ParamError> {
         let (dns_names, ip_addresses) = self.alt_names(spec.sans)?;
         Ok(CertTemplate {
             common_name: self.common_name(spec.common_name),
@@ -214,7 +211,7 @@ impl ClusterParams {
 
     /// SANs as kubeadm computes them: DNS names sorted and deduplicated, IPs in rule order
     /// with duplicates dropped (pkiutil.RemoveDuplicateAltNames).
-    fn alt_names(&self, rule: SanRule) -> Result<(Vec<String>, Vec<IpAddr>), String> {
+    fn alt_names(&self, rule: SanRule) -> Result<(Vec<String>, Vec<IpAddr>), ParamError> {
         let mut dns: Vec<String> = Vec::new();
         let mut ips: Vec<IpAddr> = Vec::new();
         let extra: &[String] = match rule {
@@ -273,8 +270,8 @@ impl ClusterParams {
 }
 
 /// Splits `host[:port]`, accepting bracketed IPv6 (`[::1]:6443`) and bare IPv6 (`::1`).
-pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
-    let bad = || format!("invalid control-plane endpoint {s:?} (expected host or host:port)");
+pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), ParamError> {
+    let bad = || ParamError::Endpoint(s.to_string());
     if s.is_empty() || s.contains('/') {
         return Err(bad());
     }
@@ -306,67 +303,55 @@ fn join_host_port(host: &str, port: u16) -> String {
 
 /// The service DNS domain, as kubeadm validates `networking.dnsDomain`: a lowercase RFC 1123
 /// subdomain (it becomes part of the apiserver's SAN kubernetes.default.svc.<domain>).
-pub fn validate_dns_domain(domain: &str) -> Result<(), String> {
+pub fn validate_dns_domain(domain: &str) -> Result<(), ParamError> {
     if domain.is_empty() || domain.len() > 253 || !is_dns1123_subdomain(domain) {
-        return Err(format!(
-            "invalid service DNS domain {domain:?}: must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')"
-        ));
+        return Err(ParamError::DnsDomain(domain.to_string()));
     }
     Ok(())
 }
 
 /// The service CIDR(s), as kubeadm validates `networking.serviceSubnet`: one CIDR, or two of
 /// different IP families (dual stack), each with at least 10 addresses and at most 2^20.
-pub fn validate_service_subnet(subnets: &str) -> Result<(), String> {
+pub fn validate_service_subnet(subnets: &str) -> Result<(), ParamError> {
     let parts: Vec<&str> = subnets.split(',').map(str::trim).collect();
     if parts.len() > 2 {
-        return Err(format!(
-            "invalid service CIDR {subnets:?}: at most two (one IPv4, one IPv6)"
-        ));
+        return Err(ParamError::ServiceCidrCount(subnets.to_string()));
     }
     let mut families = Vec::new();
     for p in &parts {
         let net: IpNet = p
             .parse()
-            .map_err(|_| format!("invalid service CIDR {p:?}: couldn't parse subnet"))?;
+            .map_err(|_| ParamError::ServiceCidrSyntax(p.to_string()))?;
         let host_bits = net.max_prefix_len() - net.prefix_len();
         if host_bits < 4 {
-            return Err(format!(
-                "invalid service CIDR {p:?}: it must hold at least 10 addresses"
-            ));
+            return Err(ParamError::ServiceCidrTooSmall(p.to_string()));
         }
         if host_bits > 20 {
-            return Err(format!(
-                "invalid service CIDR {p:?}: too large; at most 2^20 addresses (a /{} or longer prefix)",
-                net.max_prefix_len() - 20
-            ));
+            return Err(ParamError::ServiceCidrTooLarge {
+                cidr: p.to_string(),
+                min_prefix: net.max_prefix_len() - 20,
+            });
         }
         families.push(matches!(net, IpNet::V4(_)));
     }
     if families.len() == 2 && families[0] == families[1] {
-        return Err(format!(
-            "invalid service CIDR {subnets:?}: two CIDRs must be one IPv4 and one IPv6"
-        ));
+        return Err(ParamError::ServiceCidrFamilies(subnets.to_string()));
     }
     Ok(())
 }
 
 /// An extra SAN: an IP address or a DNS name (a wildcard `*.` first label allowed).
-pub fn validate_san(s: &str) -> Result<(), String> {
+pub fn validate_san(s: &str) -> Result<(), ParamError> {
     if s.parse::<IpAddr>().is_err() && !is_valid_dns_san(s) {
-        return Err(format!(
-            "{s:?} is neither an IP address nor a valid DNS name"
-        ));
+        return Err(ParamError::San(s.to_string()));
     }
     Ok(())
 }
 
 /// RFC 1123 subdomain, as Kubernetes requires of node names.
-pub fn validate_node_name(name: &str) -> Result<(), String> {
+pub fn validate_node_name(name: &str) -> Result<(), ParamError> {
     if name.is_empty() || name.len() > 253 || !is_dns1123_subdomain(name) {
-        return Err(format!(
-            "invalid node name {name:?}: must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')"
-        ));
+        return Err(ParamError::NodeName(name.to_string()));
     }
     Ok(())
 }
@@ -500,6 +485,6 @@ mod tests {
         assert!(validate_san("a..b").is_err());
         let mut p = fixture_params();
         p.dns_domain = "..".into();
-        assert!(p.validate().unwrap_err().contains("\"..\""));
+        assert!(matches!(p.validate(), Err(ParamError::DnsDomain(d)) if d == ".."));
     }
 }

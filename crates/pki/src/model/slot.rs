@@ -12,7 +12,7 @@ use crate::crypto::cert::Certificate;
 use crate::crypto::files;
 use crate::crypto::issue::CertTemplate;
 use crate::crypto::key::PrivateKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, KubeconfigProblem, ParamError, Result};
 use crate::model::inventory::{
     CaId, KUBECONFIGS, KubeconfigSpec, LEAVES, LeafSpec, ReadBy, SanRule, Usage,
 };
@@ -70,7 +70,7 @@ pub trait Slot: fmt::Debug + Sync {
         false
     }
     /// What a new certificate for this slot holds, with `params`.
-    fn template(&self, params: &ClusterParams) -> Result<CertTemplate, String>;
+    fn template(&self, params: &ClusterParams) -> Result<CertTemplate, ParamError>;
 
     /// The files holding the credentials, the one with the certificate first.
     fn files(&self, layout: &Layout) -> Vec<PathBuf>;
@@ -134,7 +134,7 @@ impl Slot for LeafSpec {
     fn read_by(&self) -> ReadBy {
         self.read_by
     }
-    fn template(&self, params: &ClusterParams) -> Result<CertTemplate, String> {
+    fn template(&self, params: &ClusterParams) -> Result<CertTemplate, ParamError> {
         params.leaf_template(self)
     }
 
@@ -200,7 +200,7 @@ impl Slot for KubeconfigSpec {
     fn since_1_29(&self) -> bool {
         self.since_1_29
     }
-    fn template(&self, params: &ClusterParams) -> Result<CertTemplate, String> {
+    fn template(&self, params: &ClusterParams) -> Result<CertTemplate, ParamError> {
         Ok(params.kubeconfig_template(self))
     }
 
@@ -213,30 +213,24 @@ impl Slot for KubeconfigSpec {
             return Ok(None);
         }
         let creds = kubeconfig::read_credentials(&path)?;
-        let chain = creds.client_chain().map_err(|reason| Error::Kubeconfig {
-            path: path.clone(),
-            reason: format!("client certificate: {reason}"),
-        })?;
+        let chain = creds
+            .client_chain()
+            .map_err(|e| Error::kubeconfig(&path, KubeconfigProblem::ClientCert(e)))?;
         Ok(chain.into_iter().next())
     }
     fn check_key(&self, layout: &Layout, cert: &Certificate) -> Result<()> {
         let path = layout.kubeconfig(self);
         let creds = kubeconfig::read_credentials(&path)?;
-        let err = |reason: String| Error::Kubeconfig {
-            path: path.clone(),
-            reason,
-        };
+        let err = |problem| Error::kubeconfig(&path, problem);
         let pem = creds
             .key_pem
-            .ok_or_else(|| err("the client certificate has no client key".into()))?;
+            .ok_or_else(|| err(KubeconfigProblem::CertWithoutKey))?;
         let key =
-            PrivateKey::from_pem(&pem).map_err(|e| err(format!("invalid client key: {e}")))?;
+            PrivateKey::from_pem(&pem).map_err(|e| err(KubeconfigProblem::InvalidClientKey(e)))?;
         if key.matches_public_key(cert.public_key_der()) {
             Ok(())
         } else {
-            Err(err(
-                "client key does not match the client certificate".into()
-            ))
+            Err(err(KubeconfigProblem::KeyMismatch))
         }
     }
     fn rotated_by_kubelet(&self, layout: &Layout) -> Result<bool> {
@@ -333,14 +327,10 @@ pub fn named(names: &[String], among: &[Item]) -> Result<Vec<Item>> {
                 .copied()
                 .find(|i| i.name() == n)
                 .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "unknown certificate {n:?}; expected one of: all, {}",
-                        among
-                            .iter()
-                            .map(|i| i.name())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
+                    Error::Param(ParamError::UnknownCertificate {
+                        given: n.clone(),
+                        known: among.iter().map(|i| i.name()).collect(),
+                    })
                 })
         })
         .collect()

@@ -18,7 +18,7 @@ use crate::crypto::csr::{self, CsrInfo};
 use crate::crypto::files;
 use crate::crypto::issue::CertTemplate;
 use crate::crypto::key::{KeyAlgorithm, PrivateKey};
-use crate::error::{Error, Result};
+use crate::error::{CertError, Error, Refusal, Result, SlotProblem};
 use crate::fsio::CERT_MODE;
 use crate::model::inventory;
 use crate::model::kubeconfig;
@@ -51,27 +51,24 @@ pub fn plan_csrs(
     sel: &Selection,
     csr_dir: Option<&Path>,
 ) -> Result<Vec<CsrJob>> {
-    params.validate().map_err(Error::Invalid)?;
+    params.validate()?;
     let layout = Layout::new(&params.cert_dir, &params.kubeconfig_dir);
     let mut jobs = Vec::new();
     for item in select(sel, params.local_etcd)? {
         let CsrFiles { key, csr, .. } = item.csr_files(&layout, csr_dir);
         for p in [&key, &csr] {
             if crate::fsio::exists(p)? {
-                let hint = if csr_dir.is_none() {
-                    "; to renew through the external CA, pass --csr-dir"
-                } else {
-                    ""
-                };
-                return Err(Error::WrongForSlot {
-                    path: p.clone(),
-                    reason: format!("already exists; kubepki does not overwrite it{hint}"),
-                });
+                return Err(Error::slot(
+                    p,
+                    SlotProblem::AlreadyExists {
+                        external_ca_hint: csr_dir.is_none(),
+                    },
+                ));
             }
         }
         let (template, from_existing) = match item.read_cert(&layout)? {
             Some(c) => (CertTemplate::from_certificate(&c), true),
-            None => (item.template(params).map_err(Error::Invalid)?, false),
+            None => (item.template(params)?, false),
         };
         jobs.push(CsrJob {
             item,
@@ -91,17 +88,17 @@ pub fn write_csrs(
     params: &ClusterParams,
     alg: KeyAlgorithm,
 ) -> Result<Vec<PathBuf>> {
-    let made: Vec<std::result::Result<(String, String), String>> = jobs
+    let made: Vec<Result<(String, String)>> = jobs
         .par_iter()
         .map(|j| {
             let key = PrivateKey::generate(alg)?;
-            let csr = csr::build(&j.template, &key)?;
+            let csr = csr::build(&j.template, &key).map_err(Error::Issue)?;
             Ok((key.to_pem()?, csr))
         })
         .collect();
     let mut files = session.transaction("generate-csr")?;
     for (j, m) in jobs.iter().zip(made) {
-        let (key_pem, csr_pem) = m.map_err(Error::Crypto)?;
+        let (key_pem, csr_pem) = m?;
         let key_file = j
             .item
             .csr_key_file(&j.key_path, params, &j.template.common_name, &key_pem);
@@ -171,11 +168,9 @@ fn read_returned(at: &CsrFiles, f: &mut Findings) -> Result<Option<Returned>> {
     let csr_bytes = crate::fsio::read(&at.csr)?;
     let req = match csr::parse_pem(&csr_bytes) {
         Ok(r) => r,
-        Err(reason) => {
-            f.problems.push(Error::WrongForSlot {
-                path: at.csr.clone(),
-                reason: reason.to_string(),
-            });
+        Err(e) => {
+            f.problems
+                .push(Error::slot(&at.csr, SlotProblem::Request(e)));
             return Ok(None);
         }
     };
@@ -188,14 +183,14 @@ fn read_returned(at: &CsrFiles, f: &mut Findings) -> Result<Option<Returned>> {
         })),
         Err(reason) => {
             // `openssl ca` without -notext puts a text dump before the PEM.
-            let hint = if cert_pem.starts_with(b"Certificate:") {
-                " (a text dump before the certificate: sign with openssl ca -notext)"
+            let reason = if cert_pem.starts_with(b"Certificate:") {
+                CertError::TextDump(Box::new(reason))
             } else {
-                ""
+                reason
             };
             f.problems.push(Error::BadCertificate {
                 path: at.crt.clone(),
-                reason: format!("{reason}{hint}"),
+                reason,
             });
             Ok(None)
         }
@@ -211,10 +206,7 @@ fn check_returned(
     now: OffsetDateTime,
     f: &mut Findings,
 ) -> Result<Option<ImportItem>> {
-    let bad = |reason: String| Error::WrongForSlot {
-        path: at.crt.clone(),
-        reason,
-    };
+    let bad = |problem| Error::slot(&at.crt, problem);
     let Some(Returned {
         req,
         chain,
@@ -231,16 +223,12 @@ fn check_returned(
     let leaf = &chain[0];
     let ca_path = layout.ca_cert(inventory::ca(item.issuer()));
     let Some(ca_certs) = files::read_cert_chain(&ca_path)? else {
-        f.problems.push(bad(format!(
-            "cannot be checked: {} does not exist",
-            ca_path.display()
-        )));
+        f.problems.push(bad(SlotProblem::CaAbsent(ca_path.clone())));
         return Ok(None);
     };
     let before = f.problems.len();
     if !key.matches_public_key(leaf.public_key_der()) {
-        f.problems
-            .push(bad(format!("is not for the key in {}", at.key.display())));
+        f.problems.push(bad(SlotProblem::NotForKey(at.key.clone())));
     }
     let usage = item.usage();
     match check_chain(
@@ -255,7 +243,7 @@ fn check_returned(
             path: at.crt.clone(),
             ca: ca_path.clone(),
         }),
-        Err(ChainProblem::Other(reason)) => f.problems.push(bad(reason)),
+        Err(other) => f.problems.push(bad(SlotProblem::Chain(other))),
     }
     check_against_request(leaf, &req, item, &at.crt, now, f);
     let installed = item.read_cert(layout).ok().flatten();
@@ -283,29 +271,26 @@ fn check_against_request(
     now: OffsetDateTime,
     f: &mut Findings,
 ) {
-    let bad = |reason: String| Error::WrongForSlot {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |problem| Error::slot(path, problem);
     if leaf.common_name != req.common_name {
-        f.problems.push(bad(format!(
-            "CN is {:?}, the request asked for {:?}",
-            leaf.common_name, req.common_name
-        )));
+        f.problems.push(bad(SlotProblem::CommonName {
+            found: leaf.common_name.clone(),
+            asked: req.common_name.clone(),
+        }));
     }
     let (mut a, mut b) = (leaf.organizations.clone(), req.organizations.clone());
     a.sort();
     b.sort();
     if a != b {
-        f.problems.push(bad(format!(
-            "O is {:?}, the request asked for {:?}",
-            leaf.organizations, req.organizations
-        )));
+        f.problems.push(bad(SlotProblem::Organizations {
+            found: leaf.organizations.clone(),
+            asked: req.organizations.clone(),
+        }));
     }
     let missing = missing_sans(leaf, &req.dns_names, &req.ip_addresses);
     if !missing.is_empty() {
         f.problems
-            .push(bad(format!("lacks requested SANs: {}", missing.join(", "))));
+            .push(bad(SlotProblem::MissingRequestedSans(missing.clone())));
     }
     let extra = leaf.dns_names.len() + leaf.ip_addresses.len()
         - (req.dns_names.len() + req.ip_addresses.len())
@@ -317,9 +302,7 @@ fn check_against_request(
         ));
     }
     if leaf.is_ca {
-        f.problems.push(bad(
-            "is a CA certificate (basicConstraints CA:TRUE); a leaf is expected".into(),
-        ));
+        f.problems.push(bad(SlotProblem::IsCa));
     }
     let usage = item.usage();
     let mut lacks = Vec::new();
@@ -330,19 +313,16 @@ fn check_against_request(
         lacks.push("clientAuth");
     }
     if !lacks.is_empty() {
-        f.problems.push(bad(format!(
-            "has the wrong usages for {}: it needs {} ({}) in extendedKeyUsage",
-            item.name(),
-            lacks.join(" and "),
-            usage
-        )));
+        f.problems.push(bad(SlotProblem::WrongUsages {
+            slot: item.name(),
+            lacks,
+            usage: usage.to_string(),
+        }));
     }
     if let Some(ku) = leaf.key_usage
         && !ku.digital_signature
     {
-        f.problems.push(bad(
-            "keyUsage lacks digitalSignature, which TLS needs".into()
-        ));
+        f.problems.push(bad(SlotProblem::NoDigitalSignature));
     }
     check_time(leaf, path, now, f);
 }
@@ -356,9 +336,7 @@ pub fn execute_import(
 ) -> Result<Vec<PathBuf>> {
     let layout = session.layout();
     if !plan.findings.is_ok() {
-        return Err(Error::Invalid(
-            "refusing to import: see the problems above; nothing was installed".into(),
-        ));
+        return Err(Error::Refused(Refusal::Import));
     }
     let mut files = Vec::new();
     for i in plan.items.iter().filter(|i| !i.already) {

@@ -19,7 +19,7 @@ use crate::crypto::files;
 use crate::crypto::issue::CertTemplate;
 use crate::crypto::issuer::Issuer;
 use crate::crypto::key::PrivateKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, KubeconfigProblem, Refusal, Result, SlotProblem};
 use crate::fsio;
 use crate::model::inventory::{self, CaId, CaSpec, KubeconfigSpec, LeafSpec};
 use crate::model::kubeconfig::{self, Credentials};
@@ -174,7 +174,7 @@ impl Plan {
 
 /// Reads the existing PKI and decides, per inventory entry, what `init` does.
 pub fn plan(params: &ClusterParams, now: OffsetDateTime) -> Result<Plan> {
-    params.validate().map_err(Error::Invalid)?;
+    params.validate()?;
     let layout = Layout::new(&params.cert_dir, &params.kubeconfig_dir);
     let mut plan = Plan {
         steps: Vec::new(),
@@ -240,13 +240,10 @@ fn plan_ca(plan: &mut Plan, ca: &'static CaSpec, now: OffsetDateTime) -> Result<
             step.template = Some(ClusterParams::ca_template(ca));
             plan.cas.insert(ca.id, CaSource::New);
         }
-        (false, true, _) => plan.findings.problems.push(Error::WrongForSlot {
-            path: key.clone(),
-            reason: format!(
-                "exists without {}; restore the certificate or remove the key",
-                crt.display()
-            ),
-        }),
+        (false, true, _) => plan
+            .findings
+            .problems
+            .push(Error::slot(&key, SlotProblem::KeyWithoutCert(crt.clone()))),
         (true, _, Some(certs)) => {
             // A key that exists but could not be read is already a problem.
             let whole = k.is_some() || !key_exists;
@@ -275,7 +272,7 @@ fn plan_leaf(
     now: OffsetDateTime,
 ) -> Result<()> {
     let (crt, key) = (plan.layout.leaf_cert(leaf), plan.layout.leaf_key(leaf));
-    let template = params.leaf_template(leaf).map_err(Error::Invalid)?;
+    let template = params.leaf_template(leaf)?;
     let (crt_exists, key_exists) = (present(&crt)?, present(&key)?);
     let mut step = Step {
         artifact: Artifact::Leaf(leaf),
@@ -291,13 +288,9 @@ fn plan_leaf(
             } else {
                 (&key, &crt)
             };
-            plan.findings.problems.push(Error::WrongForSlot {
-                path: have.clone(),
-                reason: format!(
-                    "exists without {}; kubepki will not pair it with a new file",
-                    lack.display()
-                ),
-            });
+            plan.findings
+                .problems
+                .push(Error::slot(have, SlotProblem::Unpaired(lack.clone())));
         }
         (true, true) => {
             let cert = read_or_note(&mut plan.findings, files::read_cert(&crt))?;
@@ -327,10 +320,10 @@ fn plan_service_account(plan: &mut Plan) -> Result<()> {
     };
     match (key_exists, pub_exists) {
         (false, false) => step.decision = Decision::Generate,
-        (false, true) => plan.findings.problems.push(Error::WrongForSlot {
-            path: pub_path.clone(),
-            reason: format!("exists without {}", key_path.display()),
-        }),
+        (false, true) => plan.findings.problems.push(Error::slot(
+            &pub_path,
+            SlotProblem::PublicWithoutPrivate(key_path.clone()),
+        )),
         (true, _) => {
             if let Some(k) = read_or_note(&mut plan.findings, files::read_key(&key_path))? {
                 if pub_exists {
@@ -417,20 +410,17 @@ fn check_kubeconfig(
     now: OffsetDateTime,
 ) -> Findings {
     let mut f = Findings::default();
-    let bad = |reason: String| Error::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |problem| Error::kubeconfig(path, problem);
     match creds.client_chain() {
-        Err(r) => f.problems.push(bad(format!("client certificate: {r}"))),
+        Err(r) => f.problems.push(bad(KubeconfigProblem::ClientCert(r))),
         Ok(chain) => {
             let key = match creds.key_pem.as_deref().map(PrivateKey::from_pem) {
                 None => {
-                    f.problems.push(bad("has no client key".into()));
+                    f.problems.push(bad(KubeconfigProblem::NoClientKey));
                     None
                 }
                 Some(Err(r)) => {
-                    f.problems.push(bad(format!("client key: {r}")));
+                    f.problems.push(bad(KubeconfigProblem::ClientKey(r)));
                     None
                 }
                 Some(Ok(k)) => Some(k),
@@ -451,10 +441,8 @@ fn check_kubeconfig(
             .map(|c| c.iter().any(|c| c.der() == ca.der()))
             .unwrap_or(false);
         if !same {
-            f.problems.push(bad(format!(
-                "certificate-authority-data is not the CA in {}",
-                ca_path.display()
-            )));
+            f.problems
+                .push(bad(KubeconfigProblem::OtherCa(ca_path.to_path_buf())));
         }
     }
     if creds.server != server {
@@ -485,9 +473,7 @@ pub fn execute(
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Vec<PathBuf>> {
     if !plan.can_write() {
-        return Err(Error::Invalid(
-            "existing files are unfit for their slots; nothing was written".into(),
-        ));
+        return Err(Error::Refused(Refusal::Init));
     }
     let to_generate: Vec<&Step> = plan
         .steps
@@ -547,8 +533,7 @@ impl Plan {
         let keys: Vec<PrivateKey> = steps
             .par_iter()
             .map(|_| PrivateKey::generate(params.key_algorithm))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(Error::Crypto)?;
+            .collect::<std::result::Result<_, _>>()?;
         let mut keys: BTreeMap<&'static str, PrivateKey> =
             steps.iter().map(|s| s.artifact.name()).zip(keys).collect();
         // CAs first: leaves need them.
@@ -563,7 +548,7 @@ impl Plan {
                     &self.layout.ca_cert(ca),
                     &self.layout.ca_key(ca),
                 )
-                .map_err(Error::Crypto)?;
+                .map_err(Error::Issue)?;
                 new_cas.insert(ca.id, ca_issuer);
             }
         }
@@ -577,7 +562,7 @@ impl Plan {
                 let ca = self.signer(item.issuer(), &new_cas);
                 let issued = ca
                     .sign(template, key.public_key_der(), now, params.cert_validity)
-                    .map_err(Error::Crypto)?;
+                    .map_err(Error::Issue)?;
                 Ok((item.name(), issued.cert))
             })
             .collect();
@@ -641,5 +626,5 @@ impl Plan {
 }
 
 fn key_pem(k: &PrivateKey) -> Result<String> {
-    k.to_pem().map_err(Error::Crypto)
+    Ok(k.to_pem()?)
 }

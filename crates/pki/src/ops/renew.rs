@@ -13,7 +13,7 @@ use crate::crypto::cert::Certificate;
 use crate::crypto::issue::{self, CertTemplate};
 use crate::crypto::issuer::Issuer;
 use crate::crypto::key::{KeyAlgorithm, PrivateKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, ParamError, Refusal, Result, SlotProblem};
 use crate::format::dates::format_date;
 pub use crate::model::inventory::Component;
 use crate::model::inventory::{self, CaId, ReadBy, SanRule};
@@ -73,9 +73,9 @@ impl Request {
             self.validity,
             "the validity of renewed certificates (--validity, or certificateValidityPeriod in --config)",
         )
-        .map_err(Error::Invalid)?;
+        .map_err(ParamError::from)?;
         for s in self.extra_sans.all() {
-            crate::model::params::validate_san(s).map_err(Error::Invalid)?;
+            crate::model::params::validate_san(s)?;
         }
         Ok(())
     }
@@ -162,18 +162,13 @@ fn regular_file(path: &Path, roots: &[&Path]) -> Result<()> {
                     _ => false,
                 }
             });
-            Err(Error::WrongForSlot {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "is a symbolic link to {}{}; kubepki only replaces regular files",
-                    target.display(),
-                    if inside {
-                        ""
-                    } else {
-                        ", outside the certificate directories"
-                    }
-                ),
-            })
+            Err(Error::slot(
+                path,
+                SlotProblem::SymlinkTo {
+                    target,
+                    outside: !inside,
+                },
+            ))
         }
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -306,11 +301,8 @@ impl Plan {
         let added = add_sans(&mut template, req.extra_sans.for_rule(item.san_rule()));
         t.algorithm = req.key_algorithm.or(old.key_algorithm);
         if t.algorithm.is_none() {
-            self.problems.push(Error::WrongForSlot {
-                path: t.files[0].clone(),
-                reason: "has a key type kubepki cannot generate; pass --encryption-algorithm"
-                    .into(),
-            });
+            self.problems
+                .push(Error::slot(&t.files[0], SlotProblem::KeyTypeNotGenerable));
         }
         t.template = Some(template);
         t.action = Action::Renew { added_sans: added };
@@ -327,12 +319,11 @@ impl Plan {
         let issued: Vec<Result<(PrivateKey, Certificate)>> = targets
             .par_iter()
             .map(|t| {
-                let key = PrivateKey::generate(t.algorithm.expect("checked in plan"))
-                    .map_err(Error::Crypto)?;
+                let key = PrivateKey::generate(t.algorithm.expect("checked in plan"))?;
                 let template = t.template.as_ref().expect("renew targets carry a template");
                 let issued = self.issuers[&t.item.issuer()]
                     .sign(template, key.public_key_der(), now, validity)
-                    .map_err(Error::Crypto)?;
+                    .map_err(Error::Issue)?;
                 Ok((key, issued.cert))
             })
             .collect();
@@ -341,7 +332,7 @@ impl Plan {
             let (key, cert) = r?;
             let new = NewPems {
                 cert: &cert.to_pem(),
-                key: &key.to_pem().map_err(Error::Crypto)?,
+                key: &key.to_pem()?,
                 ca: &self.issuers[&t.item.issuer()].bundle_pem(),
             };
             files.extend(t.item.renewed_files(&self.layout, new)?);
@@ -388,9 +379,7 @@ pub fn execute(
     backup_dir: &Path,
 ) -> Result<Outcome> {
     if !plan.problems.is_empty() {
-        return Err(Error::Invalid(
-            "refusing to renew: see the problems above; nothing was changed".into(),
-        ));
+        return Err(Error::Refused(Refusal::Renew));
     }
     let targets: Vec<&Target> = plan.to_renew().collect();
     if targets.is_empty() {

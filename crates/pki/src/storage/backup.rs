@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, JournalProblem, KubeconfigProblem, Result};
 use crate::fsio::op;
 use crate::fsio::sha256_hex;
 use crate::fsio::{self, PRIVATE_DIR_MODE, json_path, parent, sync_dir};
@@ -216,20 +216,18 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
 pub fn load(dir: &Path) -> Result<Manifest> {
     let mp = dir.join(MANIFEST);
     let bytes = fsio::read(&mp)?;
-    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Journal {
-        path: mp.clone(),
-        reason: format!("not a kubepki backup manifest: {e}"),
-    })?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::journal(&mp, JournalProblem::NotAManifest(e)))?;
     for f in &m.files {
         if f.stored.is_absolute()
             || f.stored
                 .components()
                 .any(|c| !matches!(c, Component::Normal(_)))
         {
-            return Err(Error::Journal {
-                path: mp.clone(),
-                reason: format!("stored path {} escapes the backup", f.stored.display()),
-            });
+            return Err(Error::journal(
+                &mp,
+                JournalProblem::EscapesBackup(f.stored.clone()),
+            ));
         }
         read_checked(dir, f)?;
     }
@@ -257,21 +255,20 @@ pub fn plan_restore(dir: &Path, m: &Manifest, layout: &Layout) -> Result<Vec<Res
     let mut out: Vec<RestoreFile> = Vec::new();
     for f in &m.files {
         let Some((_, kind)) = managed.iter().find(|(p, _)| *p == f.original) else {
-            return Err(Error::Journal {
-                path: mp.clone(),
-                reason: format!(
-                    "names {}, which is not a file kubepki manages in {} or {}; nothing was restored",
-                    f.original.display(),
-                    layout.cert_dir.display(),
-                    layout.kubeconfig_dir.display()
-                ),
-            });
+            return Err(Error::journal(
+                &mp,
+                JournalProblem::Unmanaged {
+                    file: f.original.clone(),
+                    cert_dir: layout.cert_dir.clone(),
+                    kubeconfig_dir: layout.kubeconfig_dir.clone(),
+                },
+            ));
         };
         if out.iter().any(|r| r.original == f.original) {
-            return Err(Error::Journal {
-                path: mp.clone(),
-                reason: format!("names {} twice", f.original.display()),
-            });
+            return Err(Error::journal(
+                &mp,
+                JournalProblem::Twice(f.original.clone()),
+            ));
         }
         let stored = dir.join(&f.stored);
         let contents = read_checked(dir, f)?;
@@ -330,21 +327,14 @@ fn check_pairs(files: &[RestoreFile], layout: &Layout) -> Result<()> {
             if let (crate::model::kubeconfig::Source::Embedded, Some(k)) =
                 (&creds.cert_source, &creds.key_pem)
             {
-                let c = creds.client_chain().map_err(|reason| Error::Kubeconfig {
-                    path: f.original.clone(),
-                    reason: format!("client certificate: {reason}"),
-                })?;
-                let k = crate::crypto::key::PrivateKey::from_pem(k).map_err(|reason| {
-                    Error::Kubeconfig {
-                        path: f.original.clone(),
-                        reason: format!("client key: {reason}"),
-                    }
-                })?;
+                let bad = |problem| Error::kubeconfig(&f.original, problem);
+                let c = creds
+                    .client_chain()
+                    .map_err(|e| bad(KubeconfigProblem::ClientCert(e)))?;
+                let k = crate::crypto::key::PrivateKey::from_pem(k)
+                    .map_err(|e| bad(KubeconfigProblem::ClientKey(e)))?;
                 if !k.matches_public_key(c[0].public_key_der()) {
-                    return Err(Error::Kubeconfig {
-                        path: f.original.clone(),
-                        reason: "client key does not match the client certificate".into(),
-                    });
+                    return Err(bad(KubeconfigProblem::KeyMismatch));
                 }
             }
         }
@@ -357,10 +347,10 @@ fn check_pairs(files: &[RestoreFile], layout: &Layout) -> Result<()> {
 fn read_checked(dir: &Path, f: &BackupFile) -> Result<Vec<u8>> {
     let b = read_stored(dir, &f.stored)?;
     if sha256_hex(&b) != f.sha256 {
-        return Err(Error::Journal {
-            path: dir.join(&f.stored),
-            reason: "does not match the checksum in the backup manifest".into(),
-        });
+        return Err(Error::journal(
+            dir.join(&f.stored),
+            JournalProblem::Checksum,
+        ));
     }
     Ok(b)
 }
@@ -374,11 +364,7 @@ fn read_stored(dir: &Path, stored: &Path) -> Result<Vec<u8>> {
         p.push(c);
         let m = fs::symlink_metadata(&p).map_err(|e| Error::io(&p, e))?;
         if m.file_type().is_symlink() {
-            return Err(Error::Journal {
-                path: p,
-                reason: "is a symbolic link inside the backup; a backup holds regular files only"
-                    .into(),
-            });
+            return Err(Error::journal(p, JournalProblem::Symlink));
         }
     }
     fsio::read(&p)

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, HeldProblem, Result};
 use crate::fsio;
 
 const HOLD_DIR: &str = "kubepki-held-manifests";
@@ -54,10 +54,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 use crate::fsio::parent;
 
-fn held_error(path: &Path, reason: &str) -> Error {
+fn held_error(path: &Path, problem: HeldProblem) -> Error {
     Error::HeldManifest {
         path: path.to_path_buf(),
-        reason: reason.to_string(),
+        problem,
     }
 }
 
@@ -74,16 +74,13 @@ pub struct Held {
 pub fn hold(manifest: &Path, hold_dir: &Path) -> Result<Held> {
     let origin = std::path::absolute(manifest).map_err(|e| Error::io(manifest, e))?;
     let Some(name) = origin.file_name() else {
-        return Err(held_error(manifest, "is not a file name"));
+        return Err(held_error(manifest, HeldProblem::NotAFileName));
     };
     // Manifests can carry secrets (flags, env): root-only, whatever the umask.
     fsio::create_dirs(hold_dir, fsio::PRIVATE_DIR_MODE)?;
     let held = hold_dir.join(name);
     if std::fs::symlink_metadata(&held).is_ok() {
-        return Err(held_error(
-            &held,
-            "exists: a manifest an interrupted kubepki run held is still there; put it back first",
-        ));
+        return Err(held_error(&held, HeldProblem::StillHeld));
     }
     let record = record_of(&held);
     fsio::write_atomic(&record, origin.as_os_str().as_bytes(), 0o600)?;
@@ -129,10 +126,7 @@ fn put_back(held: &Path, origin: &Path) -> Result<()> {
         if !same_file(held, origin) {
             return Err(held_error(
                 held,
-                &format!(
-                    "is held by an interrupted kubepki run, but {} exists too; keep one and remove the other",
-                    origin.display()
-                ),
+                HeldProblem::BothExist(origin.to_path_buf()),
             ));
         }
         // Killed between link and unlink: both names are the same file already.
@@ -176,20 +170,17 @@ pub fn recover_held(hold_dir: &Path) -> Result<Vec<PathBuf>> {
         let bytes = fsio::read(&record).map_err(|e| {
             held_error(
                 held,
-                &format!(
-                    "is held by an interrupted kubepki run, but {} (where it came from) cannot be read ({e}); move it back into the manifests directory yourself",
-                    record.display()
-                ),
+                HeldProblem::RecordUnreadable {
+                    record: record.clone(),
+                    source: Box::new(e),
+                },
             )
         })?;
         let origin = PathBuf::from(OsStr::from_bytes(&bytes));
         if !origin.is_absolute() || origin.file_name() != held.file_name() {
             return Err(held_error(
                 &record,
-                &format!(
-                    "is not the absolute path of {} (corrupt?); move the manifest back yourself",
-                    held.display()
-                ),
+                HeldProblem::RecordCorrupt(held.clone()),
             ));
         }
         put_back(held, &origin)?;

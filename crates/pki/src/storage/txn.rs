@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Foreign, JournalProblem, Result, SlotProblem};
 use crate::fsio::{self, TEMP_PREFIX, json_path, op, parent, sha256_hex, sync_dir};
 use crate::model::layout::Layout;
 
@@ -202,20 +202,16 @@ impl Transaction<'_> {
     pub fn replace(&mut self, target: &Path, contents: &[u8], mode: u32) -> Result<()> {
         let abs = absolute(target)?;
         if !self.layout.manages(&abs) {
-            return Err(Error::WrongForSlot {
-                path: abs,
-                reason: format!(
-                    "is not a file kubepki manages in {} or {}; it is never replaced",
-                    self.layout.cert_dir.display(),
-                    self.layout.kubeconfig_dir.display()
-                ),
-            });
+            return Err(Error::slot(
+                abs,
+                SlotProblem::NotManaged {
+                    cert_dir: self.layout.cert_dir.clone(),
+                    kubeconfig_dir: self.layout.kubeconfig_dir.clone(),
+                },
+            ));
         }
         if fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::WrongForSlot {
-                path: abs,
-                reason: "is a symbolic link; kubepki only replaces regular files".into(),
-            });
+            return Err(Error::slot(abs, SlotProblem::Symlink));
         }
         self.stage(&abs, contents, mode, false)
     }
@@ -461,15 +457,14 @@ fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
             };
             moved.map_err(|err| {
                 if err.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::Journal {
-                        path: jp.clone(),
-                        reason: format!(
-                            "{} appeared while an interrupted {} was placing it; move it away, then run `kubepki certs recover --cert-dir {}` to finish",
-                            e.target.display(),
-                            j.operation,
-                            journal_dir.display()
-                        ),
-                    }
+                    Error::journal(
+                        &jp,
+                        JournalProblem::TargetAppeared {
+                            target: e.target.clone(),
+                            operation: j.operation.clone(),
+                            cert_dir: journal_dir.to_path_buf(),
+                        },
+                    )
                 } else {
                     Error::io(&e.target, err)
                 }
@@ -479,20 +474,15 @@ fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
             // Renamed before the interruption: the target must hold the new content.
             let now = fsio::read(&e.target)?;
             if sha256_hex(&now) != e.sha256 {
-                let backup = j
-                    .backup
-                    .as_ref()
-                    .map(|b| format!(" (the previous files are in {})", b.dir.display()))
-                    .unwrap_or_default();
-                return Err(Error::Journal {
-                    path: jp.clone(),
-                    reason: format!(
-                        "{} changed outside kubepki during an interrupted {}{backup}; put the file you want in place, then remove {} and rerun",
-                        e.target.display(),
-                        j.operation,
-                        jp.display()
-                    ),
-                });
+                return Err(Error::journal(
+                    &jp,
+                    JournalProblem::ChangedOutside {
+                        target: e.target.clone(),
+                        operation: j.operation.clone(),
+                        backup: j.backup.as_ref().map(|b| b.dir.clone()),
+                        journal: jp.clone(),
+                    },
+                ));
             }
         }
         dirs.insert(parent(&e.target).to_path_buf());
@@ -544,12 +534,8 @@ pub fn recover(layout: &Layout) -> Result<Recovery> {
     let jp = journal_dir.join(JOURNAL);
     let outcome = if crate::fsio::exists(&jp)? {
         let bytes = fsio::read(&jp)?;
-        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| Error::Journal {
-            path: jp.clone(),
-            reason: format!(
-                "unreadable ({e}); the files it names may be half-swapped: inspect it and the newest backup before removing it"
-            ),
-        })?;
+        let j: Journal = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::journal(&jp, JournalProblem::Unreadable(e)))?;
         check_shape(&jp, &j, layout)?;
         match j.state {
             State::Committed => {
@@ -620,29 +606,21 @@ fn name_of(p: &Path) -> String {
 /// journal crafted by someone who can write only the cert dir then cannot make recovery move,
 /// replace or delete files elsewhere.
 fn check_shape(jp: &Path, j: &Journal, layout: &Layout) -> Result<()> {
-    let bad = |what: String| Error::Journal {
-        path: jp.to_path_buf(),
-        reason: format!(
-            "{what}, which kubepki never writes; not acting on it: inspect the journal, then remove it"
-        ),
-    };
+    let bad = |what: Foreign| Error::journal(jp, JournalProblem::NeverWritten(what));
     if let (Some(c), Some(k)) = (&j.cert_dir, &j.kubeconfig_dir)
         && (*c != layout.cert_dir || *k != layout.kubeconfig_dir)
     {
-        return Err(Error::Journal {
-            path: jp.to_path_buf(),
-            reason: format!(
-                "was written by an interrupted {} of the PKI in {} and {}, not this one: the PKI was copied or moved before that run was finished; finish it where it ran (`kubepki certs recover --cert-dir {} --kubeconfig-dir {}`), or restore this copy from its newest backup and remove this journal",
-                j.operation,
-                c.display(),
-                k.display(),
-                c.display(),
-                k.display()
-            ),
-        });
+        return Err(Error::journal(
+            jp,
+            JournalProblem::OtherPki {
+                operation: j.operation.clone(),
+                cert_dir: c.clone(),
+                kubeconfig_dir: k.clone(),
+            },
+        ));
     }
     if !j.id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad(format!("names transaction {:?}", j.id)));
+        return Err(bad(Foreign::Transaction(j.id.clone())));
     }
     let prefix = if j.id.is_empty() {
         TEMP_PREFIX.to_string()
@@ -662,11 +640,10 @@ fn check_shape(jp: &Path, j: &Journal, layout: &Layout) -> Result<()> {
             || !name.ends_with(".new")
             || (!e.create && !layout.manages(&e.target))
         {
-            return Err(bad(format!(
-                "pairs {} with {}",
-                e.staged.display(),
-                e.target.display()
-            )));
+            return Err(bad(Foreign::Pair {
+                staged: e.staged.clone(),
+                target: e.target.clone(),
+            }));
         }
     }
     if let Some(b) = &j.backup {
@@ -676,11 +653,10 @@ fn check_shape(jp: &Path, j: &Journal, layout: &Layout) -> Result<()> {
             || b.staging.parent() != b.dir.parent()
             || !b.dir.is_absolute()
         {
-            return Err(bad(format!(
-                "names the backup {} staged in {}",
-                b.dir.display(),
-                b.staging.display()
-            )));
+            return Err(bad(Foreign::Backup {
+                dir: b.dir.clone(),
+                staging: b.staging.clone(),
+            }));
         }
     }
     Ok(())
