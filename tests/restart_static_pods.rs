@@ -300,36 +300,7 @@ fn checks(p: &mut Plane) {
 
 /// A CertificateSigningRequest named `name` for `signer`, created with super-admin.conf.
 fn create_csr(p: &Plane, name: &str, subject: &str, signer: &str, usages: &str) {
-    let work = p.dir.join("csrs");
-    std::fs::create_dir_all(&work).unwrap();
-    let key = work.join(format!("{name}.key"));
-    let csr = work.join(format!("{name}.csr"));
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-subj", subject, "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&csr),
-    );
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).unwrap());
-    let yaml = work.join(format!("{name}.yaml"));
-    write_file(
-        &yaml,
-        format!(
-            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\n\
-             spec:\n  request: {b64}\n  signerName: {signer}\n  usages: [{usages}]\n"
-        )
-        .as_bytes(),
-    );
+    let yaml = csr_object(&p.dir.join("csrs"), name, subject, &[], signer, usages);
     let o = kc(
         &p.conf("super-admin.conf"),
         &["create", "-f", &yaml.display().to_string()],

@@ -1,11 +1,13 @@
 //! Shared harness for the integration tests: real components only.
 //!
-//! Rules kept here so every test follows them: servers listen on 127.0.0.x only; every wait is
+//! Rules kept here so every test follows them: servers listen on 127.0.0.x only (the kubeadm
+//! node of `node.rs` uses 10.251.0.1, inside a network namespace of its own); every wait is
 //! bounded in time and in attempts; every process a test starts is stopped by its PID when its
 //! guard drops (also on panic). A component a test needs is installed if absent, never skipped.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod node;
 pub mod pki;
 pub mod proxy;
 
@@ -261,6 +263,49 @@ pub fn openssl_sign(
             .arg(out),
     );
     fs::remove_file(&ext_file).unwrap();
+}
+
+/// A CertificateSigningRequest object `name` (YAML, written in `dir`) for a fresh P-256 key that
+/// openssl makes: subject `subject`, more `openssl req` arguments in `extra` (e.g. `-addext`),
+/// for `signer` with `usages` (comma-separated). Returns the YAML's path.
+pub fn csr_object(
+    dir: &Path,
+    name: &str,
+    subject: &str,
+    extra: &[&str],
+    signer: &str,
+    usages: &str,
+) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let mut c = Command::new("openssl");
+    c.args([
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ])
+    .args(["-nodes", "-subj", subject, "-keyout"])
+    .arg(&key)
+    .arg("-out")
+    .arg(&csr)
+    .args(extra);
+    run_ok(&mut c);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(fs::read(&csr).unwrap());
+    let yaml = dir.join(format!("{name}.yaml"));
+    write_file(
+        &yaml,
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\n\
+             spec:\n  request: {b64}\n  signerName: {signer}\n  usages: [{usages}]\n"
+        )
+        .as_bytes(),
+    );
+    yaml
 }
 
 /// kube-apiserver and kube-controller-manager v1.20.2, built once by the shared tool.

@@ -1,0 +1,182 @@
+//! A real single-node kubeadm v1.20.2 cluster (`harness/up.sh`): containerd and runc, a
+//! supervised kubelet, the control plane as static pods, a bridge CNI, all in the harness's own
+//! network namespace. One per test binary: [`Node::up`] brings it up, [`Node::down`] tears it
+//! down and checks that nothing is left; dropping a `Node` that was not taken down (a failed
+//! assertion) runs `down.sh` too.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cluster::tail;
+use super::*;
+
+/// The address and name the harness gives the node (harness/lib.sh).
+pub const NODE_IP: &str = "10.251.0.1";
+pub const NODE_NAME: &str = "kubepki-node";
+
+pub struct Node {
+    pub harness: PathBuf,
+    pub run: PathBuf,
+    /// The network namespace, as a path for nsenter.
+    pub ns: PathBuf,
+    pub kubectl: PathBuf,
+    pub up_time: Duration,
+    down: bool,
+}
+
+fn harness_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("harness")
+}
+
+impl Node {
+    /// Brings the cluster up with `env` (harness knobs such as `KH_KUBEPKI`), from a clean
+    /// machine: leftovers of a killed run are cleaned by up.sh itself.
+    pub fn up(env: &[(&str, &str)]) -> Node {
+        let harness = harness_dir();
+        let run = PathBuf::from("/tmp/kubepki-harness/run");
+        let started = Instant::now();
+        let mut c = Command::new("bash");
+        c.arg(harness.join("up.sh"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let (ok, log) = script(c);
+        let up_time = started.elapsed();
+        if !ok {
+            let (_, down) = script({
+                let mut c = Command::new("bash");
+                c.arg(harness.join("down.sh"));
+                c
+            });
+            panic!(
+                "harness/up.sh failed:\n{}\n--- down.sh:\n{}",
+                tail(&log, 60),
+                tail(&down, 20)
+            );
+        }
+        let env_sh = fs::read_to_string(run.join("env.sh")).unwrap();
+        let kubectl = env_sh
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("KUBECTL="))
+            .map(PathBuf::from)
+            .expect("env.sh names KUBECTL");
+        Node {
+            harness,
+            run,
+            ns: PathBuf::from("/run/netns/kubepki-harness"),
+            kubectl,
+            up_time,
+            down: false,
+        }
+    }
+
+    /// `program` run inside the cluster's network namespace.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.ns.display()))
+            .arg("--")
+            .arg(program)
+            .env("KUBECONFIG", "/etc/kubernetes/admin.conf")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// kubectl as the cluster admin, inside the namespace.
+    pub fn kubectl(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd(&self.kubectl);
+        c.arg("--request-timeout=20s").args(args);
+        c
+    }
+
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        stdout(&run_ok(&mut self.kubectl(args)))
+    }
+
+    /// kubepki (the binary under test), inside the namespace.
+    pub fn kubepki(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd(env!("CARGO_BIN_EXE_kubepki"));
+        c.args(args);
+        c
+    }
+
+    /// A harness helper script (kubeletctl.sh, kubepki-image.sh, ...) that must succeed;
+    /// its output.
+    pub fn script(&self, name: &str, args: &[&str]) -> String {
+        let mut c = Command::new("bash");
+        c.arg(self.harness.join(name)).args(args);
+        let (ok, out) = script(c);
+        assert!(ok, "harness/{name} {args:?} failed:\n{}", tail(&out, 40));
+        out
+    }
+
+    /// `what` until it returns Some, checking every second for at most `limit`.
+    pub fn wait<T>(&self, what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// The last lines of the kubelet's and containerd's logs, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        for log in ["kubelet.log", "containerd.log"] {
+            let text = fs::read_to_string(self.run.join(log)).unwrap_or_default();
+            s.push_str(&format!("--- {log}, last 30 lines:\n{}\n", tail(&text, 30)));
+        }
+        s
+    }
+
+    /// Tears the cluster down; fails if down.sh reports anything left behind. Returns how long
+    /// it took.
+    pub fn down(mut self) -> Duration {
+        self.down = true;
+        let started = Instant::now();
+        let mut c = Command::new("bash");
+        c.arg(self.harness.join("down.sh"));
+        let (ok, log) = script(c);
+        assert!(
+            ok,
+            "harness/down.sh left something behind:\n{}",
+            tail(&log, 40)
+        );
+        started.elapsed()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.down {
+            let mut c = Command::new("bash");
+            c.arg(self.harness.join("down.sh"));
+            script(c);
+        }
+    }
+}
+
+/// Runs a harness script with its output in a file, not a pipe: the daemons it starts must not
+/// be able to keep the test waiting for an end of file. The scripts bound their own time
+/// (KH_TIMEOUT). Returns success and the output.
+fn script(mut c: Command) -> (bool, String) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let status = c
+        .stdin(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .status()
+        .unwrap();
+    (
+        status.success(),
+        fs::read_to_string(log.path()).unwrap_or_default(),
+    )
+}

@@ -1,0 +1,582 @@
+//! kubepki on a real kubeadm v1.20.2 node (harness/up.sh: containerd, runc, a real kubelet, the
+//! control plane as static pods, a bridge CNI, kube-proxy, all in the harness's own network
+//! namespace). One cluster for the whole binary, in phases:
+//!
+//! 1. `kubepki init` first, then `kubeadm init` on the same /etc/kubernetes: kubeadm says it uses
+//!    every certificate, key and kubeconfig kubepki wrote, leaves them byte-identical (but
+//!    kubelet.conf, which its kubelet-finalize phase points at the rotated certificate), and the
+//!    node comes up Ready;
+//! 2. the approver for real: kubepki's controller runs as the Deployment in deploy/ (the image
+//!    built from this binary, exactly the RBAC the manifests grant) and approves the kubelet's own
+//!    serving CSR; `kubectl logs` and `exec`, which the API server verifies against the cluster
+//!    CA (--kubelet-certificate-authority), work; a forged CSR for the node with another IP is
+//!    denied;
+//! 3. static pods restarted for real: `certs renew all --restart-static-pods` restarts
+//!    kube-apiserver, the controller-manager and the scheduler through the kubelet (etcd reads
+//!    its certificates per connection and keeps running), each serves its renewed certificate,
+//!    kubectl works with the renewed admin.conf;
+//! 4. kubelet recovery for real: the kubelet's client certificate expired, the node goes NotReady;
+//!    `kubeconfig kubelet --write` and a kubelet restart bring it back Ready;
+//! 5. the harness itself: after a crash (containerd, the kubelet and kube-proxy killed with
+//!    SIGKILL) the next `up` cleans what is left and brings a fresh node up; `down` then leaves
+//!    nothing behind (it checks processes, mounts, the namespace, cgroups, sysctls and the host
+//!    directories it moved aside, and fails otherwise).
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::node::{NODE_IP, NODE_NAME, Node};
+use common::*;
+
+#[test]
+fn kubepki_on_a_real_kubeadm_node() {
+    let started = Instant::now();
+    let node = Node::up(&[
+        ("KH_KUBEPKI", env!("CARGO_BIN_EXE_kubepki")),
+        ("KH_KUBE_PROXY", "1"),
+    ]);
+    eprintln!("harness up in {:.1?}", node.up_time);
+    kubeadm_uses_kubepkis_pki(&node);
+    eprintln!("[{:.0?}] kubeadm used kubepki's PKI", started.elapsed());
+    approver_runs_as_the_deployment(&node);
+    eprintln!("[{:.0?}] approver phase done", started.elapsed());
+    static_pods_restart_for_real(&node);
+    eprintln!("[{:.0?}] static pod restarts done", started.elapsed());
+    kubelet_recovers(&node);
+    eprintln!("[{:.0?}] kubelet recovery done", started.elapsed());
+    let node = a_crashed_run_is_cleaned_by_the_next_up(node);
+    eprintln!(
+        "[{:.0?}] up again after a crash in {:.1?}",
+        started.elapsed(),
+        node.up_time
+    );
+    let down = node.down();
+    eprintln!(
+        "harness down in {down:.1?}; whole test {:.0?}",
+        started.elapsed()
+    );
+}
+
+/// kubeadm's own words, for every file kubepki wrote, and the files untouched.
+fn kubeadm_uses_kubepkis_pki(node: &Node) {
+    let log = fs::read_to_string(node.run.join("kubeadm-init.log")).unwrap();
+    let mut expected: Vec<String> = ["ca", "front-proxy-ca", "etcd/ca"]
+        .iter()
+        .map(|c| format!("[certs] Using existing {c} certificate authority"))
+        .collect();
+    for leaf in [
+        "apiserver",
+        "apiserver-kubelet-client",
+        "front-proxy-client",
+        "etcd/server",
+        "etcd/peer",
+        "etcd/healthcheck-client",
+        "apiserver-etcd-client",
+    ] {
+        expected.push(format!(
+            "[certs] Using existing {leaf} certificate and key on disk"
+        ));
+    }
+    expected.push("[certs] Using the existing \"sa\" key".into());
+    for conf in ["admin", "kubelet", "controller-manager", "scheduler"] {
+        expected.push(format!(
+            "[kubeconfig] Using existing kubeconfig file: \"/etc/kubernetes/{conf}.conf\""
+        ));
+    }
+    let missing: Vec<&String> = expected.iter().filter(|l| !log.contains(*l)).collect();
+    assert!(
+        missing.is_empty(),
+        "kubeadm did not say it used: {missing:#?}\n--- kubeadm-init.log:\n{log}"
+    );
+    for generated in ["Generating", "Writing \""] {
+        assert!(
+            !log.lines().any(
+                |l| (l.starts_with("[certs]") || l.starts_with("[kubeconfig]"))
+                    && l.contains(generated)
+            ),
+            "kubeadm generated or wrote a PKI file itself:\n{log}"
+        );
+    }
+    // Byte-identical after kubeadm init, but kubelet.conf (kubelet-finalize repoints it).
+    let recorded = fs::read_to_string(node.run.join("kubepki-init.sha256")).unwrap();
+    let mut checked = 0;
+    for line in recorded.lines() {
+        let (sum, file) = line.split_once("  ").unwrap();
+        if file == "./kubelet.conf" {
+            continue;
+        }
+        let path = Path::new("/etc/kubernetes").join(file);
+        let now = stdout(&run_ok(Command::new("sha256sum").arg(&path)));
+        assert!(
+            now.starts_with(sum),
+            "{} changed after kubeadm init",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} files recorded:\n{recorded}");
+    let ready = node.kubectl_ok(&[
+        "get",
+        "node",
+        NODE_NAME,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(ready, "True");
+}
+
+fn serving_csrs(node: &Node) -> Vec<serde_json::Value> {
+    let out = node.kubectl_ok(&["get", "csr", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["spec"]["signerName"] == "kubernetes.io/kubelet-serving")
+        .cloned()
+        .collect()
+}
+
+fn condition<'a>(csr: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    csr["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+/// The controller as an operator installs it, deciding the kubelet's real serving CSR.
+fn approver_runs_as_the_deployment(node: &Node) {
+    let image = node.script("kubepki-image.sh", &[env!("CARGO_BIN_EXE_kubepki")]);
+    assert_eq!(
+        image.lines().last().unwrap_or(""),
+        "ghcr.io/kubepki/kubepki:0.1.0"
+    );
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    node.kubectl_ok(&[
+        "apply",
+        "-f",
+        deploy.join("namespace.yaml").to_str().unwrap(),
+    ]);
+    node.kubectl_ok(&[
+        "apply",
+        "-f",
+        deploy.join("kubepki-controller.yaml").to_str().unwrap(),
+    ]);
+    node.wait(
+        "the controller Deployment available",
+        Duration::from_secs(180),
+        || {
+            let out = node
+                .kubectl(&[
+                    "-n",
+                    "kubepki-system",
+                    "get",
+                    "deployment",
+                    "kubepki-controller",
+                    "-o",
+                    "jsonpath={.status.availableReplicas}",
+                ])
+                .output()
+                .unwrap();
+            (stdout(&out).trim() == "2").then_some(())
+        },
+    );
+
+    // The kubelet asked for its serving certificate at start; kubepki approves it, the
+    // controller-manager signs it, the kubelet serves it.
+    let approved = node.wait(
+        "the kubelet's serving CSR approved by kubepki and issued",
+        Duration::from_secs(120),
+        || {
+            serving_csrs(node).into_iter().find(|c| {
+                condition(c, "Approved").is_some_and(|a| a["reason"] == "KubepkiApproved")
+                    && c["status"]["certificate"].is_string()
+            })
+        },
+    );
+    assert_eq!(
+        approved["spec"]["username"],
+        format!("system:node:{NODE_NAME}")
+    );
+    let served = node.wait(
+        "the kubelet serving its approved certificate",
+        Duration::from_secs(90),
+        || {
+            let p = Path::new("/var/lib/kubelet/pki/kubelet-server-current.pem");
+            p.exists().then(|| fs::read(p).unwrap())
+        },
+    );
+    let verify = run_ok(
+        Command::new("openssl")
+            .args(["verify", "-CAfile", "/etc/kubernetes/pki/ca.crt"])
+            .arg("/var/lib/kubelet/pki/kubelet-server-current.pem"),
+    );
+    assert!(stdout(&verify).contains(": OK"), "{}", stdout(&verify));
+    assert!(!served.is_empty());
+
+    // logs and exec go through the kubelet's serving certificate, verified by the API server.
+    let pods = node.kubectl_ok(&[
+        "-n",
+        "kubepki-system",
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=kubepki-controller",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let pod = pods.trim();
+    let logs = node.wait(
+        "kubectl logs through the kubelet",
+        Duration::from_secs(60),
+        || {
+            let out = node
+                .kubectl(&["-n", "kubepki-system", "logs", pod])
+                .output()
+                .unwrap();
+            out.status.success().then(|| stdout(&out))
+        },
+    );
+    assert!(logs.contains("\"level\""), "{logs}");
+    let version = node.kubectl_ok(&[
+        "-n",
+        "kubepki-system",
+        "exec",
+        pod,
+        "--",
+        "/usr/local/bin/kubepki",
+        "--version",
+    ]);
+    assert!(version.starts_with("kubepki "), "{version}");
+
+    forged_csr_is_denied(node);
+}
+
+/// A request for this node's name with an IP the node does not have, made with the node's own
+/// credentials: denied.
+fn forged_csr_is_denied(node: &Node) {
+    let dir = scratch();
+    let file = csr_object(
+        dir.path(),
+        "forged-serving",
+        &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"),
+        &[
+            "-addext",
+            &format!("subjectAltName=DNS:{NODE_NAME},IP:10.9.9.9"),
+        ],
+        "kubernetes.io/kubelet-serving",
+        "digital signature, key encipherment, server auth",
+    );
+    // As the node: its kubelet.conf (the kubelet's rotated client certificate).
+    node.kubectl_ok(&[
+        "--kubeconfig",
+        "/etc/kubernetes/kubelet.conf",
+        "create",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let denied = node.wait("the forged CSR denied", Duration::from_secs(60), || {
+        let out = node
+            .kubectl(&["get", "csr", "forged-serving", "-o", "json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).ok()?;
+        condition(&v, "Denied").cloned()
+    });
+    assert!(
+        denied["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10.9.9.9")),
+        "{denied}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&node.kubectl_ok(&["get", "csr", "forged-serving", "-o", "json"]))
+            .unwrap();
+    assert!(
+        v["status"]["certificate"].is_null(),
+        "a forged CSR was issued"
+    );
+    assert!(condition(&v, "Approved").is_none());
+}
+
+/// IDs of the running containers of each control-plane component (CRI labels, via ctr).
+fn control_plane_containers(node: &Node) -> Vec<(String, Vec<String>)> {
+    let tasks = stdout(&run_ok(
+        Command::new("ctr")
+            .env(
+                "CONTAINERD_ADDRESS",
+                "/tmp/kubepki-harness/state/containerd/containerd.sock",
+            )
+            .args(["-n", "k8s.io", "tasks", "ls"]),
+    ));
+    let running: Vec<&str> = tasks
+        .lines()
+        .filter(|l| l.contains("RUNNING"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ]
+    .iter()
+    .map(|c| {
+        let ids = stdout(&run_ok(
+            Command::new("ctr")
+                .env(
+                    "CONTAINERD_ADDRESS",
+                    "/tmp/kubepki-harness/state/containerd/containerd.sock",
+                )
+                .args(["-n", "k8s.io", "containers", "ls", "-q"])
+                .arg(format!("labels.\"io.kubernetes.container.name\"=={c}")),
+        ));
+        let mut live: Vec<String> = ids
+            .lines()
+            .filter(|id| running.contains(id))
+            .map(str::to_string)
+            .collect();
+        live.sort();
+        let _ = node;
+        (c.to_string(), live)
+    })
+    .collect()
+}
+
+/// The serial of the certificate served at `addr` (inside the node's namespace).
+fn served_serial(node: &Node, addr: &str) -> String {
+    let mut c = node.cmd("openssl");
+    c.args(["s_client", "-connect", addr]);
+    let pem = stdout(&c.output().unwrap());
+    let mut x = Command::new("openssl");
+    x.args(["x509", "-noout", "-serial"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = x.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    stdout(&child.wait_with_output().unwrap())
+        .trim()
+        .to_string()
+}
+
+fn file_serial(path: &str) -> String {
+    stdout(&run_ok(
+        Command::new("openssl").args(["x509", "-noout", "-serial", "-in", path]),
+    ))
+    .trim()
+    .to_string()
+}
+
+/// `certs renew all --restart-static-pods` on the live node: kube-apiserver, the
+/// controller-manager and the scheduler are restarted by the real kubelet and healthy again;
+/// etcd, which reads its certificates on every new connection, is left running and serves the
+/// renewed ones; kube-apiserver serves its renewed certificate; kubectl works with the renewed
+/// admin.conf.
+fn static_pods_restart_for_real(node: &Node) {
+    let api = format!("{NODE_IP}:6443");
+    let etcd = "127.0.0.1:2379";
+    let before = control_plane_containers(node);
+    for (c, ids) in &before {
+        assert_eq!(ids.len(), 1, "{c}: running containers {ids:?}");
+    }
+    let old_api = served_serial(node, &api);
+    assert_eq!(old_api, file_serial("/etc/kubernetes/pki/apiserver.crt"));
+    let old_etcd = served_serial(node, etcd);
+    assert_eq!(old_etcd, file_serial("/etc/kubernetes/pki/etcd/server.crt"));
+    let out = run_ok(&mut node.kubepki(&["certs", "renew", "all", "--restart-static-pods"]));
+    let text = stdout(&out);
+    assert!(
+        text.contains("restarted kube-apiserver, kube-controller-manager, kube-scheduler"),
+        "{text}"
+    );
+    let after = control_plane_containers(node);
+    for ((c, old), (_, new)) in before.iter().zip(&after) {
+        assert_eq!(
+            new.len(),
+            1,
+            "{c}: running containers after renew {new:?}\n{text}"
+        );
+        if c == "etcd" {
+            assert_eq!(old, new, "etcd was restarted:\n{text}");
+        } else {
+            assert_ne!(old, new, "{c} was not restarted:\n{text}");
+        }
+    }
+    let new_api = file_serial("/etc/kubernetes/pki/apiserver.crt");
+    assert_ne!(new_api, old_api);
+    assert_eq!(
+        served_serial(node, &api),
+        new_api,
+        "kube-apiserver serves the old certificate"
+    );
+    let new_etcd = file_serial("/etc/kubernetes/pki/etcd/server.crt");
+    assert_ne!(new_etcd, old_etcd);
+    assert_eq!(
+        served_serial(node, etcd),
+        new_etcd,
+        "etcd serves the old certificate"
+    );
+    let nodes = node.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.trim(), format!("node/{NODE_NAME}"));
+}
+
+fn node_ready(node: &Node) -> Option<String> {
+    let out = node
+        .kubectl(&[
+            "get",
+            "node",
+            NODE_NAME,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| stdout(&out).trim().to_string())
+}
+
+/// The value of `key:` in a kubeconfig kubepki printed (one line each, base64).
+fn kubeconfig_field(yaml: &str, key: &str) -> Vec<u8> {
+    use base64::Engine;
+    let line = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{yaml}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(line.trim())
+        .unwrap()
+}
+
+/// The kubelet's client certificate expired: the node goes NotReady; `kubeconfig kubelet
+/// --write` and a kubelet restart bring it back, and `--rotated --write` points kubelet.conf at
+/// the kubelet's own rotated file again.
+fn kubelet_recovers(node: &Node) {
+    // An expired client certificate for this node, where kubelet.conf points (kubeadm's
+    // kubelet-finalize made it the rotated file).
+    let conf = fs::read_to_string("/etc/kubernetes/kubelet.conf").unwrap();
+    assert!(
+        conf.contains("/var/lib/kubelet/pki/kubelet-client-current.pem"),
+        "{conf}"
+    );
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(3);
+    let past = past
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let expired = stdout(&run_ok(&mut node.kubepki(&[
+        "kubeconfig",
+        "kubelet",
+        "--node-name",
+        NODE_NAME,
+        "--validity-period",
+        "1h",
+        "--now",
+        &past,
+    ])));
+    let pem = [
+        kubeconfig_field(&expired, "client-certificate-data"),
+        kubeconfig_field(&expired, "client-key-data"),
+    ]
+    .concat();
+    node.script("kubeletctl.sh", &["stop"]);
+    let pki = Path::new("/var/lib/kubelet/pki");
+    fs::write(pki.join("kubelet-client-expired.pem"), pem).unwrap();
+    let current = pki.join("kubelet-client-current.pem");
+    fs::remove_file(&current).unwrap();
+    std::os::unix::fs::symlink(pki.join("kubelet-client-expired.pem"), &current).unwrap();
+    node.script("kubeletctl.sh", &["start"]);
+    node.wait("the node NotReady", Duration::from_secs(150), || {
+        node_ready(node).filter(|s| s != "True")
+    });
+
+    // The documented recovery, by kubepki.
+    let out =
+        run_ok(&mut node.kubepki(&["kubeconfig", "kubelet", "--node-name", NODE_NAME, "--write"]));
+    assert!(stdout(&out).contains("kubelet.conf"), "{}", stdout(&out));
+    node.script("kubeletctl.sh", &["restart"]);
+    node.wait("the node Ready again", Duration::from_secs(120), || {
+        node_ready(node).filter(|s| s == "True")
+    });
+    // The kubelet put the new certificate in its store; kubelet.conf can point there again.
+    node.wait(
+        "a current client certificate in the kubelet's store",
+        Duration::from_secs(60),
+        || {
+            let pem = fs::read(&current).ok()?;
+            let out = Command::new("openssl")
+                .args(["x509", "-noout", "-checkend", "600"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write;
+                    c.stdin.take().unwrap().write_all(&pem)?;
+                    c.wait_with_output()
+                })
+                .ok()?;
+            out.status.success().then_some(())
+        },
+    );
+    run_ok(&mut node.kubepki(&[
+        "kubeconfig",
+        "kubelet",
+        "--node-name",
+        NODE_NAME,
+        "--rotated",
+        "--write",
+    ]));
+    node.script("kubeletctl.sh", &["restart"]);
+    node.wait(
+        "the node Ready on its rotated certificate",
+        Duration::from_secs(120),
+        || node_ready(node).filter(|s| s == "True"),
+    );
+    let conf = fs::read_to_string("/etc/kubernetes/kubelet.conf").unwrap();
+    assert!(
+        conf.contains("/var/lib/kubelet/pki/kubelet-client-current.pem"),
+        "{conf}"
+    );
+}
+
+/// SIGKILL to every daemon of the harness (a crashed test run), then `up` again: it cleans the
+/// leftovers first and brings up a node that works.
+fn a_crashed_run_is_cleaned_by_the_next_up(node: Node) -> Node {
+    for pidfile in [
+        "kubelet-supervisor.pid",
+        "kubelet.pid",
+        "kube-proxy.pid",
+        "containerd.pid",
+    ] {
+        let pid: i32 = fs::read_to_string(node.run.join(pidfile))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    std::mem::forget(node);
+    let node = Node::up(&[("KH_KUBEPKI", env!("CARGO_BIN_EXE_kubepki"))]);
+    let log = fs::read_to_string(node.run.join("kubeadm-init.log")).unwrap();
+    assert!(
+        log.contains("Using existing apiserver certificate"),
+        "{log}"
+    );
+    let ready = node.wait("the new node Ready", Duration::from_secs(60), || {
+        node_ready(&node).filter(|s| s == "True")
+    });
+    assert_eq!(ready, "True");
+    node
+}
