@@ -10,5 +10,5 @@ H=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 [[ -f $KH_RUN/env.sh ]] || { echo "exec.sh: the cluster is not up (run $H/up.sh)" >&2; exit 1; }
 . "$KH_RUN/env.sh"
 (( $# )) || { echo "usage: exec.sh CMD [ARGS...]" >&2; exit 2; }
-if [[ $1 == kubectl ]]; then shift; set -- "$KUBECTL" "$@"; fi
+if [[ $1 == kubectl ]]; then shift; set -- "$KUBECTL" --cache-dir="$KH_STATE/kube-cache" "$@"; fi
 exec nsenter --net="$KH_NS" -- "$@"

@@ -25,6 +25,6 @@ if ldd "$bin" >/dev/null 2>&1; then
 fi
 for f in "$@"; do mkdir -p "$r$(dirname "${f#*:}")"; cp -a "${f%%:*}" "$r${f#*:}"; done
 "$H/mkimage.sh" "$name" "$r" "$r.tar" "[\"/usr/local/bin/$(basename "$bin")\"]"
-ctr images rm "$name" >/dev/null 2>&1 || true
-ctr images import "$r.tar" >/dev/null
+ctr --timeout 30s images rm "$name" >/dev/null 2>&1 || true
+ctr --timeout 300s images import "$r.tar" >/dev/null
 echo "$name"

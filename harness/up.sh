@@ -28,7 +28,7 @@ export KH_HOME=$H
 . "$H/lib.sh"
 T0=$(date +%s)
 step() { kh_log "[$(( $(date +%s) - T0 ))s] $*"; }
-deadline=$(( T0 + ${KH_TIMEOUT:-900} ))
+deadline=$(( T0 + ${KH_TIMEOUT:-900} ))  # set again after any build of the binaries
 until_ok() { # until_ok WHAT CMD...: retry CMD every second until it succeeds or the deadline passes
   local what=$1; shift
   until "$@" >/dev/null 2>&1; do
@@ -43,7 +43,12 @@ diagnose() {
   kh_log "run $H/down.sh to clean up"
 }
 
-[[ $(id -u) == 0 ]] || { echo "up.sh: must run as root" >&2; exit 1; }
+# Exit codes: 0 up (or already up), 1 failed (down.sh cleans what it left), 3 refused before
+# anything was changed (another cluster on this machine, or another harness run).
+[[ $(id -u) == 0 ]] || { echo "up.sh: must run as root" >&2; exit 3; }
+umask 022
+mkdir -p "$KH_WORK" && chmod 755 "$KH_WORK"
+kh_lock || exit 3
 if [[ -e $KH_RUN/up.state ]]; then
   if grep -q '^up ' "$KH_RUN/up.state" && kh_alive "$KH_RUN/containerd.pid" && kh_alive "$KH_RUN/kubelet-supervisor.pid"; then
     kh_log "already up ($KH_RUN/up.state)"; exit 0
@@ -51,8 +56,13 @@ if [[ -e $KH_RUN/up.state ]]; then
   kh_log "leftovers of an earlier run (killed, or it failed): cleaning them with down.sh"
   "$H/down.sh" || exit 1
 fi
+refuse() { echo "up.sh: $*; nothing was changed" >&2; exit 3; }
 for f in /etc/kubernetes/manifests /var/lib/kubelet/config.yaml /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/kubepods; do
-  if [[ -e $f ]]; then echo "up.sh: $f exists: another kubelet or cluster runs on this machine" >&2; exit 1; fi
+  [[ -e $f ]] && refuse "$f exists: another kubelet or cluster runs on this machine"
+done
+[[ -e $KH_NS ]] && refuse "network namespace $KH_NETNS exists (not this harness's: it has no record of it)"
+for p in "${KH_MOVED_PATHS[@]}"; do
+  [[ -e $p.kubepki-harness-saved ]] && refuse "$p.kubepki-harness-saved exists: a copy of $p from an earlier run; put it back or remove it"
 done
 
 # ---- 0. packages and binaries ---------------------------------------------------------------
@@ -65,43 +75,47 @@ command -v gcc >/dev/null || [[ -x $KH_WORK/build/pause ]] || need+=(gcc libc6-d
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
+[[ ${KH_KUBE_PROXY:-0} == 1 ]] && ! command -v iptables >/dev/null && need+=(iptables)
 if (( ${#need[@]} )); then
   step "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; }
 fi
 missing=
-extra="kubeadm kubelet kube-scheduler"
+extra="kubeadm kubelet kube-scheduler kubectl"
 if [[ ${KH_KUBE_PROXY:-0} == 1 ]]; then extra+=" kube-proxy"; fi
 for b in kube-apiserver kube-controller-manager $extra; do [[ -x $KH_K8S_BIN/$b ]] || missing+=" $b"; done
 if [[ -n $missing ]]; then
   step "building Kubernetes binaries:$missing (the kubelet takes 10-25 min once)"
   K8S_TEST_EXTRA="$extra" "$KH_K8S_TOOL" >&2
+  deadline=$(( $(date +%s) + ${KH_TIMEOUT:-900} ))
 fi
 export PATH=$KH_K8S_BIN:$PATH
 KUBECTL=$(kh_kubectl)
 
-mkdir -p "$KH_RUN" "$KH_STATE/containerd" "$KH_STATE/cni/net.d" "$KH_STATE/cni/networks" "$KH_VAR" "$KH_WORK/saved"
+mkdir -p "$KH_RUN" "$KH_STATE/containerd" "$KH_STATE/cni/net.d" "$KH_STATE/cni/networks" "$KH_VAR"
 # What down.sh needs to know: the settings, what existed before, the original sysctls.
 {
   for v in KH_K8S_BIN KH_NETNS KH_NODE_IP KH_IFACE KH_POD_SUBNET KH_CNI_BRIDGE KH_NODE_NAME KH_VAR KH_STATE; do printf '%s=%q\n' "$v" "${!v}"; done
 } >"$KH_RUN/settings.env"
+[[ -e $KH_RUN/up.state ]] && { echo "up.sh: $KH_RUN/up.state is still there after down.sh" >&2; exit 1; }
 : >"$KH_RUN/up.state"
-for p in "${KH_FOREIGN_PATHS[@]}"; do
+for s in "${KH_SYSCTLS[@]}"; do
+  v=$(cat "/proc/sys/$s") || { echo "up.sh: cannot read /proc/sys/$s" >&2; exit 1; }
+  echo "sysctl $s=$v" >>"$KH_RUN/up.state"
+done
+for p in "${KH_MOVED_PATHS[@]}" "${KH_SHARED_PATHS[@]}"; do
   if [[ ! -e $p ]]; then
     echo "created $p" >>"$KH_RUN/up.state"
-  elif [[ $p != /run/containerd && -n $(ls -A "$p" 2>/dev/null) ]]; then
-    # A user's files (an earlier cluster, a PKI): kept aside, put back by down.sh. Recorded
-    # first, so that a crash between the two leaves a record of nothing moved rather than a
-    # move without a record. (/run/containerd is shared with a host containerd: never moved.)
-    s=$KH_WORK/saved/$(echo "$p" | tr / _)
-    [[ -e $s ]] && { echo "up.sh: $s exists: a copy of $p from an earlier run; put it back or remove it" >&2; exit 1; }
-    echo "saved $p $s" >>"$KH_RUN/up.state"
-    mv "$p" "$s"; mkdir -p "$p"; chmod --reference="$s" "$p"
-    kh_log "moved $p aside to $s (down.sh puts it back)"
+  elif [[ " ${KH_MOVED_PATHS[*]} " == *" $p "* ]]; then
+    # A user's files (an earlier cluster, a PKI): renamed aside in the same parent (one atomic
+    # rename), put back by down.sh. Recorded first: a crash in between leaves a record of a
+    # copy that does not exist, which down.sh reads as "nothing was moved, touch nothing".
+    echo "saved $p $p.kubepki-harness-saved" >>"$KH_RUN/up.state"
+    mv -T "$p" "$p.kubepki-harness-saved"
+    kh_log "moved $p aside to $p.kubepki-harness-saved (down.sh puts it back)"
   fi
 done
-for s in "${KH_SYSCTLS[@]}"; do v=$(sysctl -n "$s" 2>/dev/null) && echo "sysctl $s=$v" >>"$KH_RUN/up.state"; done
 
 # ---- 1. network namespace and node address ---------------------------------------------------
 step "network namespace $KH_NETNS with $KH_NODE_IP/32 on $KH_IFACE"
@@ -142,11 +156,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "/usr/lib/cni"
     conf_dir = "$KH_CNI_CONF_DIR"
 TOML
-# In the namespace (its shims, the pods' host network and the CNI bridge follow it); setsid, so
+# In the namespace (its shims, the pods' host network and the CNI bridge follow it), without the
+# lock's file descriptor (9; its shims and containers would inherit it and hold the lock); setsid, so
 # the caller's process-group signals do not reach it; `echo $$; exec` records the real PID. A
 # plain command, not the kh_in function: a backgrounded function keeps a copy of this shell (and
 # the caller's stdout) alive as long as the daemon runs.
-nsenter --net="$KH_NS" -- setsid bash -c 'echo $$ >"$0/containerd.pid"; exec containerd --config "$0/containerd.toml" >>"$0/containerd.log" 2>&1' "$KH_RUN" </dev/null >/dev/null 2>&1 &
+nsenter --net="$KH_NS" -- setsid bash -c 'echo $$ >"$0/containerd.pid"; exec containerd --config "$0/containerd.toml" >>"$0/containerd.log" 2>&1' "$KH_RUN" </dev/null >/dev/null 2>&1 9>&- &
 until_ok "containerd" ctr version
 
 # ---- 3. images --------------------------------------------------------------------------------
@@ -230,22 +245,22 @@ fi
 # ---- 6. kubepki's PKI first (optional), then the kubelet (supervised) and kubeadm init -------
 if [[ -n ${KH_KUBEPKI:-} ]]; then
   step "kubepki init"
-  "$KH_KUBEPKI" init --config "$CFG" >"$KH_RUN/kubepki-init.log" 2>&1 || {
+  kh_in "$KH_KUBEPKI" init --config "$CFG" >"$KH_RUN/kubepki-init.log" 2>&1 || {
     kh_log "kubepki init failed; $KH_RUN/kubepki-init.log:"; tail -n 25 "$KH_RUN/kubepki-init.log" >&2; exit 1; }
   (cd /etc/kubernetes && find . -type f | sort | xargs sha256sum) >"$KH_RUN/kubepki-init.sha256"
 fi
 step "kubelet supervisor"
-KH_RUN=$KH_RUN KH_KUBELET=$KH_K8S_BIN/kubelet nsenter --net="$KH_NS" -- setsid "$H/kubelet-supervise.sh" </dev/null >/dev/null 2>&1 &
+KH_RUN=$KH_RUN KH_KUBELET=$KH_K8S_BIN/kubelet nsenter --net="$KH_NS" -- setsid "$H/kubelet-supervise.sh" </dev/null >/dev/null 2>&1 9>&- &
 until_ok "kubelet supervisor" test -s "$KH_RUN/kubelet-supervisor.pid"
 step "kubeadm init"
 # preflight is skipped: it needs crictl (not packaged in Debian 12) and would try to pull images.
-if ! (cd / && kh_in kubeadm init --config "$CFG" --skip-phases=preflight,addon/coredns,addon/kube-proxy) >"$KH_RUN/kubeadm-init.log" 2>&1; then
+if ! (cd / && kh_in timeout 600 kubeadm init --config "$CFG" --skip-phases=preflight,addon/coredns,addon/kube-proxy) >"$KH_RUN/kubeadm-init.log" 2>&1; then
   kh_log "kubeadm init failed; $KH_RUN/kubeadm-init.log:"; tail -n 25 "$KH_RUN/kubeadm-init.log" >&2; diagnose; exit 1
 fi
 
 # ---- 7. wait until usable ---------------------------------------------------------------------
 export KUBECONFIG=/etc/kubernetes/admin.conf
-k() { kh_in "$KUBECTL" --request-timeout=5s "$@"; }
+k() { kh_in "$KUBECTL" --request-timeout=5s --cache-dir="$KH_STATE/kube-cache" "$@"; }
 step "waiting for node $KH_NODE_NAME Ready and the 4 control-plane (mirror) pods Ready"
 until_ok "node Ready" k wait --for=condition=Ready "node/$KH_NODE_NAME" --timeout=5s
 cp_ready() { [[ $(k -n kube-system get pods -l tier=control-plane -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True) -ge 4 ]]; }
@@ -254,7 +269,7 @@ if [[ ${KH_APPROVE_SERVING:-0} == 1 && ${KH_SERVER_TLS_BOOTSTRAP:-true} == true 
   serving_csrs() { k get csr -o jsonpath='{range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name}{"\n"}{end}'; }
   have_serving_csr() { [[ -n $(serving_csrs) ]]; }
   until_ok "kubelet-serving CSR" have_serving_csr
-  serving_csrs | xargs -r nsenter --net="$KH_NS" -- "$KUBECTL" certificate approve >&2
+  serving_csrs | xargs -r nsenter --net="$KH_NS" -- "$KUBECTL" --cache-dir="$KH_STATE/kube-cache" certificate approve >&2
   until_ok "kubelet serving certificate" test -e /var/lib/kubelet/pki/kubelet-server-current.pem
 fi
 
@@ -274,7 +289,7 @@ clusterCIDR: $KH_POD_SUBNET
 hostnameOverride: $KH_NODE_NAME
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
-  nsenter --net="$KH_NS" -- setsid bash -c 'echo $$ >"$0/kube-proxy.pid"; exec "$1/kube-proxy" --config "$0/kube-proxy.yaml" >>"$0/kube-proxy.log" 2>&1' "$KH_RUN" "$KH_K8S_BIN" </dev/null >/dev/null 2>&1 &
+  nsenter --net="$KH_NS" -- setsid bash -c 'echo $$ >"$0/kube-proxy.pid"; exec "$1/kube-proxy" --config "$0/kube-proxy.yaml" >>"$0/kube-proxy.log" 2>&1' "$KH_RUN" "$KH_K8S_BIN" </dev/null >/dev/null 2>&1 9>&- &
   svc_rules() { kh_in iptables-save -t nat | grep -q -- '-d 10.96.0.1/32 .*--dport 443'; }
   until_ok "kube-proxy rules for 10.96.0.1:443" svc_rules
 fi

@@ -129,16 +129,21 @@ fn kubeadm_uses_kubepkis_pki(node: &Node) {
     assert_eq!(ready, "True");
 }
 
-fn serving_csrs(node: &Node) -> Vec<serde_json::Value> {
-    let out = node.kubectl_ok(&["get", "csr", "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["spec"]["signerName"] == "kubernetes.io/kubelet-serving")
-        .cloned()
-        .collect()
+/// The kubelet-serving CSRs; None when the API server did not answer (retried by the caller).
+fn serving_csrs(node: &Node) -> Option<Vec<serde_json::Value>> {
+    let out = node
+        .kubectl(&["get", "csr", "-o", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).ok()?;
+    Some(
+        v["items"]
+            .as_array()?
+            .iter()
+            .filter(|c| c["spec"]["signerName"] == "kubernetes.io/kubelet-serving")
+            .cloned()
+            .collect(),
+    )
 }
 
 fn condition<'a>(csr: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
@@ -192,7 +197,7 @@ fn approver_runs_as_the_deployment(node: &Node) {
         "the kubelet's serving CSR approved by kubepki and issued",
         Duration::from_secs(120),
         || {
-            serving_csrs(node).into_iter().find(|c| {
+            serving_csrs(node)?.into_iter().find(|c| {
                 condition(c, "Approved").is_some_and(|a| a["reason"] == "KubepkiApproved")
                     && c["status"]["certificate"].is_string()
             })
@@ -202,21 +207,28 @@ fn approver_runs_as_the_deployment(node: &Node) {
         approved["spec"]["username"],
         format!("system:node:{NODE_NAME}")
     );
-    let served = node.wait(
-        "the kubelet serving its approved certificate",
+    // What the kubelet serves on :10250 is the certificate issued for that CSR.
+    let issued = {
+        use base64::Engine;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(approved["status"]["certificate"].as_str().unwrap())
+            .unwrap();
+        let p = scratch();
+        let f = p.path().join("issued.pem");
+        fs::write(&f, pem).unwrap();
+        let verify = run_ok(
+            Command::new("openssl")
+                .args(["verify", "-CAfile", "/etc/kubernetes/pki/ca.crt"])
+                .arg(&f),
+        );
+        assert!(stdout(&verify).contains(": OK"), "{}", stdout(&verify));
+        file_serial(f.to_str().unwrap())
+    };
+    node.wait(
+        "the kubelet serving the certificate issued for its CSR",
         Duration::from_secs(90),
-        || {
-            let p = Path::new("/var/lib/kubelet/pki/kubelet-server-current.pem");
-            p.exists().then(|| fs::read(p).unwrap())
-        },
+        || (served_serial(node, &format!("{NODE_IP}:10250")) == issued).then_some(()),
     );
-    let verify = run_ok(
-        Command::new("openssl")
-            .args(["verify", "-CAfile", "/etc/kubernetes/pki/ca.crt"])
-            .arg("/var/lib/kubelet/pki/kubelet-server-current.pem"),
-    );
-    assert!(stdout(&verify).contains(": OK"), "{}", stdout(&verify));
-    assert!(!served.is_empty());
 
     // logs and exec go through the kubelet's serving certificate, verified by the API server.
     let pods = node.kubectl_ok(&[
@@ -307,11 +319,8 @@ fn forged_csr_is_denied(node: &Node) {
 fn control_plane_containers(node: &Node) -> Vec<(String, Vec<String>)> {
     let tasks = stdout(&run_ok(
         Command::new("ctr")
-            .env(
-                "CONTAINERD_ADDRESS",
-                "/tmp/kubepki-harness/state/containerd/containerd.sock",
-            )
-            .args(["-n", "k8s.io", "tasks", "ls"]),
+            .env("CONTAINERD_ADDRESS", node.socket())
+            .args(["--timeout", "10s", "-n", "k8s.io", "tasks", "ls"]),
     ));
     let running: Vec<&str> = tasks
         .lines()
@@ -328,11 +337,8 @@ fn control_plane_containers(node: &Node) -> Vec<(String, Vec<String>)> {
     .map(|c| {
         let ids = stdout(&run_ok(
             Command::new("ctr")
-                .env(
-                    "CONTAINERD_ADDRESS",
-                    "/tmp/kubepki-harness/state/containerd/containerd.sock",
-                )
-                .args(["-n", "k8s.io", "containers", "ls", "-q"])
+                .env("CONTAINERD_ADDRESS", node.socket())
+                .args(["--timeout", "10s", "-n", "k8s.io", "containers", "ls", "-q"])
                 .arg(format!("labels.\"io.kubernetes.container.name\"=={c}")),
         ));
         let mut live: Vec<String> = ids
@@ -349,8 +355,8 @@ fn control_plane_containers(node: &Node) -> Vec<(String, Vec<String>)> {
 
 /// The serial of the certificate served at `addr` (inside the node's namespace).
 fn served_serial(node: &Node, addr: &str) -> String {
-    let mut c = node.cmd("openssl");
-    c.args(["s_client", "-connect", addr]);
+    let mut c = node.cmd("timeout");
+    c.args(["10", "openssl", "s_client", "-connect", addr]);
     let pem = stdout(&c.output().unwrap());
     let mut x = Command::new("openssl");
     x.args(["x509", "-noout", "-serial"])
@@ -494,15 +500,28 @@ fn kubelet_recovers(node: &Node) {
     let current = pki.join("kubelet-client-current.pem");
     fs::remove_file(&current).unwrap();
     std::os::unix::fs::symlink(pki.join("kubelet-client-expired.pem"), &current).unwrap();
+    assert!(
+        !Path::new("/etc/kubernetes/bootstrap-kubelet.conf").exists(),
+        "a bootstrap kubeconfig would let the kubelet recover by itself"
+    );
     node.script("kubeletctl.sh", &["start"]);
     node.wait("the node NotReady", Duration::from_secs(150), || {
         node_ready(node).filter(|s| s != "True")
     });
+    // It does not come back by itself.
+    std::thread::sleep(Duration::from_secs(15));
+    assert_ne!(
+        node_ready(node).as_deref(),
+        Some("True"),
+        "recovered without kubepki"
+    );
 
     // The documented recovery, by kubepki.
     let out =
         run_ok(&mut node.kubepki(&["kubeconfig", "kubelet", "--node-name", NODE_NAME, "--write"]));
     assert!(stdout(&out).contains("kubelet.conf"), "{}", stdout(&out));
+    let conf = fs::read_to_string("/etc/kubernetes/kubelet.conf").unwrap();
+    assert!(conf.contains("client-certificate-data:"), "{conf}");
     node.script("kubeletctl.sh", &["restart"]);
     node.wait("the node Ready again", Duration::from_secs(120), || {
         node_ready(node).filter(|s| s == "True")
@@ -567,8 +586,15 @@ fn a_crashed_run_is_cleaned_by_the_next_up(node: Node) -> Node {
         )
         .unwrap();
     }
+    let run = node.run.clone();
     std::mem::forget(node);
+    fs::remove_file(run.join("kubeadm-init.log")).unwrap();
     let node = Node::up(&[("KH_KUBEPKI", env!("CARGO_BIN_EXE_kubepki"))]);
+    assert!(
+        node.up_log.contains("leftovers of an earlier run"),
+        "{}",
+        node.up_log
+    );
     let log = fs::read_to_string(node.run.join("kubeadm-init.log")).unwrap();
     assert!(
         log.contains("Using existing apiserver certificate"),

@@ -23,6 +23,8 @@ pub struct Node {
     pub ns: PathBuf,
     pub kubectl: PathBuf,
     pub up_time: Duration,
+    /// What up.sh said.
+    pub up_log: String,
     down: bool,
 }
 
@@ -35,16 +37,18 @@ impl Node {
     /// machine: leftovers of a killed run are cleaned by up.sh itself.
     pub fn up(env: &[(&str, &str)]) -> Node {
         let harness = harness_dir();
-        let run = PathBuf::from("/tmp/kubepki-harness/run");
+        let run = PathBuf::from(format!("{WORK}/run"));
         let started = Instant::now();
         let mut c = Command::new("bash");
         c.arg(harness.join("up.sh"));
         for (k, v) in env {
             c.env(k, v);
         }
-        let (ok, log) = script(c);
+        let (code, log) = script(c);
         let up_time = started.elapsed();
-        if !ok {
+        // 3: refused before changing anything (another cluster here): nothing to tear down.
+        assert_ne!(code, Some(3), "harness/up.sh refused:\n{}", tail(&log, 20));
+        if code != Some(0) {
             let (_, down) = script({
                 let mut c = Command::new("bash");
                 c.arg(harness.join("down.sh"));
@@ -56,6 +60,10 @@ impl Node {
                 tail(&down, 20)
             );
         }
+        assert!(
+            !log.contains("already up"),
+            "a harness cluster was already up (with other settings?): run harness/down.sh first"
+        );
         let env_sh = fs::read_to_string(run.join("env.sh")).unwrap();
         let kubectl = env_sh
             .split_whitespace()
@@ -65,11 +73,17 @@ impl Node {
         Node {
             harness,
             run,
+            up_log: log,
             ns: PathBuf::from("/run/netns/kubepki-harness"),
             kubectl,
             up_time,
             down: false,
         }
+    }
+
+    /// The harness containerd's socket (for ctr).
+    pub fn socket(&self) -> String {
+        format!("{WORK}/state/containerd/containerd.sock")
     }
 
     /// `program` run inside the cluster's network namespace.
@@ -86,7 +100,9 @@ impl Node {
     /// kubectl as the cluster admin, inside the namespace.
     pub fn kubectl(&self, args: &[&str]) -> Command {
         let mut c = self.cmd(&self.kubectl);
-        c.arg("--request-timeout=20s").args(args);
+        c.arg("--request-timeout=20s")
+            .arg(format!("--cache-dir={WORK}/state/kube-cache"))
+            .args(args);
         c
     }
 
@@ -106,8 +122,13 @@ impl Node {
     pub fn script(&self, name: &str, args: &[&str]) -> String {
         let mut c = Command::new("bash");
         c.arg(self.harness.join(name)).args(args);
-        let (ok, out) = script(c);
-        assert!(ok, "harness/{name} {args:?} failed:\n{}", tail(&out, 40));
+        let (code, out) = script(c);
+        assert_eq!(
+            code,
+            Some(0),
+            "harness/{name} {args:?} failed:\n{}",
+            tail(&out, 40)
+        );
         out
     }
 
@@ -144,9 +165,10 @@ impl Node {
         let started = Instant::now();
         let mut c = Command::new("bash");
         c.arg(self.harness.join("down.sh"));
-        let (ok, log) = script(c);
-        assert!(
-            ok,
+        let (code, log) = script(c);
+        assert_eq!(
+            code,
+            Some(0),
             "harness/down.sh left something behind:\n{}",
             tail(&log, 40)
         );
@@ -165,18 +187,33 @@ impl Drop for Node {
 }
 
 /// Runs a harness script with its output in a file, not a pipe: the daemons it starts must not
-/// be able to keep the test waiting for an end of file. The scripts bound their own time
-/// (KH_TIMEOUT). Returns success and the output.
-fn script(mut c: Command) -> (bool, String) {
+/// be able to keep the test waiting for an end of file. Killed after 20 minutes (the scripts
+/// bound their own steps; a first run may build the kubelet). Returns the exit code and output.
+fn script(mut c: Command) -> (Option<i32>, String) {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let status = c
+    let mut child = c
         .stdin(Stdio::null())
         .stdout(log.reopen().unwrap())
         .stderr(log.reopen().unwrap())
-        .status()
+        .spawn()
         .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(20 * 60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     (
-        status.success(),
+        status.and_then(|s| s.code()),
         fs::read_to_string(log.path()).unwrap_or_default(),
     )
 }
+
+/// Where the harness keeps its state (harness/lib.sh's KH_WORK).
+pub const WORK: &str = "/var/lib/kubepki-harness";
