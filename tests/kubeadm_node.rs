@@ -535,6 +535,7 @@ fn kubelet_recovers(node: &Node) {
             let out = Command::new("openssl")
                 .args(["x509", "-noout", "-checkend", "600"])
                 .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .and_then(|mut c| {
                     use std::io::Write;
