@@ -316,8 +316,9 @@ restore DIR`);\n- new files are staged and swapped in all at once; a run killed 
 rolled back by the next kubepki run;\n- a lock keeps two runs apart;\n- --expiring-within renews only what expires within that window (for timers);\n- --add-sans and --config add SANs to apiserver and the etcd server/peer certificates;\n- a certificate whose CA key is absent (external CA) is reported and skipped.\n\nNAMES: all, or any of admin.conf, apiserver, apiserver-etcd-client, apiserver-kubelet-client, \
 controller-manager.conf, etcd-healthcheck-client, etcd-peer, etcd-server, front-proxy-client, \
 scheduler.conf, super-admin.conf, kubelet.conf (never part of `all`).\n\nAfterwards it says which control-plane components must restart; --restart-static-pods restarts \
-them the way the kubeadm docs describe (manifest moved out of the manifests directory for longer \
-than the kubelet's fileCheckFrequency, then back) and waits for each to answer the httpGet \
+them the way the kubeadm docs describe (manifest moved out of the manifests directory until the \
+kubelet has stopped the component, which its probe ports refusing connections shows, or for \
+longer than the kubelet's fileCheckFrequency when nothing answered on them, then back) and waits for each to answer the httpGet \
 startup, liveness and readiness probes its manifest declares, as the kubelet sends them. SIGINT, \
 SIGTERM or SIGHUP while a manifest is out puts it back, then exits with 128+n; a manifest left out \
 by a killed run is put back by the next kubepki run that writes."

@@ -253,6 +253,101 @@ pub enum Outcome {
     Skipped,
 }
 
+/// How long a component may take to stop once the kubelet has noticed its manifest is gone:
+/// the kubelet's default termination grace period (30 s) and a margin.
+const STOP_GRACE: Duration = Duration::from_secs(45);
+
+/// The addresses a manifest's HTTP probes connect to.
+fn probe_addrs(probes: &Probes) -> Vec<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let mut out = Vec::new();
+    for p in &probes.http {
+        let Ok(uri) = Uri::try_from(p.url.as_str()) else {
+            continue;
+        };
+        let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
+            continue;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        for a in (host, port).to_socket_addrs().into_iter().flatten() {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// Whether something accepts connections on one of `addrs`.
+fn listening(addrs: &[std::net::SocketAddr]) -> bool {
+    addrs
+        .iter()
+        .any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(500)).is_ok())
+}
+
+/// Whether every one of `addrs` refuses connections: nothing listens there any more. A timeout
+/// is not a refusal (a busy server can be slow to accept): it does not count as stopped.
+fn refused(addrs: &[std::net::SocketAddr]) -> bool {
+    addrs.iter().all(|a| {
+        matches!(
+            std::net::TcpStream::connect_timeout(a, Duration::from_millis(500)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    })
+}
+
+/// Waits, after the manifest moved out, until the kubelet has stopped the component. When its
+/// probe ports were accepting connections, that is when they stop accepting them (a component
+/// keeps its ports open while it runs; refusing connections, they say its container is gone), at most
+/// fileCheckFrequency plus [`STOP_GRACE`]; otherwise (nothing to watch), fileCheckFrequency plus
+/// 2 s, as the kubeadm docs advise. A caught signal ends the wait.
+fn wait_for_stop(c: Component, probes: &Probes, opts: &Options, guard: &Guard, watch: bool) {
+    let addrs = probe_addrs(probes);
+    let started = Instant::now();
+    if watch {
+        let limit = opts.file_check_frequency + STOP_GRACE;
+        outln!(
+            "[restart] {}: manifest moved out; waiting for the kubelet to stop it (its probe port closing; at most {}s)",
+            c.name(),
+            limit.as_secs()
+        );
+        while guard.caught().is_none() {
+            if refused(&addrs) {
+                outln!(
+                    "[restart] {}: stopped after {}s",
+                    c.name(),
+                    started.elapsed().as_secs()
+                );
+                return;
+            }
+            if started.elapsed() >= limit {
+                errln!(
+                    "[restart] {}: still answering after {}s; putting its manifest back anyway (check that the kubelet restarted it)",
+                    c.name(),
+                    limit.as_secs()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        return;
+    }
+    let pause = opts.file_check_frequency + Duration::from_secs(2);
+    outln!(
+        "[restart] {}: manifest moved out; waiting {}s for the kubelet to stop it",
+        c.name(),
+        pause.as_secs()
+    );
+    let until = started + pause;
+    while guard.caught().is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
 /// Restarts one static pod; prints its progress.
 pub fn restart(c: Component, opts: &Options) -> Outcome {
     let manifest = opts.manifests_dir.join(format!("{}.yaml", c.name()));
@@ -268,6 +363,8 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
         Ok(p) => p,
         Err(e) => return Outcome::NotRestarted(e),
     };
+    // Whether its probe ports answer now: then their closing says that the kubelet stopped it.
+    let listening_before = listening(&probe_addrs(&probes));
     let guard = match Guard::arm() {
         Ok(g) => g,
         Err(e) => return Outcome::NotRestarted(e),
@@ -290,20 +387,7 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
             };
         }
     };
-    let pause = opts.file_check_frequency + Duration::from_secs(2);
-    outln!(
-        "[restart] {}: manifest moved out; waiting {}s for the kubelet to stop it",
-        c.name(),
-        pause.as_secs()
-    );
-    let until = Instant::now() + pause;
-    while guard.caught().is_none() {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
-    }
+    wait_for_stop(c, &probes, opts, &guard, listening_before);
     let back = held.put_back();
     if let Some(signal) = guard.disarm() {
         let still_held = back.err().map(anyhow::Error::from);
@@ -537,6 +621,22 @@ mod tests {
     const HOST: &str = "        host: 10.0.0.5\n";
     const NAMED: &str =
         "    ports:\n    - containerPort: 6443\n      name: probe-port\n      protocol: TCP\n";
+
+    /// A component is seen stopped when its probe ports refuse connections, not before.
+    #[test]
+    fn a_stop_is_seen_when_the_probe_port_refuses_connections() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let text = manifest(&port.to_string(), "", "        host: 127.0.0.1\n");
+        let probes = probes_of(&text, Path::new("m.yaml")).unwrap();
+        let addrs = probe_addrs(&probes);
+        assert_eq!(addrs, vec![l.local_addr().unwrap()]);
+        assert!(listening(&addrs) && !refused(&addrs));
+        drop(l);
+        assert!(!listening(&addrs) && refused(&addrs));
+        // Nothing to connect to: never "stopped" by accident.
+        assert!(probe_addrs(&Probes::default()).is_empty());
+    }
 
     fn urls(p: &Probes) -> Vec<(&str, &str)> {
         p.http.iter().map(|p| (p.kind, p.url.as_str())).collect()

@@ -401,6 +401,9 @@ fn static_pods_restart_for_real(node: &Node) {
     assert_eq!(old_etcd, file_serial("/etc/kubernetes/pki/etcd/server.crt"));
     let out = run_ok(&mut node.kubepki(&["certs", "renew", "all", "--restart-static-pods"]));
     let text = stdout(&out);
+    for l in text.lines().filter(|l| l.starts_with("[restart]")) {
+        eprintln!("    {l}");
+    }
     assert!(
         text.contains("restarted kube-apiserver, kube-controller-manager, kube-scheduler"),
         "{text}"
