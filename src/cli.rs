@@ -317,7 +317,7 @@ rolled back by the next kubepki run;\n- a lock keeps two runs apart;\n- --expiri
 controller-manager.conf, etcd-healthcheck-client, etcd-peer, etcd-server, front-proxy-client, \
 scheduler.conf, super-admin.conf, kubelet.conf (never part of `all`).\n\nAfterwards it says which control-plane components must restart; --restart-static-pods restarts \
 them the way the kubeadm docs describe (manifest moved out of the manifests directory until the \
-kubelet has stopped the component, which its probe ports refusing connections shows, or for \
+kubelet is stopping the component, which its probe ports refusing connections shows, or for \
 longer than the kubelet's fileCheckFrequency when nothing answered on them, then back) and waits for each to answer the httpGet \
 startup, liveness and readiness probes its manifest declares, as the kubelet sends them. SIGINT, \
 SIGTERM or SIGHUP while a manifest is out puts it back, then exits with 128+n; a manifest left out \

@@ -296,9 +296,10 @@ fn refused(addrs: &[std::net::SocketAddr]) -> bool {
     })
 }
 
-/// Waits, after the manifest moved out, until the kubelet has stopped the component. When its
-/// probe ports were accepting connections, that is when they stop accepting them (a component
-/// keeps its ports open while it runs; refusing connections, they say its container is gone), at most
+/// Waits, after the manifest moved out, until the kubelet is stopping the component. When its
+/// probe ports were accepting connections, that is when they refuse them (a component keeps its
+/// ports open while it runs and closes them when the kubelet's SIGTERM arrives; the kubelet then
+/// finishes the stop before it starts the pod again), at most
 /// fileCheckFrequency plus [`STOP_GRACE`]; otherwise (nothing to watch), fileCheckFrequency plus
 /// 2 s, as the kubeadm docs advise. A caught signal ends the wait.
 fn wait_for_stop(c: Component, probes: &Probes, opts: &Options, guard: &Guard, watch: bool) {
@@ -307,14 +308,14 @@ fn wait_for_stop(c: Component, probes: &Probes, opts: &Options, guard: &Guard, w
     if watch {
         let limit = opts.file_check_frequency + STOP_GRACE;
         outln!(
-            "[restart] {}: manifest moved out; waiting for the kubelet to stop it (its probe port closing; at most {}s)",
+            "[restart] {}: manifest moved out; waiting for the kubelet to stop it (its probe ports refusing connections; at most {}s)",
             c.name(),
             limit.as_secs()
         );
         while guard.caught().is_none() {
             if refused(&addrs) {
                 outln!(
-                    "[restart] {}: stopped after {}s",
+                    "[restart] {}: stopping (its probe ports refuse connections) after {}s",
                     c.name(),
                     started.elapsed().as_secs()
                 );
