@@ -29,6 +29,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cluster::cert_serial;
 use common::node::{NODE_IP, NODE_NAME, Node};
 use common::*;
 
@@ -222,7 +223,7 @@ fn approver_runs_as_the_deployment(node: &Node) {
                 .arg(&f),
         );
         assert!(stdout(&verify).contains(": OK"), "{}", stdout(&verify));
-        file_serial(f.to_str().unwrap())
+        cert_serial(&f)
     };
     node.wait(
         "the kubelet serving the certificate issued for its CSR",
@@ -357,30 +358,12 @@ fn control_plane_containers(node: &Node) -> Vec<(String, Vec<String>)> {
 fn served_serial(node: &Node, addr: &str) -> String {
     let mut c = node.cmd("timeout");
     c.args(["10", "openssl", "s_client", "-connect", addr]);
-    let pem = stdout(&c.output().unwrap());
-    let mut x = Command::new("openssl");
-    x.args(["x509", "-noout", "-serial"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = x.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(pem.as_bytes())
-        .unwrap();
-    stdout(&child.wait_with_output().unwrap())
-        .trim()
-        .to_string()
-}
-
-fn file_serial(path: &str) -> String {
-    stdout(&run_ok(
-        Command::new("openssl").args(["x509", "-noout", "-serial", "-in", path]),
-    ))
-    .trim()
-    .to_string()
+    // s_client prints the served certificate as PEM among its other output, which
+    // `openssl x509 -in` skips.
+    let dir = scratch();
+    let f = dir.path().join("served.txt");
+    fs::write(&f, c.output().unwrap().stdout).unwrap();
+    cert_serial(&f)
 }
 
 /// `certs renew all --restart-static-pods` on the live node: kube-apiserver, the
@@ -396,9 +379,15 @@ fn static_pods_restart_for_real(node: &Node) {
         assert_eq!(ids.len(), 1, "{c}: running containers {ids:?}");
     }
     let old_api = served_serial(node, &api);
-    assert_eq!(old_api, file_serial("/etc/kubernetes/pki/apiserver.crt"));
+    assert_eq!(
+        old_api,
+        cert_serial(Path::new("/etc/kubernetes/pki/apiserver.crt"))
+    );
     let old_etcd = served_serial(node, etcd);
-    assert_eq!(old_etcd, file_serial("/etc/kubernetes/pki/etcd/server.crt"));
+    assert_eq!(
+        old_etcd,
+        cert_serial(Path::new("/etc/kubernetes/pki/etcd/server.crt"))
+    );
     let out = run_ok(&mut node.kubepki(&["certs", "renew", "all", "--restart-static-pods"]));
     let text = stdout(&out);
     for l in text.lines().filter(|l| l.starts_with("[restart]")) {
@@ -421,14 +410,14 @@ fn static_pods_restart_for_real(node: &Node) {
             assert_ne!(old, new, "{c} was not restarted:\n{text}");
         }
     }
-    let new_api = file_serial("/etc/kubernetes/pki/apiserver.crt");
+    let new_api = cert_serial(Path::new("/etc/kubernetes/pki/apiserver.crt"));
     assert_ne!(new_api, old_api);
     assert_eq!(
         served_serial(node, &api),
         new_api,
         "kube-apiserver serves the old certificate"
     );
-    let new_etcd = file_serial("/etc/kubernetes/pki/etcd/server.crt");
+    let new_etcd = cert_serial(Path::new("/etc/kubernetes/pki/etcd/server.crt"));
     assert_ne!(new_etcd, old_etcd);
     assert_eq!(
         served_serial(node, etcd),
@@ -534,17 +523,10 @@ fn kubelet_recovers(node: &Node) {
         "a current client certificate in the kubelet's store",
         Duration::from_secs(60),
         || {
-            let pem = fs::read(&current).ok()?;
             let out = Command::new("openssl")
-                .args(["x509", "-noout", "-checkend", "600"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .and_then(|mut c| {
-                    use std::io::Write;
-                    c.stdin.take().unwrap().write_all(&pem)?;
-                    c.wait_with_output()
-                })
+                .args(["x509", "-noout", "-checkend", "600", "-in"])
+                .arg(&current)
+                .output()
                 .ok()?;
             out.status.success().then_some(())
         },

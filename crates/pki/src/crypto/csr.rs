@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use const_oid::ObjectIdentifier;
-use der::asn1::{BitString, Ia5String, OctetString, SetOfVec};
+use der::asn1::{BitString, OctetString, SetOfVec};
 use der::{Decode, Encode, Tagged};
 use x509_cert::attr::Attribute;
 use x509_cert::ext::Extension;
@@ -15,22 +15,14 @@ use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
 pub use crate::error::CsrError;
 use crate::error::IssueError;
 
-use crate::crypto::issue::{CertTemplate, subject_name};
+use crate::crypto::issue::{CertTemplate, general_names, subject_name};
 use crate::crypto::key::{PrivateKey, pem_encode};
 
 /// A CSR for `template`'s subject and SANs, signed by `key`. Like Go's x509 (and kubeadm), it
 /// carries an extensionRequest only when there are SANs.
 pub fn build(template: &CertTemplate, key: &PrivateKey) -> Result<String, IssueError> {
     let subject = subject_name(&template.common_name, &template.organizations)?;
-    let mut names = Vec::new();
-    for d in &template.dns_names {
-        names.push(GeneralName::DnsName(
-            Ia5String::new(d).map_err(|_| IssueError::DnsNotAscii(d.clone()))?,
-        ));
-    }
-    for ip in &template.ip_addresses {
-        names.push(GeneralName::from(*ip));
-    }
+    let names = general_names(template)?;
     let mut attributes = SetOfVec::new();
     if !names.is_empty() {
         let san = Extension {
@@ -373,6 +365,7 @@ fn verify(req: &CertReq) -> Result<(), CsrError> {
 mod tests {
     use super::*;
     use crate::crypto::key::KeyAlgorithm;
+    use der::asn1::Ia5String;
 
     #[test]
     fn builds_and_reads_back() {

@@ -216,20 +216,25 @@ fn extensions(
             false,
         ))?;
     }
+    let names = general_names(t)?;
+    if !names.is_empty() {
+        // RFC 5280: the SAN extension is critical when the subject is empty.
+        push(ext(&SubjectAltName(names), subject.is_empty()))?;
+    }
+    Ok(out)
+}
+
+/// The template's SANs as GeneralNames, DNS names first then IPs (Go's order), for a
+/// certificate or a request.
+pub(crate) fn general_names(t: &CertTemplate) -> Result<Vec<GeneralName>, IssueError> {
     let mut names = Vec::new();
     for d in &t.dns_names {
         names.push(GeneralName::DnsName(
             Ia5String::new(d).map_err(|_| IssueError::DnsNotAscii(d.clone()))?,
         ));
     }
-    for ip in &t.ip_addresses {
-        names.push(GeneralName::from(*ip));
-    }
-    if !names.is_empty() {
-        // RFC 5280: the SAN extension is critical when the subject is empty.
-        push(ext(&SubjectAltName(names), subject.is_empty()))?;
-    }
-    Ok(out)
+    names.extend(t.ip_addresses.iter().map(|ip| GeneralName::from(*ip)));
+    Ok(names)
 }
 
 /// Criticality as Go's crypto/x509 sets it, spelled out rather than left to trait defaults.

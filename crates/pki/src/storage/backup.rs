@@ -71,24 +71,7 @@ pub(crate) fn create(
         });
     }
     fsio::create_dirs(parent(dir), PRIVATE_DIR_MODE)?;
-    let res = copy_all(staging, dir, files, operation, transaction, layout, created);
-    if res.is_err() {
-        let _ = fs::remove_dir_all(staging);
-    }
-    res
-}
-
-fn copy_all(
-    staging: &Path,
-    dir: &Path,
-    files: &[PathBuf],
-    operation: &str,
-    transaction: &str,
-    layout: &Layout,
-    created: &str,
-) -> Result<Manifest> {
-    fsio::create_dirs(staging, PRIVATE_DIR_MODE).map_err(|e| shown_at(e, staging, dir))?;
-    let mut manifest = Manifest {
+    let manifest = Manifest {
         kubepki_backup: FORMAT,
         created: created.to_string(),
         operation: operation.to_string(),
@@ -97,6 +80,21 @@ fn copy_all(
         kubeconfig_dir: Some(absolute(&layout.kubeconfig_dir)?),
         files: Vec::new(),
     };
+    let res = copy_all(staging, dir, files, manifest);
+    if res.is_err() {
+        let _ = fs::remove_dir_all(staging);
+    }
+    res
+}
+
+/// The copy itself: `manifest` (without files yet) gets one entry per file.
+fn copy_all(
+    staging: &Path,
+    dir: &Path,
+    files: &[PathBuf],
+    mut manifest: Manifest,
+) -> Result<Manifest> {
+    fsio::create_dirs(staging, PRIVATE_DIR_MODE).map_err(|e| shown_at(e, staging, dir))?;
     let mut made_dirs = vec![staging.to_path_buf()];
     for f in files {
         let original = absolute(f)?;
