@@ -60,23 +60,53 @@ pub fn recover_command(layout: &Layout) -> String {
     let l = layout.absolute().unwrap_or_else(|_| layout.clone());
     format!(
         "kubepki certs recover --cert-dir {} --kubeconfig-dir {}",
-        l.cert_dir.display(),
-        l.kubeconfig_dir.display()
+        sh(&l.cert_dir),
+        sh(&l.kubeconfig_dir)
     )
+}
+
+/// A path as a shell word: quoted when it holds spaces or shell syntax, so that advice can be
+/// pasted. (A path that is not UTF-8 is shown with replacement characters, and says so.)
+pub fn sh(p: &std::path::Path) -> String {
+    let text = p.to_string_lossy();
+    let quoted = shlex::try_quote(&text)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| format!("{text:?}"));
+    if p.to_str().is_none() {
+        format!("{quoted} (not UTF-8: type the real name)")
+    } else {
+        quoted
+    }
 }
 
 /// The command that restores `backup` into the PKI of `layout`, for advice: the directories
 /// are named unless they are kubeadm's defaults.
 pub fn restore_command(backup: &std::path::Path, layout: &Layout) -> String {
-    let mut cmd = format!("kubepki certs restore {}", backup.display());
+    let mut cmd = format!("kubepki certs restore {}", sh(backup));
     if layout.cert_dir != std::path::Path::new(DEFAULT_CERT_DIR)
         || layout.kubeconfig_dir != std::path::Path::new(DEFAULT_KUBECONFIG_DIR)
     {
         cmd.push_str(&format!(
             " --cert-dir {} --kubeconfig-dir {}",
-            layout.cert_dir.display(),
-            layout.kubeconfig_dir.display()
+            sh(&layout.cert_dir),
+            sh(&layout.kubeconfig_dir)
         ));
     }
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sh;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    #[test]
+    fn advised_paths_paste_into_a_shell() {
+        assert_eq!(sh(Path::new("/etc/kubernetes/pki")), "/etc/kubernetes/pki");
+        assert_eq!(sh(Path::new("/tmp/sp ace;$(id)")), "'/tmp/sp ace;$(id)'");
+        let odd = sh(Path::new(OsStr::from_bytes(b"/tmp/w\xff")));
+        assert!(odd.ends_with("(not UTF-8: type the real name)"), "{odd}");
+    }
 }

@@ -39,6 +39,8 @@ pub enum Error {
     BadPublicKey { path: PathBuf, reason: KeyError },
     #[error("{key}: private key does not match the certificate in {cert}")]
     KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{key}: private key does not match the public key in {public}")]
+    PublicKeyMismatch { public: PathBuf, key: PathBuf },
     #[error("{path}: not a CA certificate (basicConstraints CA:TRUE is missing)")]
     NotCa { path: PathBuf },
     #[error("{path}: not signed by the CA in {ca}")]

@@ -334,8 +334,8 @@ fn plan_service_account(plan: &mut Plan) -> Result<()> {
                             reason,
                         }),
                         Ok(spki) if !k.matches_public_key(&spki) => {
-                            plan.findings.problems.push(Error::KeyMismatch {
-                                cert: pub_path.clone(),
+                            plan.findings.problems.push(Error::PublicKeyMismatch {
+                                public: pub_path.clone(),
                                 key: key_path.clone(),
                             })
                         }
