@@ -50,6 +50,10 @@ then flags, which win."
     #[command(subcommand)]
     Certs(CertsCommand),
 
+    /// Certificate authority operations (rotate).
+    #[command(subcommand)]
+    Ca(CaCommand),
+
     /// Kubeconfig operations (user).
     #[command(subcommand)]
     Kubeconfig(KubeconfigCommand),
@@ -622,4 +626,142 @@ fn parse_alg(s: &str) -> Result<KeyAlgorithm, kubepki_pki::error::ParamError> {
 fn parse_now(s: &str) -> Result<time::OffsetDateTime, String> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("invalid RFC 3339 time {s:?}: {e}"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Rotate CAs and the service-account key without downtime, in overlap phases.
+    #[command(subcommand)]
+    #[command(
+        long_about = "Rotate ca, front-proxy-ca, etcd-ca and the service-account key \
+pair (sa) without a moment where a component trusts neither side, in three steps run on every \
+control-plane node in turn, restarting what each step lists before the next node:\n\n\
+  trust    the new CA is trusted beside the old (ca.crt holds old+new; kubeconfigs embed both; \
+sa.pub holds both keys); the old CA still signs.\n\
+  switch   the new CA signs: ca.key is the new key, every leaf and kubeconfig client \
+certificate is re-issued by it (attributes kept); the old CA is still trusted.\n\
+  finish   the old CA is dropped everywhere. Refused while a certificate here (or under \
+--kubelet-dir) is still signed by it, unless --force.\n\n\
+rollback steps back one phase (switch -> trust -> none); the old CA stays trusted until finish, \
+so stepping back is safe. status shows where each rotation is.\n\n\
+While ca rotates, ca.crt holds two certificates, which kube-controller-manager refuses as its \
+signing certificate; it signs from ca-signer.crt/ca-signer.key instead, and kubepki points the \
+two --cluster-signing-* flags of its manifest there at trust and back at finish or rollback.\n\n\
+The first node's trust step makes the new CAs; --export writes them encrypted to a file and \
+prints the key once; the other control-plane nodes run trust with --import and \
+--certificate-key. Worker nodes run trust, switch and finish with --ca-bundle (the control \
+plane's current ca.crt): kubepki sets their ca.crt and kubelet.conf's CA and says when the kubelet \
+must restart.\n\n\
+Every step is one journaled transaction with a backup: killed, the next kubepki command that \
+writes finishes or undoes it."
+    )]
+    Rotate(RotateCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RotateCommand {
+    /// Trust a new CA beside the old one (the first step).
+    Trust(RotateArgs),
+    /// Sign with the new CA and re-issue everything it signs (the second step).
+    Switch(RotateArgs),
+    /// Drop the old CA (the last step).
+    Finish(RotateArgs),
+    /// Step back one phase: switch -> trust, trust -> none.
+    Rollback(RotateArgs),
+    /// Where each rotation is on this node, and what still depends on the old CA.
+    Status(RotateStatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// What to rotate: `all`, or any of ca, front-proxy-ca, etcd-ca, sa
+    #[arg(value_name = "TARGET", required = true, num_args = 1..)]
+    pub targets: Vec<String>,
+
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// trust: the new CA's certificate, instead of generating one (one target only)
+    #[arg(long, value_name = "FILE")]
+    pub new_ca_cert: Option<PathBuf>,
+
+    /// trust: the new CA's key (without it, the new CA is external)
+    #[arg(long, value_name = "FILE", requires = "new_ca_cert")]
+    pub new_ca_key: Option<PathBuf>,
+
+    /// trust: also write the new CAs, encrypted, to this file for the other control-plane
+    /// nodes; the key is printed once
+    #[arg(long, value_name = "FILE", conflicts_with = "import")]
+    pub export: Option<PathBuf>,
+
+    /// trust: take the new CAs from a file another node's --export wrote
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "certificate_key",
+        conflicts_with = "new_ca_cert"
+    )]
+    pub import: Option<PathBuf>,
+
+    /// The key --export printed (64 hexadecimal digits)
+    #[arg(
+        long,
+        value_name = "HEX",
+        env = "KUBEPKI_CERTIFICATE_KEY",
+        hide_env_values = true
+    )]
+    pub certificate_key: Option<String>,
+
+    /// A worker node: set ca.crt and kubelet.conf's CA to this bundle (the control plane's
+    /// current ca.crt)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["new_ca_cert", "import", "export"])]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// Validity of certificates re-issued at switch [default: certificateValidityPeriod from --config, else 8760h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub validity: Option<std::time::Duration>,
+
+    /// Validity of a generated CA [default: caCertificateValidityPeriod from --config, else 87600h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ca_validity: Option<std::time::Duration>,
+
+    /// finish: drop the old CA even though something here is still signed by it
+    #[arg(long)]
+    pub force: bool,
+
+    /// The kubelet's directory: finish checks that its certificates are no longer signed
+    /// by the old CA
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
+
+    /// Where to copy the files the step replaces [default: <kubeconfig-dir>/kubepki-backups/<UTC time>]
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Print the plan; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub restart: RestartArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateStatusArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// The kubelet's directory, whose certificates are checked too
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
+
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }

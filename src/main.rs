@@ -47,6 +47,8 @@ fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Command::Controller(c) => cmd::controller::run(c),
         Command::CsrList(c) => cmd::csr::list(&c),
         Command::CsrApprove(c) => cmd::csr::approve(&c),
+        Command::Rotate(c) => cmd::rotate::run(&c, now),
+        Command::RotateStatus(c) => cmd::rotate::status(&c),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod external;
 pub mod init;
 pub mod kubeconfig;
 pub mod renew;
+pub mod rotate;
 
 use anyhow::Result;
 use kubepki_pki::model::layout::Layout;

@@ -84,7 +84,7 @@ impl Renew {
     }
 }
 
-fn restart_options(args: &RestartArgs, layout: &Layout) -> Option<restart::Options> {
+pub(super) fn restart_options(args: &RestartArgs, layout: &Layout) -> Option<restart::Options> {
     args.restart_static_pods.then(|| restart::Options {
         manifests_dir: args.manifests_dir.clone(),
         hold_dir: restart::hold_dir(&layout.kubeconfig_dir),

@@ -16,6 +16,7 @@ pub mod certs;
 pub mod cluster;
 pub mod controller;
 pub mod kubeconfig;
+pub mod rotate;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +55,8 @@ pub enum Command {
     Controller(controller::Controller),
     CsrList(controller::CsrList),
     CsrApprove(controller::CsrApprove),
+    Rotate(rotate::Rotate),
+    RotateStatus(rotate::RotateStatus),
 }
 
 impl Settings {
@@ -76,6 +79,26 @@ impl Settings {
             }
             K::Kubeconfig(KubeconfigCommand::Kubelet(a)) => {
                 Command::KubeconfigKubelet(kubeconfig::Kubelet::resolve(a)?)
+            }
+            K::Ca(cli::CaCommand::Rotate(r)) => {
+                use kubepki_pki::ops::rotate::Step;
+                match r {
+                    cli::RotateCommand::Trust(a) => {
+                        Command::Rotate(rotate::Rotate::resolve(Step::Trust, a)?)
+                    }
+                    cli::RotateCommand::Switch(a) => {
+                        Command::Rotate(rotate::Rotate::resolve(Step::Switch, a)?)
+                    }
+                    cli::RotateCommand::Finish(a) => {
+                        Command::Rotate(rotate::Rotate::resolve(Step::Finish, a)?)
+                    }
+                    cli::RotateCommand::Rollback(a) => {
+                        Command::Rotate(rotate::Rotate::resolve(Step::Rollback, a)?)
+                    }
+                    cli::RotateCommand::Status(a) => {
+                        Command::RotateStatus(rotate::RotateStatus::resolve(a)?)
+                    }
+                }
             }
             K::Controller(a) => Command::Controller(controller::Controller::resolve(a, now)?),
             K::Csr(CsrCommand::List(a)) => Command::CsrList(controller::CsrList::resolve(a)?),

@@ -140,6 +140,11 @@ impl Issuer {
         &self.certs[0]
     }
 
+    /// The CA's key, giving up the CA.
+    pub fn into_key(self) -> Option<PrivateKey> {
+        self.key
+    }
+
     /// The CA's key; `None` for an external CA.
     pub fn key(&self) -> Option<&PrivateKey> {
         self.key.as_ref()

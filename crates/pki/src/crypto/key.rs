@@ -355,6 +355,13 @@ impl PrivateKey {
         }
     }
 
+    /// A second handle on the same key (through its PEM: the crypto library's keys are not
+    /// copyable).
+    pub fn try_clone(&self) -> Result<Self, CryptoError> {
+        PrivateKey::from_pem(self.to_pem()?.as_bytes())
+            .map_err(|e| CryptoError::Generated(Box::new(e)))
+    }
+
     pub fn algorithm(&self) -> KeyAlgorithm {
         self.algorithm
     }
@@ -476,11 +483,33 @@ pub(crate) fn pem_encode(tag: &str, der: &[u8]) -> String {
     crate::crypto::pem::encode(tag, der)
 }
 
-/// Public key (for `sa.pub`) from PEM: exactly one `PUBLIC KEY` block.
+/// Public key (for `sa.pub`) from PEM: the first of [`public_keys_from_pem`], the one that
+/// belongs to `sa.key`.
 pub fn public_key_from_pem(pem_bytes: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let der = crate::crypto::pem::parse_one(pem_bytes, "PUBLIC KEY")?;
-    spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(KeyError::PublicKey)?;
-    Ok(der)
+    Ok(public_keys_from_pem(pem_bytes)?.swap_remove(0))
+}
+
+/// Every public key of `sa.pub` (DER SubjectPublicKeyInfo), in order: one or more `PUBLIC KEY`
+/// blocks. The API server verifies tokens against each (a rotation of the service-account key
+/// puts the new key beside the old one); the first is `sa.key`'s.
+pub fn public_keys_from_pem(pem_bytes: &[u8]) -> Result<Vec<Vec<u8>>, KeyError> {
+    let mut keys = Vec::new();
+    for (i, b) in crate::crypto::pem::parse_all(pem_bytes)?
+        .into_iter()
+        .enumerate()
+    {
+        if b.label != "PUBLIC KEY" {
+            return Err(crate::error::PemError::UnexpectedLabel {
+                index: i + 1,
+                found: b.label,
+                expected: "PUBLIC KEY".into(),
+            }
+            .into());
+        }
+        spki::SubjectPublicKeyInfoRef::from_der(&b.der).map_err(KeyError::PublicKey)?;
+        keys.push(b.der);
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

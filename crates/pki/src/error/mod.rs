@@ -11,7 +11,7 @@ pub use crypto::{
 };
 pub use problem::{
     ConfigProblem, Foreign, HeldProblem, JournalProblem, KubeconfigProblem, ParamError, Refusal,
-    SlotProblem,
+    RotationProblem, SlotProblem,
 };
 
 use std::io;
@@ -90,6 +90,11 @@ pub enum Error {
         /// Boxed: the largest problem, and rare.
         problem: Box<JournalProblem>,
     },
+    #[error("{path}: {problem}")]
+    Rotation {
+        path: PathBuf,
+        problem: RotationProblem,
+    },
     #[error("{path} {problem}")]
     HeldManifest { path: PathBuf, problem: HeldProblem },
     #[error(
@@ -135,6 +140,13 @@ impl Error {
         Error::Journal {
             path: path.into(),
             problem: Box::new(problem),
+        }
+    }
+
+    pub fn rotation(path: impl Into<PathBuf>, problem: RotationProblem) -> Self {
+        Error::Rotation {
+            path: path.into(),
+            problem,
         }
     }
 

@@ -88,6 +88,9 @@ pub enum SlotProblem {
 pub enum ParamError {
     #[error("invalid node name {0:?}: must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')")]
     NodeName(String),
+    /// Options that do not go together.
+    #[error("{0}")]
+    Usage(String),
     #[error(
         "invalid service DNS domain {0:?}: must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')"
     )]
@@ -159,6 +162,8 @@ pub enum Refusal {
     Renew,
     #[error("refusing to import: see the problems above; nothing was installed")]
     Import,
+    #[error("refusing to rotate: see the problems above; nothing was changed")]
+    Rotate,
 }
 
 /// Why a kubeconfig cannot be read or used as kubepki and client-go read it.
@@ -221,6 +226,10 @@ pub enum KubeconfigProblem {
     KeyMismatch,
     #[error("certificate-authority-data is not the CA in {}", show(.0))]
     OtherCa(PathBuf),
+    #[error(
+        "cluster {0:?} names its CA in a file (certificate-authority), not embedded data; kubepki does not rewrite such files"
+    )]
+    CaFile(String),
     #[error("{0}")]
     Serialize(serde_saphyr::ser::Error),
 }
@@ -357,4 +366,70 @@ pub enum HeldProblem {
         show(.0)
     )]
     RecordCorrupt(PathBuf),
+}
+
+/// Why a CA rotation step refuses, about the file it names.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationProblem {
+    #[error("not a kubepki rotation record: {0}")]
+    Unreadable(serde_json::Error),
+    #[error("kubepki-rotation format {0} is newer than this kubepki understands")]
+    Format(u32),
+    #[error("{target} is in phase {phase}; {wanted}")]
+    OutOfOrder {
+        target: &'static str,
+        phase: &'static str,
+        wanted: &'static str,
+    },
+    #[error(
+        "holds {found} of the rotation of {target} where the rotation record ({state}) says it holds {expected}; it was changed outside kubepki. Restore it from the backup of the last rotation step, or restore the rotation record that matches"
+    )]
+    Disagrees {
+        target: &'static str,
+        found: String,
+        expected: String,
+        state: PathBuf,
+    },
+    #[error(
+        "holds {0} certificates or keys but no rotation of it is recorded; a rotation begun by hand or by another tool must be finished first"
+    )]
+    UnrecordedBundle(usize),
+    #[error("the new CA is the CA being rotated")]
+    SameCa,
+    #[error("holds {0} certificates; the new CA is one certificate")]
+    NotOneCertificate(usize),
+    #[error(
+        "the new CA expires on {}, before certificates issued now for {} would; give a CA valid for longer",
+        crate::format::dates::format_date(*not_after),
+        humantime::format_duration(*validity)
+    )]
+    NewCaTooShort {
+        not_after: time::OffsetDateTime,
+        validity: std::time::Duration,
+    },
+    #[error(
+        "embeds a CA ({subject}) that is neither the old nor the new {target}; kubepki will not decide what this file should trust"
+    )]
+    ForeignCa {
+        target: &'static str,
+        subject: String,
+    },
+    #[error(
+        "is still signed by the old {target} (pass --force to finish anyway; it will stop being trusted)"
+    )]
+    SignedByOld { target: &'static str },
+    #[error("{0}")]
+    Archive(&'static str),
+    #[error(
+        "the archive rotates a different {target} than this node has ({found}); was it made on another cluster?"
+    )]
+    ArchiveOtherCa { target: &'static str, found: String },
+    #[error(
+        "the flag {flag} is {found:?}, not {expected:?}; the manifest was changed outside kubepki during the rotation"
+    )]
+    ManifestChanged {
+        flag: &'static str,
+        found: String,
+        expected: String,
+    },
 }

@@ -87,6 +87,8 @@ pub enum SanRule {
 /// A control-plane component that must restart to load renewed files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Component {
+    /// Restarted only by a CA rotation (it reads its trusted CA file at start).
+    Etcd,
     KubeApiserver,
     KubeControllerManager,
     KubeScheduler,
@@ -96,6 +98,7 @@ pub enum Component {
 impl Component {
     pub fn name(self) -> &'static str {
         match self {
+            Component::Etcd => "etcd",
             Component::KubeApiserver => "kube-apiserver",
             Component::KubeControllerManager => "kube-controller-manager",
             Component::KubeScheduler => "kube-scheduler",

@@ -441,6 +441,34 @@ pub fn update_credentials(
     crate::format::yaml::to_string_sorted(&v).map_err(|e| err(KubeconfigProblem::Serialize(e)))
 }
 
+/// Sets the current context's cluster `certificate-authority-data` to `ca_pem`, everything
+/// else kept (a CA rotation changes what a kubeconfig trusts before its client certificate).
+/// A cluster that names a CA file instead is refused: kubepki would not see what it trusts.
+pub fn replace_ca(text: &str, path: &Path, ca_pem: &str) -> Result<String> {
+    let err = |problem| Error::kubeconfig(path, problem);
+    let (cluster, _) = parse_credentials_shallow(text, path)?;
+    let mut v: serde_json::Value = serde_saphyr::from_str(text)
+        .map_err(|e| err(KubeconfigProblem::Yaml(YamlError::new(&e))))?;
+    let c = v
+        .get_mut("clusters")
+        .and_then(|l| l.as_array_mut())
+        .and_then(|l| {
+            l.iter_mut()
+                .find(|e| e.get("name").and_then(|n| n.as_str()) == Some(cluster.as_str()))
+        })
+        .and_then(|e| e.get_mut("cluster"))
+        .and_then(|c| c.as_object_mut())
+        .ok_or_else(|| err(KubeconfigProblem::ClusterUndefined(cluster.clone())))?;
+    if c.contains_key("certificate-authority") {
+        return Err(err(KubeconfigProblem::CaFile(cluster.clone())));
+    }
+    c.insert(
+        "certificate-authority-data".into(),
+        B64.encode(ca_pem).into(),
+    );
+    crate::format::yaml::to_string_sorted(&v).map_err(|e| err(KubeconfigProblem::Serialize(e)))
+}
+
 /// (cluster name, user name) of the current context.
 fn parse_credentials_shallow(text: &str, path: &Path) -> Result<(String, String)> {
     let kc = parse_any(text, path)?;

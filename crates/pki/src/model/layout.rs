@@ -14,6 +14,11 @@ pub enum FileKind {
     PrivateKey,
     PublicKey,
     Kubeconfig,
+    /// kubepki's record of a CA rotation in progress.
+    RotationState,
+    /// A static pod manifest (the controller-manager's, whose signer flags a rotation of
+    /// `ca` changes).
+    Manifest,
 }
 
 impl FileKind {
@@ -21,7 +26,7 @@ impl FileKind {
         use crate::fsio::{CERT_MODE, KEY_MODE, KUBECONFIG_MODE};
         match self {
             FileKind::Certificate | FileKind::PublicKey => CERT_MODE,
-            FileKind::PrivateKey => KEY_MODE,
+            FileKind::PrivateKey | FileKind::RotationState | FileKind::Manifest => KEY_MODE,
             FileKind::Kubeconfig => KUBECONFIG_MODE,
         }
     }
@@ -55,6 +60,17 @@ impl FileKind {
                 let text = std::str::from_utf8(bytes)
                     .map_err(|_| Error::kubeconfig(path, KubeconfigProblem::NotUtf8))?;
                 crate::model::kubeconfig::parse_credentials(text, path)?;
+            }
+            FileKind::RotationState => {
+                crate::ops::rotate::State::parse(path, bytes)?;
+            }
+            FileKind::Manifest => {
+                std::str::from_utf8(bytes).map_err(|_| {
+                    Error::io(
+                        path,
+                        io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"),
+                    )
+                })?;
             }
         }
         Ok(())
@@ -104,6 +120,37 @@ impl Layout {
     pub fn sa_pub(&self) -> PathBuf {
         self.cert_dir.join(SA_PUB)
     }
+    /// During a rotation: the other CA certificate of the pair (the new one in the trust
+    /// phase, the old one in the switch phase).
+    pub fn rotation_cert(&self, ca: &CaSpec) -> PathBuf {
+        self.cert_dir.join(format!("{}.rotation.crt", ca.base))
+    }
+    /// The key of [`Layout::rotation_cert`].
+    pub fn rotation_key(&self, ca: &CaSpec) -> PathBuf {
+        self.cert_dir.join(format!("{}.rotation.key", ca.base))
+    }
+    /// During a rotation of the service-account key: the other private key of the pair.
+    pub fn sa_rotation_key(&self) -> PathBuf {
+        self.cert_dir.join("sa.rotation.key")
+    }
+    /// The controller-manager's signing certificate during a rotation of `ca` (its
+    /// `--cluster-signing-cert-file` must hold exactly one certificate, `ca.crt` then holds two).
+    pub fn signer_cert(&self) -> PathBuf {
+        self.cert_dir.join("ca-signer.crt")
+    }
+    pub fn signer_key(&self) -> PathBuf {
+        self.cert_dir.join("ca-signer.key")
+    }
+    /// The record of rotations in progress.
+    pub fn rotation_state(&self) -> PathBuf {
+        self.cert_dir.join("kubepki-rotation.json")
+    }
+    /// The controller-manager's static pod manifest.
+    pub fn controller_manager_manifest(&self) -> PathBuf {
+        self.kubeconfig_dir
+            .join("manifests")
+            .join("kube-controller-manager.yaml")
+    }
     /// The same layout with absolute paths (relative ones resolved against the working
     /// directory now, so that journals and backups name the same files from anywhere).
     pub fn absolute(&self) -> Result<Layout> {
@@ -139,7 +186,14 @@ impl Layout {
         for ca in crate::model::inventory::CAS {
             v.push((self.ca_cert(ca), Certificate));
             v.push((self.ca_key(ca), PrivateKey));
+            v.push((self.rotation_cert(ca), Certificate));
+            v.push((self.rotation_key(ca), PrivateKey));
         }
+        v.push((self.signer_cert(), Certificate));
+        v.push((self.signer_key(), PrivateKey));
+        v.push((self.sa_rotation_key(), PrivateKey));
+        v.push((self.rotation_state(), RotationState));
+        v.push((self.controller_manager_manifest(), Manifest));
         for l in crate::model::inventory::LEAVES {
             v.push((self.leaf_cert(l), Certificate));
             v.push((self.leaf_key(l), PrivateKey));
@@ -157,7 +211,13 @@ impl Layout {
     pub fn pair_of(&self, path: &Path) -> Option<PathBuf> {
         let cas = crate::model::inventory::CAS
             .iter()
-            .map(|c| (self.ca_cert(c), self.ca_key(c)));
+            .flat_map(|c| {
+                [
+                    (self.ca_cert(c), self.ca_key(c)),
+                    (self.rotation_cert(c), self.rotation_key(c)),
+                ]
+            })
+            .chain([(self.signer_cert(), self.signer_key())]);
         let leaves = crate::model::inventory::LEAVES
             .iter()
             .map(|l| (self.leaf_cert(l), self.leaf_key(l)));

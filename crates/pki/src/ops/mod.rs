@@ -7,3 +7,4 @@ pub mod init;
 pub mod install;
 pub mod renew;
 pub mod restore;
+pub mod rotate;

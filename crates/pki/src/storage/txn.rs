@@ -74,6 +74,10 @@ struct Entry {
     /// A new file: the rename must not replace anything.
     #[serde(default)]
     create: bool,
+    /// The target is removed at commit (nothing is staged; `staged` is the name a staged file
+    /// would have had, so the journal keeps one shape).
+    #[serde(default)]
+    remove: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -216,6 +220,40 @@ impl Transaction<'_> {
         self.stage(&abs, contents, mode, false)
     }
 
+    /// Removes `target` at commit, after backing it up like a replaced file. Only a file
+    /// kubepki manages in this PKI, and only a regular one.
+    pub fn remove(&mut self, target: &Path) -> Result<()> {
+        let abs = absolute(target)?;
+        if !self.layout.manages(&abs) {
+            return Err(Error::slot(
+                abs,
+                SlotProblem::NotManaged {
+                    cert_dir: self.layout.cert_dir.clone(),
+                    kubeconfig_dir: self.layout.kubeconfig_dir.clone(),
+                },
+            ));
+        }
+        if fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::slot(abs, SlotProblem::Symlink));
+        }
+        if self.journal.entries.iter().any(|e| e.target == abs) {
+            return Err(Error::Exists { path: abs });
+        }
+        self.next += 1;
+        let staged = parent(&abs).join(format!(
+            "{TEMP_PREFIX}{}-{}.new",
+            self.journal.id, self.next
+        ));
+        self.journal.entries.push(Entry {
+            target: abs,
+            staged,
+            sha256: String::new(),
+            create: false,
+            remove: true,
+        });
+        Ok(())
+    }
+
     fn stage(&mut self, target: &Path, contents: &[u8], mode: u32, create: bool) -> Result<()> {
         let target = absolute(target)?;
         if self.journal.entries.iter().any(|e| e.target == target) {
@@ -265,6 +303,7 @@ impl Transaction<'_> {
             staged,
             sha256: sha256_hex(contents),
             create,
+            remove: false,
         });
         Ok(())
     }
@@ -449,7 +488,9 @@ fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
     let jp = journal_dir.join(JOURNAL);
     let mut dirs = BTreeSet::new();
     for e in &j.entries {
-        if crate::fsio::exists(&e.staged)? {
+        if e.remove {
+            remove_if_present(&e.target)?;
+        } else if crate::fsio::exists(&e.staged)? {
             let moved = if e.create {
                 fsio::rename_noreplace(&e.staged, &e.target)
             } else {
@@ -639,6 +680,7 @@ fn check_shape(jp: &Path, j: &Journal, layout: &Layout) -> Result<()> {
             || !name.starts_with(&prefix)
             || !name.ends_with(".new")
             || (!e.create && !layout.manages(&e.target))
+            || (e.remove && (e.create || !layout.manages(&e.target)))
         {
             return Err(bad(Foreign::Pair {
                 staged: e.staged.clone(),
@@ -817,12 +859,14 @@ mod tests {
                     staged: l.cert_dir.join(".kubepki-0f-1.new"),
                     sha256: sha256_hex(b"newA"),
                     create: false,
+                    remove: false,
                 },
                 Entry {
                     target: b.clone(),
                     staged: sb,
                     sha256: sha256_hex(b"newB"),
                     create: false,
+                    remove: false,
                 },
             ],
         );
@@ -874,6 +918,7 @@ mod tests {
             staged,
             sha256: sha256_hex(b"evil"),
             create: false,
+            remove: false,
         };
         let mut other_pki = journal(&l, "ab", State::Committed, vec![]);
         other_pki.cert_dir = Some(elsewhere.path().join("pki"));

@@ -1,0 +1,403 @@
+//! `kubepki ca rotate trust|switch|finish|rollback|status`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use kubepki_pki::model::inventory::Component;
+use kubepki_pki::ops::rotate::{self, NewMaterial, Plan, Step, Target};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cli::OutputFormat;
+use crate::out::{data, errln, outln};
+use crate::restart;
+use crate::settings::rotate::{Rotate, RotateStatus, Source};
+
+/// What a step reports with `-o json|yaml`.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    step: &'static str,
+    dry_run: bool,
+    changed: bool,
+    targets: Vec<TargetReport>,
+    written: Vec<PathBuf>,
+    removed: Vec<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup: Option<PathBuf>,
+    /// What must restart on this node to load the step, in order (etcd members one at a time
+    /// across nodes).
+    restart: Vec<&'static str>,
+    /// The files kube-controller-manager signs with from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signer: Option<Signer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_key: Option<String>,
+    /// kubeadm join's --discovery-token-ca-cert-hash values accepted after this step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    discovery_token_ca_cert_hashes: Vec<String>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Signer {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetReport {
+    name: &'static str,
+    from: &'static str,
+    to: &'static str,
+    old: String,
+    new: String,
+    reissued: Vec<&'static str>,
+}
+
+fn phase(p: Option<rotate::Phase>) -> &'static str {
+    p.map_or("none", |p| p.name())
+}
+
+pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
+    let text = args.output == OutputFormat::Text;
+    // With -o json|yaml, stdout is the report alone; progress goes to stderr.
+    let say = |line: String| {
+        if text {
+            outln!("{line}");
+        } else {
+            errln!("{line}");
+        }
+    };
+    let session = if args.dry_run {
+        if kubepki_pki::storage::session::interrupted(&args.layout) {
+            say("[rotate] an interrupted run left a journal; the next real run will finish or undo it first".into());
+        }
+        None
+    } else {
+        Some(super::open_session(&args.layout, args.wait, false)?)
+    };
+    let layout = session
+        .as_ref()
+        .map_or_else(|| args.layout.clone(), |s| s.layout().clone());
+    let mut report = Report {
+        step: args.step.name(),
+        dry_run: args.dry_run,
+        ..Report::default()
+    };
+
+    if let Some(bundle) = &args.ca_bundle {
+        return worker(args, session.as_ref(), &layout, bundle, now, report, say);
+    }
+
+    let new = match &args.source {
+        Source::Archive { path, key } => NewMaterial::Imported(rotate::import(path, key, &layout)?),
+        _ => args.material(),
+    };
+    let req = rotate::Request {
+        step: args.step,
+        targets: args.targets.clone(),
+        new,
+        validity: args.validity,
+        ca_validity: args.ca_validity,
+        force: args.force,
+        kubelet_dir: Some(args.kubelet_dir.clone()),
+    };
+    let plan = rotate::plan(&layout, &req, now)?;
+    for w in &plan.warnings {
+        say(format!("[rotate] WARNING: {w}"));
+    }
+    report.warnings = plan.warnings.clone();
+    describe(&plan, args.dry_run, &say);
+    if !plan.problems.is_empty() {
+        for p in &plan.problems {
+            errln!("error: {p}");
+        }
+        errln!("error: nothing was changed");
+        return Ok(ExitCode::FAILURE);
+    }
+    report.changed = plan.changes();
+    report.targets = plan
+        .targets
+        .iter()
+        .map(|t| TargetReport {
+            name: t.target.name(),
+            from: phase(t.from),
+            to: phase(t.to),
+            old: t.old.describe(),
+            new: t.new.describe(),
+            reissued: t.reissued.clone(),
+        })
+        .collect();
+    report.restart = plan.restart.iter().map(|c| c.name()).collect();
+    let (cert, key) = plan.signer_after();
+    report.signer = Some(Signer { cert, key });
+    if let Some(ca) = plan.targets.iter().find(|t| t.target == Target::Ca) {
+        let after_new = matches!(args.step, Step::Switch | Step::Finish)
+            || (args.step == Step::Trust && ca.to.is_some());
+        report.discovery_token_ca_cert_hashes = match (args.step, after_new) {
+            (Step::Finish, _) => vec![ca.new.discovery_hash()],
+            (Step::Rollback, _) if ca.to.is_none() => vec![ca.old.discovery_hash()],
+            (_, _) => vec![ca.old.discovery_hash(), ca.new.discovery_hash()],
+        };
+    }
+
+    let Some(session) = session else {
+        for f in &plan.files {
+            say(format!("[rotate] would write {}", f.path.display()));
+        }
+        for p in &plan.removed {
+            say(format!("[rotate] would remove {}", p.display()));
+        }
+        advise(&plan.restart, true, &say);
+        report.written = plan.files.iter().map(|f| f.path.clone()).collect();
+        report.removed = plan.removed.clone();
+        return finish_report(args, &report);
+    };
+    let backup_dir = args.backup_dir.path(&session, now);
+    let outcome = match rotate::execute(&session, &plan, now, &backup_dir) {
+        Ok(o) => o,
+        Err(e) => {
+            errln!("error: {e}");
+            if kubepki_pki::storage::session::interrupted(&layout) {
+                errln!(
+                    "error: the step stopped half-way; `{}` finishes it",
+                    super::recover_command(&layout)
+                );
+            } else {
+                errln!("error: nothing was changed");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    report.written = plan.files.iter().map(|f| f.path.clone()).collect();
+    report.removed = plan.removed.clone();
+    report.backup = outcome.backup.clone();
+    if let Some(b) = &outcome.backup {
+        say(format!(
+            "[rotate] the previous files are in {}; `{}` puts them back",
+            b.display(),
+            super::restore_command(b, &layout)
+        ));
+    }
+    if !plan.changes() {
+        say(format!(
+            "[rotate] nothing to do: already {}",
+            plan.targets
+                .iter()
+                .map(|t| format!("{} {}", t.target.name(), phase(t.to)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(path) = &args.export {
+        let (bytes, key) = rotate::export(&plan)?;
+        write_new(path, &bytes)?;
+        say(format!(
+            "[rotate] the new CAs are in {}, encrypted; on each other control-plane node run `kubepki ca rotate trust {} --import <file> --certificate-key <key>` with this key (shown once, not stored):",
+            path.display(),
+            args.targets
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        if text {
+            outln!("{key}");
+        }
+        report.certificate_key = Some(key);
+    }
+    for h in &report.discovery_token_ca_cert_hashes {
+        say(format!(
+            "[rotate] kubeadm join accepts --discovery-token-ca-cert-hash {h}"
+        ));
+    }
+    if !plan.changes() {
+        return finish_report(args, &report);
+    }
+    let code = if let Some(ropts) = &args.restart {
+        let (statics, others): (Vec<Component>, Vec<Component>) =
+            plan.restart.iter().partition(|c| c.is_static_pod());
+        let results = restart::restart_all(&statics, ropts);
+        for line in restart::summary(&results, &others, false) {
+            say(line);
+        }
+        restart::exit_code(&results)
+    } else {
+        advise(&plan.restart, false, &say);
+        ExitCode::SUCCESS
+    };
+    let written = finish_report(args, &report)?;
+    Ok(if code == ExitCode::SUCCESS {
+        written
+    } else {
+        code
+    })
+}
+
+fn describe(plan: &Plan, dry_run: bool, say: &impl Fn(String)) {
+    let verb = if dry_run { "would move" } else { "moves" };
+    for t in &plan.targets {
+        if !t.changes {
+            continue;
+        }
+        say(format!(
+            "[rotate] {} {verb} from {} to {} (old {}, new {})",
+            t.target.name(),
+            phase(t.from),
+            phase(t.to),
+            t.old.describe(),
+            t.new.describe()
+        ));
+        if !t.reissued.is_empty() {
+            say(format!(
+                "[rotate] {}: re-issued by the {} CA: {}",
+                t.target.name(),
+                if t.to == Some(rotate::Phase::Switch) {
+                    "new"
+                } else {
+                    "old"
+                },
+                t.reissued.join(", ")
+            ));
+        }
+    }
+}
+
+fn advise(comps: &[Component], dry_run: bool, say: &impl Fn(String)) {
+    if comps.is_empty() {
+        return;
+    }
+    let tense = if dry_run {
+        "would then need to"
+    } else {
+        "must"
+    };
+    say(format!(
+        "[rotate] restart, one at a time and waiting for each to be healthy, before the next node: {} ({tense} restart to load this step; static pods: rerun with --restart-static-pods; etcd members one node at a time)",
+        comps
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if comps.contains(&Component::Kubelet) {
+        say("[rotate] the kubelet reloads its client CA file by itself; it must restart to load kubelet.conf: systemctl restart kubelet".into());
+    }
+}
+
+/// Creates `path` with `bytes`, mode 0600, never replacing a file.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("{}: cannot create the archive", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("{}: cannot write the archive", path.display()))
+}
+
+fn finish_report(args: &Rotate, report: &Report) -> Result<ExitCode> {
+    match args.output {
+        OutputFormat::Text => {}
+        OutputFormat::Json => {
+            data(format!("{}\n", serde_json::to_string_pretty(report)?).as_bytes())?
+        }
+        OutputFormat::Yaml => data(serde_saphyr::to_string(report)?.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A worker: its trust follows the control plane's ca.crt.
+fn worker(
+    args: &Rotate,
+    session: Option<&kubepki_pki::storage::session::Session>,
+    layout: &kubepki_pki::model::layout::Layout,
+    bundle: &std::path::Path,
+    now: OffsetDateTime,
+    mut report: Report,
+    say: impl Fn(String),
+) -> Result<ExitCode> {
+    let files = rotate::worker_files(layout, bundle)?;
+    report.changed = !files.is_empty();
+    report.written = files.iter().map(|f| f.path.clone()).collect();
+    let kubelet_conf = files
+        .iter()
+        .any(|f| f.path.file_name().is_some_and(|n| n == "kubelet.conf"));
+    if kubelet_conf {
+        report.restart = vec![Component::Kubelet.name()];
+    }
+    let verb = if session.is_none() {
+        "would write"
+    } else {
+        "writes"
+    };
+    for f in &files {
+        say(format!("[rotate] worker: {verb} {}", f.path.display()));
+    }
+    if files.is_empty() {
+        say("[rotate] worker: already trusts exactly this bundle; nothing to do".into());
+    }
+    if let Some(s) = session {
+        let backup = args.backup_dir.path(s, now);
+        let out = rotate::execute_files(s, &files, now, &backup)?;
+        report.backup = out.backup;
+    }
+    if kubelet_conf {
+        say("[rotate] worker: the kubelet must restart to load kubelet.conf: systemctl restart kubelet".into());
+    }
+    finish_report(args, &report)
+}
+
+pub fn status(args: &RotateStatus) -> Result<ExitCode> {
+    let kd = args
+        .kubelet_dir
+        .exists()
+        .then_some(args.kubelet_dir.as_path());
+    let st = rotate::status(&args.layout, kd)?;
+    match args.output {
+        OutputFormat::Json => {
+            data(
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&serde_json::json!({ "rotations": st }))?
+                )
+                .as_bytes(),
+            )?;
+        }
+        OutputFormat::Yaml => {
+            data(serde_saphyr::to_string(&serde_json::json!({ "rotations": st }))?.as_bytes())?
+        }
+        OutputFormat::Text => {
+            for s in &st {
+                let mut line = format!("{:<15} {}", s.name, s.phase);
+                if let Some(e) = &s.error {
+                    line.push_str(&format!("  ERROR: {e}"));
+                }
+                if let Some(o) = &s.old {
+                    line.push_str(&format!(
+                        "  {} {o}",
+                        if s.new.is_some() { "old" } else { "current" }
+                    ));
+                }
+                if let Some(n) = &s.new {
+                    line.push_str(&format!("  new {n}"));
+                }
+                outln!("{line}");
+                for p in &s.trusts_old {
+                    outln!("    still trusts the old one: {}", p.display());
+                }
+                for p in &s.signed_by_old {
+                    outln!("    still signed by the old one: {}", p.display());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
