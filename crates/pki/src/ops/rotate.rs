@@ -255,23 +255,48 @@ pub struct Side {
     pub cert: Option<Certificate>,
     pub spki: Vec<u8>,
     pub key: Option<Arc<PrivateKey>>,
+    /// The key as it is written: as read (a key read from a file is written back byte for
+    /// byte, also on the other nodes), or as first encoded.
+    key_pem: Option<String>,
 }
 
 impl Side {
-    fn of_cert(cert: Certificate, key: Option<PrivateKey>) -> Side {
-        Side {
+    fn of_cert(cert: Certificate, key: Option<PrivateKey>) -> Result<Side> {
+        let mut s = Side {
             spki: cert.public_key_der().to_vec(),
             cert: Some(cert),
-            key: key.map(Arc::new),
+            key: None,
+            key_pem: None,
+        };
+        if let Some(k) = key {
+            s.set_key(k, None)?;
         }
+        Ok(s)
     }
 
-    fn of_key(key: PrivateKey) -> Side {
-        Side {
+    fn of_key(key: PrivateKey, pem: Option<String>) -> Result<Side> {
+        let mut s = Side {
             cert: None,
             spki: key.public_key_der().to_vec(),
-            key: Some(Arc::new(key)),
-        }
+            key: None,
+            key_pem: None,
+        };
+        s.set_key(key, pem)?;
+        Ok(s)
+    }
+
+    /// Sets the key, written as `pem` (its file's text) or encoded now.
+    fn set_key(&mut self, key: PrivateKey, pem: Option<String>) -> Result<()> {
+        self.key_pem = Some(match pem {
+            Some(p) => p,
+            None => key.to_pem()?,
+        });
+        self.key = Some(Arc::new(key));
+        Ok(())
+    }
+
+    fn pem(&self) -> Option<&str> {
+        self.key_pem.as_deref()
     }
 
     /// What identifies it: SHA-256 of the certificate's DER, or of the public key's.
@@ -324,14 +349,44 @@ fn read_trust(t: Target, l: &Layout) -> Result<Option<Vec<Side>>> {
                     cert: None,
                     spki,
                     key: None,
+                    key_pem: None,
                 })
                 .collect(),
         ));
     }
     Ok(files::read_cert_chain(&path)?.map(|c| {
         c.into_iter()
-            .map(|cert| Side::of_cert(cert, None))
+            .map(|cert| Side {
+                spki: cert.public_key_der().to_vec(),
+                cert: Some(cert),
+                key: None,
+                key_pem: None,
+            })
             .collect()
+    }))
+}
+
+/// The text a side's key is written as.
+fn key_text(s: &Side) -> Result<String> {
+    match (s.pem(), &s.key) {
+        (Some(p), _) => Ok(p.to_string()),
+        (None, Some(k)) => Ok(k.to_pem()?),
+        (None, None) => Ok(String::new()),
+    }
+}
+
+/// A key file and its text; `None` when absent.
+fn read_key_text(path: &Path) -> Result<Option<(PrivateKey, String)>> {
+    let Some(k) = files::read_key(path)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(crate::fsio::read(path)?).ok();
+    Ok(Some(match text {
+        Some(t) => (k, t),
+        None => {
+            let t = k.to_pem()?;
+            (k, t)
+        }
     }))
 }
 
@@ -450,7 +505,7 @@ fn read_found(t: Target, l: &Layout, rec: Option<&Record>) -> Result<Option<Foun
             },
         )
     };
-    let key = files::read_key(&t.key_file(l))?;
+    let key = read_key_text(&t.key_file(l))?;
     let Some(rec) = rec else {
         if trust.len() != 1 {
             return Err(Error::rotation(
@@ -468,11 +523,11 @@ fn read_found(t: Target, l: &Layout, rec: Option<&Record>) -> Result<Option<Foun
             }
         }
         let mut old = trust.into_iter().next().expect("one");
-        if let Some(k) = key {
+        if let Some((k, text)) = key {
             if !old.key_matches(&k) {
                 return Err(mismatch(t, l));
             }
-            old.key = Some(Arc::new(k));
+            old.set_key(k, Some(text))?;
         }
         return Ok(Some(Found { old, new: None }));
     };
@@ -494,11 +549,11 @@ fn read_found(t: Target, l: &Layout, rec: Option<&Record>) -> Result<Option<Foun
     }
     let mut it = trust.into_iter();
     let (mut signing, mut other) = (it.next().expect("two"), it.next().expect("two"));
-    if let Some(k) = key {
+    if let Some((k, text)) = key {
         if !signing.key_matches(&k) {
             return Err(mismatch(t, l));
         }
-        signing.key = Some(Arc::new(k));
+        signing.set_key(k, Some(text))?;
     }
     if let Some(oc) = t.other_cert(l) {
         match files::read_cert(&oc)? {
@@ -520,14 +575,14 @@ fn read_found(t: Target, l: &Layout, rec: Option<&Record>) -> Result<Option<Foun
         }
     }
     let ok = t.other_key(l);
-    if let Some(k) = files::read_key(&ok)? {
+    if let Some((k, text)) = read_key_text(&ok)? {
         if !other.key_matches(&k) {
             return Err(Error::KeyMismatch {
                 cert: t.other_cert(l).unwrap_or_else(|| tf.clone()),
                 key: ok,
             });
         }
-        other.key = Some(Arc::new(k));
+        other.set_key(k, Some(text))?;
     } else if t == Target::Sa {
         return Err(disagree(&ok, "nothing".into(), "the other key".into()));
     }
@@ -769,12 +824,13 @@ fn new_side(t: Target, old: &Side, req: &Request, now: OffsetDateTime) -> Result
                     RotationProblem::NotOneCertificate(certs.len()),
                 ));
             }
-            let k = match key {
-                Some(k) => Some(
-                    files::read_key(k)?
-                        .ok_or_else(|| Error::not_found(k, "new CA key not found"))?,
-                ),
-                None => None,
+            let (k, text) = match key {
+                Some(k) => {
+                    let (parsed, text) = read_key_text(k)?
+                        .ok_or_else(|| Error::not_found(k, "new CA key not found"))?;
+                    (Some(parsed), Some(text))
+                }
+                None => (None, None),
             };
             let c = certs.into_iter().next().expect("one");
             let issuer = Issuer::new(vec![c], k, cert, key.as_deref().unwrap_or(cert));
@@ -789,7 +845,11 @@ fn new_side(t: Target, old: &Side, req: &Request, now: OffsetDateTime) -> Result
                     "--new-ca-key is missing: the old CA's key is here, so kubepki signs with the new one at switch and needs its key".into(),
                 )));
             }
-            Side::of_cert(c, k)
+            let mut side = Side::of_cert(c, None)?;
+            if let (Some(k), Some(text)) = (k, text) {
+                side.set_key(k, Some(text))?;
+            }
+            side
         }
         NewMaterial::Generate => {
             let alg = old
@@ -806,7 +866,7 @@ fn new_side(t: Target, old: &Side, req: &Request, now: OffsetDateTime) -> Result
             }
             let key = PrivateKey::generate(alg)?;
             match &old.cert {
-                None => Side::of_key(key),
+                None => Side::of_key(key, None)?,
                 Some(oc) => {
                     let mut tpl = CertTemplate::from_certificate(oc);
                     tpl.is_ca = true;
@@ -814,7 +874,7 @@ fn new_side(t: Target, old: &Side, req: &Request, now: OffsetDateTime) -> Result
                     let issuer = Issuer::new_root(&tpl, key, now, req.ca_validity, p, p)
                         .map_err(Error::Issue)?;
                     let cert = issuer.cert().clone();
-                    Side::of_cert(cert, issuer.into_key())
+                    Side::of_cert(cert, issuer.into_key())?
                 }
             }
         }
@@ -883,10 +943,13 @@ impl Plan {
             (Some(Phase::Trust), Some(Phase::Switch)) | (Some(Phase::Switch), Some(Phase::Trust))
         );
         let finishing = req.step == Step::Finish;
-        if let Some(k) = &signing.key {
+        if signing.key.is_some() {
             if signing_changes {
-                self.files
-                    .push(file(t.key_file(&l), k.to_pem()?, FileKind::PrivateKey));
+                self.files.push(file(
+                    t.key_file(&l),
+                    key_text(signing)?,
+                    FileKind::PrivateKey,
+                ));
             }
         } else if signing_changes && (old.key.is_some() || new.key.is_some()) {
             self.problems.push(Error::not_found(
@@ -901,9 +964,9 @@ impl Plan {
                     self.files.push(file(oc, c.to_pem(), FileKind::Certificate));
                 }
                 match &w.key {
-                    Some(k) => {
+                    Some(_) => {
                         self.files
-                            .push(file(t.other_key(&l), k.to_pem()?, FileKind::PrivateKey))
+                            .push(file(t.other_key(&l), key_text(w)?, FileKind::PrivateKey))
                     }
                     None => self.remove_if_present(&t.other_key(&l))?,
                 }
@@ -1100,7 +1163,7 @@ impl Plan {
         flags: &mut Option<SignerFlags>,
     ) -> Result<()> {
         let l = self.layout.clone();
-        let Some(key) = &signing.key else {
+        if signing.key.is_none() {
             return Ok(());
         };
         if rotating {
@@ -1112,7 +1175,7 @@ impl Plan {
             });
             self.files.push(NewFile {
                 path: l.signer_key(),
-                contents: key.to_pem()?.into_bytes(),
+                contents: key_text(signing)?.into_bytes(),
                 kind: FileKind::PrivateKey,
             });
         } else {
@@ -1398,7 +1461,7 @@ pub fn export(plan: &Plan) -> Result<(Vec<u8>, String)> {
             target: t.target,
             old: t.old.id(),
             cert: t.new.cert.as_ref().map(|c| c.to_pem()),
-            key: t.new.key.as_ref().map(|k| k.to_pem()).transpose()?,
+            key: t.new.pem().map(str::to_string),
         });
     }
     let mut data = serde_json::to_vec(&items).unwrap_or_default();
@@ -1468,9 +1531,13 @@ pub fn import(path: &Path, key_hex: &str, layout: &Layout) -> Result<BTreeMap<Ta
                 let c = Certificate::from_pem_chain(c.as_bytes())
                     .map_err(|_| bad("holds an unreadable certificate"))?
                     .swap_remove(0);
-                Side::of_cert(c, key)
+                let mut s = Side::of_cert(c, None)?;
+                if let (Some(k), Some(text)) = (key, &it.key) {
+                    s.set_key(k, Some(text.clone()))?;
+                }
+                s
             }
-            (None, Some(k)) => Side::of_key(k),
+            (None, Some(k)) => Side::of_key(k, it.key.clone())?,
             (None, None) => return Err(bad("holds an entry without certificate or key")),
         };
         if let Some(k) = &side.key
