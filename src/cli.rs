@@ -725,9 +725,20 @@ pub struct RotateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub ca_validity: Option<std::time::Duration>,
 
-    /// finish: drop the old CA even though something here is still signed by it
+    /// finish: drop the old CA even though something here is still signed by it; any step:
+    /// go on although another node has not finished the previous step
     #[arg(long)]
     pub force: bool,
+
+    /// Also act through the API server: check and record every control-plane node's phase
+    /// (ConfigMap kube-system/kubepki-ca-rotation), keep kube-public/cluster-info trusting
+    /// what ca.crt trusts, and name webhooks and APIServices whose caBundle embeds the old CA
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// This node's name in that record [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
 
     /// The kubelet's directory: finish checks that its certificates are no longer signed
     /// by the old CA

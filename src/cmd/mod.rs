@@ -6,6 +6,7 @@ pub mod init;
 pub mod kubeconfig;
 pub mod renew;
 pub mod rotate;
+mod rotate_cluster;
 
 use anyhow::Result;
 use kubepki_pki::model::layout::Layout;

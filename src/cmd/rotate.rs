@@ -38,6 +38,16 @@ struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     discovery_token_ca_cert_hashes: Vec<String>,
     warnings: Vec<String>,
+    /// With --kubeconfig: every node's recorded phases (before this step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<super::rotate_cluster::Phases>,
+    /// With --kubeconfig: whether kube-public/cluster-info was updated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_info_updated: Option<bool>,
+    /// With --kubeconfig: objects whose caBundle embeds the old CA (kubepki cannot re-issue
+    /// their servers' certificates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    embedding_old_ca: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -111,7 +121,36 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
     }
     report.warnings = plan.warnings.clone();
     describe(&plan, args.dry_run, &say);
-    if !plan.problems.is_empty() {
+    let cluster = match &args.cluster {
+        Some((kc, node)) => Some(super::rotate_cluster::Cluster::connect(kc, node.clone())?),
+        None => None,
+    };
+    let mut refusals = Vec::new();
+    if let Some(c) = &cluster {
+        let phases = c.phases()?;
+        for b in c.behind(&plan, &phases) {
+            if args.force {
+                say(format!("[rotate] WARNING: {b}"));
+            } else {
+                refusals.push(b);
+            }
+        }
+        if let Some(ca) = plan.targets.iter().find(|t| t.target == Target::Ca)
+            && let Some(old) = &ca.old.cert
+        {
+            report.embedding_old_ca = c.embedding(old.der())?;
+            for o in &report.embedding_old_ca {
+                say(format!(
+                    "[rotate] WARNING: {o} embeds the old ca in its caBundle: kubepki cannot re-issue its server's certificate; re-issue it with the new CA and update its caBundle before finish"
+                ));
+            }
+        }
+        report.nodes = Some(phases);
+    }
+    if !plan.problems.is_empty() || !refusals.is_empty() {
+        for r in &refusals {
+            errln!("error: {r}");
+        }
         for p in &plan.problems {
             errln!("error: {p}");
         }
@@ -208,6 +247,35 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
             outln!("{key}");
         }
         report.certificate_key = Some(key);
+    }
+    if let Some(c) = &cluster {
+        let phases = report.nodes.clone().unwrap_or_default();
+        let ca_file = layout.ca_cert(kubepki_pki::model::inventory::ca(
+            kubepki_pki::model::inventory::CaId::Ca,
+        ));
+        let synced = c.record(&plan, &phases).and_then(|()| {
+            if plan.targets.iter().any(|t| t.target == Target::Ca) {
+                let bundle = kubepki_pki::crypto::files::read_ca_bundle_pem(&ca_file)?;
+                c.cluster_info(&bundle).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        match synced {
+            Ok(updated) => {
+                report.cluster_info_updated = updated;
+                if updated == Some(true) {
+                    say("[rotate] kube-public/cluster-info now trusts what ca.crt trusts".into());
+                }
+            }
+            Err(e) => {
+                errln!("error: {e:#}");
+                errln!(
+                    "error: this node's step is done; rerun the same command to update the cluster objects"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     for h in &report.discovery_token_ca_cert_hashes {
         say(format!(

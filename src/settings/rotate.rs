@@ -35,6 +35,8 @@ pub struct Rotate {
     pub dry_run: bool,
     pub output: OutputFormat,
     pub restart: Option<restart::Options>,
+    /// `--kubeconfig`, and this node's name in the cluster's record.
+    pub cluster: Option<(PathBuf, String)>,
 }
 
 impl Rotate {
@@ -70,16 +72,24 @@ impl Rotate {
         if args.export.is_some() {
             only_trust("--export")?;
         }
-        if args.force && step != Step::Finish {
-            bail!("--force applies to `ca rotate finish` only");
-        }
         if args.ca_bundle.is_some()
             && targets != [Target::Ca]
             && targets.len() != Target::ALL.len() - 1
         {
             bail!("--ca-bundle updates a worker's trust of the cluster CA: name `ca` (or `all`)");
         }
+        let cluster = match args.kubeconfig {
+            Some(k) => Some((
+                k,
+                match args.node_name {
+                    Some(n) => n,
+                    None => crate::detect::node_name()?,
+                },
+            )),
+            None => None,
+        };
         Ok(Rotate {
+            cluster,
             restart: restart_options(&args.restart, &layout),
             layout,
             step,

@@ -469,6 +469,34 @@ pub fn replace_ca(text: &str, path: &Path, ca_pem: &str) -> Result<String> {
     crate::format::yaml::to_string_sorted(&v).map_err(|e| err(KubeconfigProblem::Serialize(e)))
 }
 
+/// Sets `certificate-authority-data` of every cluster to `ca_pem` (kubeadm's
+/// `kube-public/cluster-info` holds one cluster and no context); `None` when nothing changes.
+pub fn replace_every_ca(text: &str, path: &Path, ca_pem: &str) -> Result<Option<String>> {
+    let err = |problem| Error::kubeconfig(path, problem);
+    let mut v: serde_json::Value = serde_saphyr::from_str(text)
+        .map_err(|e| err(KubeconfigProblem::Yaml(YamlError::new(&e))))?;
+    let want = B64.encode(ca_pem);
+    let mut changed = false;
+    for c in v
+        .get_mut("clusters")
+        .and_then(|l| l.as_array_mut())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get_mut("cluster").and_then(|c| c.as_object_mut()))
+    {
+        if c.get("certificate-authority-data").and_then(|d| d.as_str()) != Some(want.as_str()) {
+            c.insert("certificate-authority-data".into(), want.clone().into());
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    crate::format::yaml::to_string_sorted(&v)
+        .map(Some)
+        .map_err(|e| err(KubeconfigProblem::Serialize(e)))
+}
+
 /// (cluster name, user name) of the current context.
 fn parse_credentials_shallow(text: &str, path: &Path) -> Result<(String, String)> {
     let kc = parse_any(text, path)?;
