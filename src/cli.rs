@@ -670,6 +670,67 @@ pub enum RotateCommand {
     Rollback(RotateArgs),
     /// Where each rotation is on this node, and what still depends on the old CA.
     Status(RotateStatusArgs),
+    /// After switch: make the kubelet request new certificates from the new CA through its own
+    /// CSRs.
+    #[command(
+        long_about = "After switch (the controller-manager signs with the new CA), make \
+this node's kubelet request new client and serving certificates through its own \
+CertificateSigningRequests: kubelet.conf gets an embedded client certificate from the new CA \
+(what the kubelet authenticates its request with), and the kubelet's current certificates \
+(pki/kubelet-client-current.pem, pki/kubelet-server-current.pem) move into the backup. Restart \
+the kubelet: it then requests a client certificate at once (approved by the controller-manager \
+as a node's own client certificate) and a serving certificate (approved by `kubepki controller` \
+with serverTLSBootstrap). Once it has them, `kubepki kubeconfig kubelet --rotated <kubelet-dir> \
+--write` points kubelet.conf at its rotating files again."
+    )]
+    Kubelet(RotateKubeletArgs),
+    /// After switch of sa: re-issue the legacy service-account token Secrets signed by the old
+    /// key.
+    #[command(
+        long_about = "After switch of sa (the controller-manager signs tokens with the \
+new sa.key: restart it first), delete every service-account token Secret whose token the old \
+key signed, so that the controller-manager's tokens controller makes a new one signed by the new \
+key, and wait until it has. Pods read the new token from their mounted Secret within about a \
+minute (clients that read their token only at start must restart). finish then drops the old key; \
+with --kubeconfig it refuses while a token Secret signed by the old key remains."
+    )]
+    Tokens(RotateTokensArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RotateTokensArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// Kubeconfig to reach the API server
+    #[arg(long, value_name = "FILE", required = true)]
+    pub kubeconfig: PathBuf,
+
+    /// How long to wait for the new tokens
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// List the Secrets that would be re-issued; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateKubeletArgs {
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// The kubelet's directory
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
+
+    /// The node's name (the kubelet's user is system:node:<name>) [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Wait for another kubepki run to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Args, Debug)]

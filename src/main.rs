@@ -49,6 +49,8 @@ fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Command::CsrApprove(c) => cmd::csr::approve(&c),
         Command::Rotate(c) => cmd::rotate::run(&c, now),
         Command::RotateStatus(c) => cmd::rotate::status(&c),
+        Command::RotateKubelet(c) => cmd::rotate::kubelet(&c, now),
+        Command::RotateTokens(c) => cmd::rotate::tokens(&c),
     }
 }
 

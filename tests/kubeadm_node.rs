@@ -156,41 +156,7 @@ fn condition<'a>(csr: &'a serde_json::Value, kind: &str) -> Option<&'a serde_jso
 
 /// The controller as an operator installs it, deciding the kubelet's real serving CSR.
 fn approver_runs_as_the_deployment(node: &Node) {
-    let image = node.script("kubepki-image.sh", &[env!("CARGO_BIN_EXE_kubepki")]);
-    assert_eq!(
-        image.lines().last().unwrap_or(""),
-        "ghcr.io/kubepki/kubepki:0.1.0"
-    );
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    node.kubectl_ok(&[
-        "apply",
-        "-f",
-        deploy.join("namespace.yaml").to_str().unwrap(),
-    ]);
-    node.kubectl_ok(&[
-        "apply",
-        "-f",
-        deploy.join("kubepki-controller.yaml").to_str().unwrap(),
-    ]);
-    node.wait(
-        "the controller Deployment available",
-        Duration::from_secs(180),
-        || {
-            let out = node
-                .kubectl(&[
-                    "-n",
-                    "kubepki-system",
-                    "get",
-                    "deployment",
-                    "kubepki-controller",
-                    "-o",
-                    "jsonpath={.status.availableReplicas}",
-                ])
-                .output()
-                .unwrap();
-            (stdout(&out).trim() == "2").then_some(())
-        },
-    );
+    node.deploy_controller();
 
     // The kubelet asked for its serving certificate at start; kubepki approves it, the
     // controller-manager signs it, the kubelet serves it.
@@ -228,7 +194,7 @@ fn approver_runs_as_the_deployment(node: &Node) {
     node.wait(
         "the kubelet serving the certificate issued for its CSR",
         Duration::from_secs(90),
-        || (served_serial(node, &format!("{NODE_IP}:10250")) == issued).then_some(()),
+        || (node.served_serial(&format!("{NODE_IP}:10250")) == issued).then_some(()),
     );
 
     // logs and exec go through the kubelet's serving certificate, verified by the API server.
@@ -316,56 +282,6 @@ fn forged_csr_is_denied(node: &Node) {
     assert!(condition(&v, "Approved").is_none());
 }
 
-/// IDs of the running containers of each control-plane component (CRI labels, via ctr).
-fn control_plane_containers(node: &Node) -> Vec<(String, Vec<String>)> {
-    let tasks = stdout(&run_ok(
-        Command::new("ctr")
-            .env("CONTAINERD_ADDRESS", node.socket())
-            .args(["--timeout", "10s", "-n", "k8s.io", "tasks", "ls"]),
-    ));
-    let running: Vec<&str> = tasks
-        .lines()
-        .filter(|l| l.contains("RUNNING"))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    [
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-    ]
-    .iter()
-    .map(|c| {
-        let ids = stdout(&run_ok(
-            Command::new("ctr")
-                .env("CONTAINERD_ADDRESS", node.socket())
-                .args(["--timeout", "10s", "-n", "k8s.io", "containers", "ls", "-q"])
-                .arg(format!("labels.\"io.kubernetes.container.name\"=={c}")),
-        ));
-        let mut live: Vec<String> = ids
-            .lines()
-            .filter(|id| running.contains(id))
-            .map(str::to_string)
-            .collect();
-        live.sort();
-        let _ = node;
-        (c.to_string(), live)
-    })
-    .collect()
-}
-
-/// The serial of the certificate served at `addr` (inside the node's namespace).
-fn served_serial(node: &Node, addr: &str) -> String {
-    let mut c = node.cmd("timeout");
-    c.args(["10", "openssl", "s_client", "-connect", addr]);
-    // s_client prints the served certificate as PEM among its other output, which
-    // `openssl x509 -in` skips.
-    let dir = scratch();
-    let f = dir.path().join("served.txt");
-    fs::write(&f, c.output().unwrap().stdout).unwrap();
-    cert_serial(&f)
-}
-
 /// `certs renew all --restart-static-pods` on the live node: kube-apiserver, the
 /// controller-manager and the scheduler are restarted by the real kubelet and healthy again;
 /// etcd, which reads its certificates on every new connection, is left running and serves the
@@ -374,16 +290,16 @@ fn served_serial(node: &Node, addr: &str) -> String {
 fn static_pods_restart_for_real(node: &Node) {
     let api = format!("{NODE_IP}:6443");
     let etcd = "127.0.0.1:2379";
-    let before = control_plane_containers(node);
+    let before = node.control_plane_containers();
     for (c, ids) in &before {
         assert_eq!(ids.len(), 1, "{c}: running containers {ids:?}");
     }
-    let old_api = served_serial(node, &api);
+    let old_api = node.served_serial(&api);
     assert_eq!(
         old_api,
         cert_serial(Path::new("/etc/kubernetes/pki/apiserver.crt"))
     );
-    let old_etcd = served_serial(node, etcd);
+    let old_etcd = node.served_serial(etcd);
     assert_eq!(
         old_etcd,
         cert_serial(Path::new("/etc/kubernetes/pki/etcd/server.crt"))
@@ -397,7 +313,7 @@ fn static_pods_restart_for_real(node: &Node) {
         text.contains("restarted kube-apiserver, kube-controller-manager, kube-scheduler"),
         "{text}"
     );
-    let after = control_plane_containers(node);
+    let after = node.control_plane_containers();
     for ((c, old), (_, new)) in before.iter().zip(&after) {
         assert_eq!(
             new.len(),
@@ -413,35 +329,19 @@ fn static_pods_restart_for_real(node: &Node) {
     let new_api = cert_serial(Path::new("/etc/kubernetes/pki/apiserver.crt"));
     assert_ne!(new_api, old_api);
     assert_eq!(
-        served_serial(node, &api),
+        node.served_serial(&api),
         new_api,
         "kube-apiserver serves the old certificate"
     );
     let new_etcd = cert_serial(Path::new("/etc/kubernetes/pki/etcd/server.crt"));
     assert_ne!(new_etcd, old_etcd);
     assert_eq!(
-        served_serial(node, etcd),
+        node.served_serial(etcd),
         new_etcd,
         "etcd serves the old certificate"
     );
     let nodes = node.kubectl_ok(&["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.trim(), format!("node/{NODE_NAME}"));
-}
-
-fn node_ready(node: &Node) -> Option<String> {
-    let out = node
-        .kubectl(&[
-            "get",
-            "node",
-            NODE_NAME,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ])
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| stdout(&out).trim().to_string())
 }
 
 /// The value of `key:` in a kubeconfig kubepki printed (one line each, base64).
@@ -498,12 +398,12 @@ fn kubelet_recovers(node: &Node) {
     );
     node.script("kubeletctl.sh", &["start"]);
     node.wait("the node NotReady", Duration::from_secs(150), || {
-        node_ready(node).filter(|s| s != "True")
+        node.ready().filter(|s| s != "True")
     });
     // It does not come back by itself.
     std::thread::sleep(Duration::from_secs(15));
     assert_ne!(
-        node_ready(node).as_deref(),
+        node.ready().as_deref(),
         Some("True"),
         "recovered without kubepki"
     );
@@ -516,7 +416,7 @@ fn kubelet_recovers(node: &Node) {
     assert!(conf.contains("client-certificate-data:"), "{conf}");
     node.script("kubeletctl.sh", &["restart"]);
     node.wait("the node Ready again", Duration::from_secs(120), || {
-        node_ready(node).filter(|s| s == "True")
+        node.ready().filter(|s| s == "True")
     });
     // The kubelet put the new certificate in its store; kubelet.conf can point there again.
     node.wait(
@@ -543,7 +443,7 @@ fn kubelet_recovers(node: &Node) {
     node.wait(
         "the node Ready on its rotated certificate",
         Duration::from_secs(120),
-        || node_ready(node).filter(|s| s == "True"),
+        || node.ready().filter(|s| s == "True"),
     );
     let conf = fs::read_to_string("/etc/kubernetes/kubelet.conf").unwrap();
     assert!(
@@ -587,7 +487,7 @@ fn a_crashed_run_is_cleaned_by_the_next_up(node: Node) -> Node {
         "{log}"
     );
     let ready = node.wait("the new node Ready", Duration::from_secs(60), || {
-        node_ready(&node).filter(|s| s == "True")
+        node.ready().filter(|s| s == "True")
     });
     assert_eq!(ready, "True");
     node

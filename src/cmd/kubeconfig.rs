@@ -56,6 +56,45 @@ fn sign_client(
     ))
 }
 
+/// Writes kubelet.conf with a client certificate for `node` embedded, signed now by the CA that
+/// signs (as `kubeconfig kubelet --write`), keeping its cluster name and server; returns where
+/// the old one was backed up.
+pub(super) fn write_embedded_kubelet_conf(
+    session: &kubepki_pki::storage::session::Session,
+    node: &str,
+    now: OffsetDateTime,
+) -> Result<Option<std::path::PathBuf>> {
+    let layout = session.layout();
+    let target =
+        layout.kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
+    let creds = kubeconfig::read_credentials(&target)?;
+    let user = format!("system:node:{node}");
+    let template = CertTemplate {
+        common_name: user.clone(),
+        organizations: vec!["system:nodes".into()],
+        client_auth: true,
+        ..Default::default()
+    };
+    let (cert, key, ca) = sign_client(
+        layout,
+        &template,
+        kubepki_pki::model::params::DEFAULT_CERT_VALIDITY,
+        KeyAlgorithm::EcdsaP256,
+        now,
+    )?;
+    let yaml =
+        Kubeconfig::embedded(&creds.cluster_name, &creds.server, &ca, &user, &cert, &key).to_yaml();
+    Ok(kubepki_pki::ops::install::install(
+        session,
+        "ca rotate kubelet",
+        &target,
+        yaml.as_bytes(),
+        fsio::KUBECONFIG_MODE,
+        None,
+        now,
+    )?)
+}
+
 pub fn user(args: &User, now: OffsetDateTime) -> Result<ExitCode> {
     let c = &args.client;
     let server = server_url(&c.server, &c.layout)?;
@@ -185,9 +224,10 @@ fn check_rotated(pem: &Path, layout: &Layout, user: &str, now: OffsetDateTime) -
         );
     }
     let ca_path = layout.ca_cert(inventory::ca(CaId::Ca));
-    let ca = files::read_cert(&ca_path)?
+    // Any CA of ca.crt: during a CA rotation it holds the old and the new one.
+    let cas = files::read_cert_chain(&ca_path)?
         .with_context(|| format!("{}: no such file", ca_path.display()))?;
-    if !c.is_signed_by(&ca) {
+    if !cas.iter().any(|ca| c.is_signed_by(ca)) {
         bail!(
             "{}: not signed by the CA in {}",
             pem.display(),

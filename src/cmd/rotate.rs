@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::cli::OutputFormat;
 use crate::out::{data, errln, outln};
 use crate::restart;
-use crate::settings::rotate::{Rotate, RotateStatus, Source};
+use crate::settings::rotate::{Rotate, RotateKubelet, RotateStatus, RotateTokens, Source};
 
 /// What a step reports with `-o json|yaml`.
 #[derive(Serialize, Default)]
@@ -146,6 +146,23 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
             }
         }
         report.nodes = Some(phases);
+        if let Some(sa) = plan.targets.iter().find(|t| {
+            t.target == Target::Sa && t.changes && t.to.is_none() && args.step == Step::Finish
+        }) {
+            let stale = c.old_key_tokens(&sa.old)?;
+            if !stale.is_empty() {
+                let msg = format!(
+                    "{} service-account token Secrets are still signed by the old key ({}); `kubepki ca rotate tokens --kubeconfig ...` re-issues them (--force to finish anyway: they stop working)",
+                    stale.len(),
+                    stale.join(", ")
+                );
+                if args.force {
+                    say(format!("[rotate] WARNING: {msg}"));
+                } else {
+                    refusals.push(msg);
+                }
+            }
+        }
     }
     if !plan.problems.is_empty() || !refusals.is_empty() {
         for r in &refusals {
@@ -467,5 +484,94 @@ pub fn status(args: &RotateStatus) -> Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The kubelet's certificates that move aside so that it requests new ones.
+const KUBELET_CURRENT: [&str; 2] = ["kubelet-client-current.pem", "kubelet-server-current.pem"];
+
+pub fn kubelet(args: &RotateKubelet, now: OffsetDateTime) -> Result<ExitCode> {
+    let session = super::open_session(&args.layout, args.wait, false)?;
+    let state = rotate::State::read(session.layout())?;
+    if state.phase(Target::Ca) != Some(rotate::Phase::Switch) {
+        anyhow::bail!(
+            "{}: the rotation of ca is not in phase switch (it is {}); the kubelet's new certificates would come from the old CA",
+            session.layout().rotation_state().display(),
+            phase(state.phase(Target::Ca))
+        );
+    }
+    let pki = args.kubelet_dir.join("pki");
+    // Checked before anything changes: the kubelet's files are where kubelet.conf says.
+    for f in KUBELET_CURRENT {
+        let p = pki.join(f);
+        if p.symlink_metadata().is_err() {
+            outln!(
+                "[rotate] {} is absent; the kubelet requests it at start",
+                p.display()
+            );
+        }
+    }
+    let backup = super::kubeconfig::write_embedded_kubelet_conf(&session, &args.node_name, now)?
+        .unwrap_or_else(|| session.new_backup_dir(now));
+    outln!(
+        "[rotate] kubelet.conf now holds a client certificate for system:node:{} from the new CA; the old one is in {}",
+        args.node_name,
+        backup.display()
+    );
+    let keep = backup.join("kubelet-pki");
+    for f in KUBELET_CURRENT {
+        let p = pki.join(f);
+        if p.symlink_metadata().is_err() {
+            continue;
+        }
+        // A copy of what the link points at (the certificate and its key), then the link goes:
+        // without a current certificate the kubelet starts from kubelet.conf's and asks anew.
+        kubepki_pki::fsio::create_dirs(&keep, 0o700)?;
+        let bytes = kubepki_pki::fsio::read(&p)?;
+        kubepki_pki::fsio::write_atomic(&keep.join(f), &bytes, 0o600)?;
+        std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        outln!(
+            "[rotate] moved {} to {}",
+            p.display(),
+            keep.join(f).display()
+        );
+    }
+    outln!(
+        "[rotate] restart the kubelet (systemctl restart kubelet): it requests its client and serving certificates from the new CA; then `kubepki kubeconfig kubelet --node-name {} --rotated {} --write` points kubelet.conf at them again",
+        super::sh(std::path::Path::new(&args.node_name)),
+        super::sh(&args.kubelet_dir)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tokens(args: &RotateTokens) -> Result<ExitCode> {
+    let state = rotate::State::read(&args.layout)?;
+    if state.phase(Target::Sa) != Some(rotate::Phase::Switch) {
+        anyhow::bail!(
+            "{}: the rotation of sa is not in phase switch (it is {}); new tokens would be signed by the old key",
+            args.layout.rotation_state().display(),
+            phase(state.phase(Target::Sa))
+        );
+    }
+    let Some((old, Some(new))) = rotate::sides(&args.layout, Target::Sa)? else {
+        anyhow::bail!(
+            "{}: no service-account key rotation found",
+            args.layout.sa_pub().display()
+        );
+    };
+    let node = crate::detect::node_name().unwrap_or_default();
+    let c = super::rotate_cluster::Cluster::connect(&args.kubeconfig, node)?;
+    if args.dry_run {
+        for t in c.old_key_tokens(&old)? {
+            outln!("[rotate] would re-issue token Secret {t}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let say = |l: String| outln!("{l}");
+    let done = c.reissue_tokens(&old, &new, args.timeout, &say)?;
+    outln!(
+        "[rotate] {} token Secrets re-issued with the new key; pods read them from their volumes within about a minute",
+        done.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -12,12 +12,12 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubepki_pki::crypto::cert::Certificate;
-use kubepki_pki::ops::rotate::{Phase, Plan};
+use kubepki_pki::ops::rotate::{self, Phase, Plan, Side};
 
 use crate::cli::KubeClientArgs;
 
@@ -180,6 +180,107 @@ impl Cluster {
                 Ok::<_, kube::Error>(out)
             })
             .context("cannot list webhook configurations and APIServices")
+    }
+}
+
+/// A legacy service-account token Secret: (namespace, name, service account, token).
+struct TokenSecret {
+    namespace: String,
+    name: String,
+    account: String,
+    token: String,
+}
+
+impl Cluster {
+    fn token_secrets(&self) -> Result<Vec<TokenSecret>> {
+        let api: Api<Secret> = Api::all(self.client.clone());
+        let lp = ListParams::default().fields("type=kubernetes.io/service-account-token");
+        let list = self
+            .rt
+            .block_on(api.list(&lp))
+            .context("cannot list service-account token Secrets")?;
+        Ok(list
+            .into_iter()
+            .filter_map(|s| {
+                let token = s.data.as_ref()?.get("token")?;
+                Some(TokenSecret {
+                    namespace: s.namespace().unwrap_or_default(),
+                    account: s
+                        .annotations()
+                        .get("kubernetes.io/service-account.name")
+                        .cloned()
+                        .unwrap_or_default(),
+                    name: s.name_any(),
+                    token: String::from_utf8_lossy(&token.0).into_owned(),
+                })
+            })
+            .collect())
+    }
+
+    /// Token Secrets whose token the key `old` signed, as `namespace/name`.
+    pub fn old_key_tokens(&self, old: &Side) -> Result<Vec<String>> {
+        Ok(self
+            .token_secrets()?
+            .into_iter()
+            .filter(|t| rotate::token_signed_by(&t.token, old))
+            .map(|t| format!("{}/{}", t.namespace, t.name))
+            .collect())
+    }
+
+    /// Deletes the token Secrets `old` signed, so that the controller-manager's tokens
+    /// controller (signing with `new` since switch) makes new ones, and waits (at most
+    /// `limit`) until every service account concerned has a token signed by `new`.
+    pub fn reissue_tokens(
+        &self,
+        old: &Side,
+        new: &Side,
+        limit: std::time::Duration,
+        say: &dyn Fn(String),
+    ) -> Result<Vec<String>> {
+        let stale: Vec<TokenSecret> = self
+            .token_secrets()?
+            .into_iter()
+            .filter(|t| rotate::token_signed_by(&t.token, old))
+            .collect();
+        for t in &stale {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &t.namespace);
+            self.rt
+                .block_on(api.delete(&t.name, &DeleteParams::default()))
+                .with_context(|| format!("cannot delete Secret {}/{}", t.namespace, t.name))?;
+            say(format!(
+                "[rotate] deleted token Secret {}/{} (service account {}), signed by the old key",
+                t.namespace, t.name, t.account
+            ));
+        }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let now = self.token_secrets()?;
+            let missing: Vec<String> = stale
+                .iter()
+                .filter(|s| {
+                    !now.iter().any(|t| {
+                        t.namespace == s.namespace
+                            && t.account == s.account
+                            && rotate::token_signed_by(&t.token, new)
+                    })
+                })
+                .map(|s| format!("{}/{}", s.namespace, s.account))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "no new token signed by the new key yet for the service accounts {}: is the controller-manager running with the new sa.key (restarted after switch)?",
+                    missing.join(", ")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        Ok(stale
+            .into_iter()
+            .map(|t| format!("{}/{}", t.namespace, t.name))
+            .collect())
     }
 }
 

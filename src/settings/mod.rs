@@ -57,6 +57,8 @@ pub enum Command {
     CsrApprove(controller::CsrApprove),
     Rotate(rotate::Rotate),
     RotateStatus(rotate::RotateStatus),
+    RotateKubelet(rotate::RotateKubelet),
+    RotateTokens(rotate::RotateTokens),
 }
 
 impl Settings {
@@ -97,6 +99,12 @@ impl Settings {
                     }
                     cli::RotateCommand::Status(a) => {
                         Command::RotateStatus(rotate::RotateStatus::resolve(a)?)
+                    }
+                    cli::RotateCommand::Tokens(a) => {
+                        Command::RotateTokens(rotate::RotateTokens::resolve(a)?)
+                    }
+                    cli::RotateCommand::Kubelet(a) => {
+                        Command::RotateKubelet(rotate::RotateKubelet::resolve(a)?)
                     }
                 }
             }

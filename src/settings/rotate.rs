@@ -9,7 +9,7 @@ use kubepki_pki::ops::rotate::{NewMaterial, Step, Target};
 
 use super::certs::restart_options;
 use super::{BackupDir, Pki, pick};
-use crate::cli::{OutputFormat, RotateArgs, RotateStatusArgs};
+use crate::cli::{OutputFormat, RotateArgs, RotateKubeletArgs, RotateStatusArgs, RotateTokensArgs};
 use crate::restart;
 
 /// Where the new CAs of a trust step come from, before the PKI is read.
@@ -156,6 +156,47 @@ impl RotateStatus {
             layout,
             kubelet_dir: args.kubelet_dir,
             output: args.output,
+        })
+    }
+}
+
+pub struct RotateKubelet {
+    pub layout: Layout,
+    pub kubelet_dir: PathBuf,
+    pub node_name: String,
+    pub wait: bool,
+}
+
+impl RotateKubelet {
+    pub fn resolve(args: RotateKubeletArgs) -> Result<RotateKubelet> {
+        let Pki { layout, .. } = Pki::resolve(&args.dirs)?;
+        Ok(RotateKubelet {
+            layout,
+            kubelet_dir: args.kubelet_dir,
+            node_name: match args.node_name {
+                Some(n) => n,
+                None => crate::detect::node_name()?,
+            },
+            wait: args.wait,
+        })
+    }
+}
+
+pub struct RotateTokens {
+    pub layout: Layout,
+    pub kubeconfig: PathBuf,
+    pub timeout: std::time::Duration,
+    pub dry_run: bool,
+}
+
+impl RotateTokens {
+    pub fn resolve(args: RotateTokensArgs) -> Result<RotateTokens> {
+        let Pki { layout, .. } = Pki::resolve(&args.dirs)?;
+        Ok(RotateTokens {
+            layout,
+            kubeconfig: args.kubeconfig,
+            timeout: args.timeout,
+            dry_run: args.dry_run,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::cluster::tail;
+use super::cluster::{cert_serial, tail};
 use super::*;
 
 /// The address and name the harness gives the node (harness/lib.sh).
@@ -130,6 +130,112 @@ impl Node {
             tail(&out, 40)
         );
         out
+    }
+
+    /// IDs of the running containers of each control-plane component (CRI labels, via ctr).
+    pub fn control_plane_containers(&self) -> Vec<(String, Vec<String>)> {
+        let tasks = stdout(&run_ok(
+            Command::new("ctr")
+                .env("CONTAINERD_ADDRESS", self.socket())
+                .args(["--timeout", "10s", "-n", "k8s.io", "tasks", "ls"]),
+        ));
+        let running: Vec<&str> = tasks
+            .lines()
+            .filter(|l| l.contains("RUNNING"))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ]
+        .iter()
+        .map(|c| {
+            let ids = stdout(&run_ok(
+                Command::new("ctr")
+                    .env("CONTAINERD_ADDRESS", self.socket())
+                    .args(["--timeout", "10s", "-n", "k8s.io", "containers", "ls", "-q"])
+                    .arg(format!("labels.\"io.kubernetes.container.name\"=={c}")),
+            ));
+            let mut live: Vec<String> = ids
+                .lines()
+                .filter(|id| running.contains(id))
+                .map(str::to_string)
+                .collect();
+            live.sort();
+            (c.to_string(), live)
+        })
+        .collect()
+    }
+
+    /// The serial of the certificate served at `addr` (inside the node's namespace).
+    pub fn served_serial(&self, addr: &str) -> String {
+        let mut c = self.cmd("timeout");
+        c.args(["10", "openssl", "s_client", "-connect", addr]);
+        // s_client prints the served certificate as PEM among its other output, which
+        // `openssl x509 -in` skips.
+        let dir = scratch();
+        let f = dir.path().join("served.txt");
+        fs::write(&f, c.output().unwrap().stdout).unwrap();
+        cert_serial(&f)
+    }
+
+    /// The node's Ready condition status ("True", "False", "Unknown"), if kubectl answers.
+    pub fn ready(&self) -> Option<String> {
+        let out = self
+            .kubectl(&[
+                "get",
+                "node",
+                NODE_NAME,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| stdout(&out).trim().to_string())
+    }
+
+    /// The kubepki controller as an operator installs it: the image built offline and loaded
+    /// into containerd, `deploy/` applied, both replicas available.
+    pub fn deploy_controller(&self) {
+        let image = self.script("kubepki-image.sh", &[env!("CARGO_BIN_EXE_kubepki")]);
+        assert_eq!(
+            image.lines().last().unwrap_or(""),
+            "ghcr.io/kubepki/kubepki:0.1.0"
+        );
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        self.kubectl_ok(&[
+            "apply",
+            "-f",
+            deploy.join("namespace.yaml").to_str().unwrap(),
+        ]);
+        self.kubectl_ok(&[
+            "apply",
+            "-f",
+            deploy.join("kubepki-controller.yaml").to_str().unwrap(),
+        ]);
+        self.wait(
+            "the controller Deployment available",
+            Duration::from_secs(180),
+            || {
+                let out = self
+                    .kubectl(&[
+                        "-n",
+                        "kubepki-system",
+                        "get",
+                        "deployment",
+                        "kubepki-controller",
+                        "-o",
+                        "jsonpath={.status.availableReplicas}",
+                    ])
+                    .output()
+                    .unwrap();
+                (stdout(&out).trim() == "2").then_some(())
+            },
+        );
     }
 
     /// `what` until it returns Some, checking every second for at most `limit`.

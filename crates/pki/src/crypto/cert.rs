@@ -693,6 +693,41 @@ fn verify(alg: SigAlg, key: &PublicKey, msg: &[u8], signature: &[u8]) -> bool {
         .is_ok()
 }
 
+/// Whether the JWS signature `signature` over `msg` (the token's `header.payload`), with the
+/// JWS algorithm `alg` (RS256/384/512, ES256/384; what kube-apiserver accepts for service-account
+/// tokens), verifies with the public key `spki` (DER SubjectPublicKeyInfo, as in `sa.pub`).
+pub fn verify_jws(spki: &[u8], alg: &str, msg: &[u8], signature: &[u8]) -> bool {
+    use Hash::*;
+    let Ok((key, _)) = parse_public_key(spki) else {
+        return false;
+    };
+    match (alg, &key) {
+        ("RS256", PublicKey::Rsa { .. }) => verify(SigAlg::RsaPkcs1(Sha256), &key, msg, signature),
+        ("RS384", PublicKey::Rsa { .. }) => verify(SigAlg::RsaPkcs1(Sha384), &key, msg, signature),
+        ("RS512", PublicKey::Rsa { .. }) => verify(SigAlg::RsaPkcs1(Sha512), &key, msg, signature),
+        // JWS ECDSA signatures are r || s, not DER.
+        (
+            "ES256",
+            PublicKey::Ec {
+                curve: Curve::P256,
+                point,
+            },
+        ) => sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point)
+            .verify(msg, signature)
+            .is_ok(),
+        (
+            "ES384",
+            PublicKey::Ec {
+                curve: Curve::P384,
+                point,
+            },
+        ) => sig::UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, point)
+            .verify(msg, signature)
+            .is_ok(),
+        _ => false,
+    }
+}
+
 /// Subject or issuer as Go's parseName and pkix.Name.FillFromRDNSequence read it.
 struct NameInfo {
     /// The last CN, as Go keeps it.

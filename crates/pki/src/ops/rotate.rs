@@ -1435,6 +1435,36 @@ pub fn status(layout: &Layout, kubelet_dir: Option<&Path>) -> Result<Vec<TargetS
     Ok(out)
 }
 
+/// The old and (during a rotation) the new CA or key of `t` on this node, checked against the
+/// rotation record; `None` when its files are absent.
+pub fn sides(layout: &Layout, t: Target) -> Result<Option<(Side, Option<Side>)>> {
+    let state = State::read(layout)?;
+    Ok(read_found(t, layout, state.rotations.get(&t))?.map(|f| (f.old, f.new)))
+}
+
+/// Whether the service-account token `jwt` (compact JWS) is signed by the key whose public
+/// half is `side`'s.
+pub fn token_signed_by(jwt: &str, side: &Side) -> bool {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = jwt.trim().split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let alg = b64
+        .decode(h)
+        .ok()
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
+        .and_then(|v| v["alg"].as_str().map(str::to_string));
+    let (Some(alg), Ok(sig)) = (alg, b64.decode(sig)) else {
+        return false;
+    };
+    let msg = format!("{h}.{p}");
+    crate::crypto::cert::verify_jws(&side.spki, &alg, msg.as_bytes(), &sig)
+}
+
 // ---- moving the new CA material to the other control-plane nodes ----
 
 const ARCHIVE_MAGIC: &[u8] = b"KUBEPKI-ROTATION-1\n";
