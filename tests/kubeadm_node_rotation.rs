@@ -94,19 +94,19 @@ fn controller_pods(node: &Node) -> Vec<String> {
     .collect()
 }
 
-/// The controller reads the cluster CA from its token Secret at start: restarted (as any
-/// in-cluster client must be between trust and switch) once that Secret carries the bundle.
-fn restart_controller_with(node: &Node, bundle_len: usize) {
+/// The controller and kube-proxy read the cluster CA from their token Secrets at start:
+/// restarted (as any in-cluster client must be between trust and switch) once every token
+/// Secret carries the bundle.
+fn restart_in_cluster_clients(node: &Node, bundle_len: usize) {
     node.wait(
-        "the controller's token Secret carrying the CA bundle",
+        "every token Secret carrying the CA bundle",
         Duration::from_secs(120),
         || {
             let out = node
                 .kubectl(&[
-                    "-n",
-                    "kubepki-system",
                     "get",
                     "secrets",
+                    "-A",
                     "-o",
                     "jsonpath={.items[?(@.type==\"kubernetes.io/service-account-token\")].data.ca\\.crt}",
                 ])
@@ -133,10 +133,25 @@ fn restart_controller_with(node: &Node, bundle_len: usize) {
     ]);
     node.kubectl_ok(&[
         "-n",
+        "kube-system",
+        "rollout",
+        "restart",
+        "daemonset/kube-proxy",
+    ]);
+    node.kubectl_ok(&[
+        "-n",
         "kubepki-system",
         "rollout",
         "status",
         "deployment/kubepki-controller",
+        "--timeout=180s",
+    ]);
+    node.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "daemonset/kube-proxy",
         "--timeout=180s",
     ]);
 }
@@ -145,7 +160,11 @@ fn restart_controller_with(node: &Node, bundle_len: usize) {
 fn ca_rotation_on_a_real_kubeadm_node() {
     ensure_openssl();
     let started = Instant::now();
-    let node = Node::up(&[("KH_KUBEPKI", env!("CARGO_BIN_EXE_kubepki"))]);
+    // kube-proxy: the controller pods reach the API server through the kubernetes Service.
+    let node = Node::up(&[
+        ("KH_KUBEPKI", env!("CARGO_BIN_EXE_kubepki")),
+        ("KH_KUBE_PROXY", "1"),
+    ]);
     eprintln!("harness up in {:.1?}", node.up_time);
     node.deploy_controller();
     let old_ca = certs(&Path::new(PKI).join("ca.crt")).remove(0);
@@ -185,7 +204,7 @@ fn ca_rotation_on_a_real_kubeadm_node() {
     );
     restart_kubelet_if_listed(&node, &r);
     ready("after trust");
-    restart_controller_with(&node, 2);
+    restart_in_cluster_clients(&node, 2);
     let pods = controller_pods(&node);
     assert_eq!(pods.len(), 2, "{pods:?}");
 

@@ -98,8 +98,24 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
         ..Report::default()
     };
 
-    if let Some(bundle) = &args.ca_bundle {
-        return worker(args, session.as_ref(), &layout, bundle, now, report, say);
+    // A worker: no CA key here, its trust follows the control plane's ca.crt (a file, or
+    // kube-public/cluster-info, which kubepki keeps equal to it).
+    let ca_key = layout.ca_key(kubepki_pki::model::inventory::ca(
+        kubepki_pki::model::inventory::CaId::Ca,
+    ));
+    let worker_source = match (&args.ca_bundle, &args.cluster) {
+        (Some(b), _) => Some(WorkerSource::File(b.clone())),
+        (None, Some((kc, node)))
+            if !kubepki_pki::fsio::exists(&ca_key)?
+                && !kubepki_pki::fsio::exists(&layout.rotation_state())? =>
+        {
+            let c = super::rotate_cluster::Cluster::connect(kc, node.clone())?;
+            Some(WorkerSource::ClusterInfo(c.cluster_info_cas()?))
+        }
+        _ => None,
+    };
+    if let Some(src) = worker_source {
+        return worker(args, session.as_ref(), &layout, src, now, report, say);
     }
 
     let new = match &args.source {
@@ -399,17 +415,29 @@ fn finish_report(args: &Rotate, report: &Report) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+enum WorkerSource {
+    File(PathBuf),
+    ClusterInfo(Vec<kubepki_pki::crypto::cert::Certificate>),
+}
+
 /// A worker: its trust follows the control plane's ca.crt.
 fn worker(
     args: &Rotate,
     session: Option<&kubepki_pki::storage::session::Session>,
     layout: &kubepki_pki::model::layout::Layout,
-    bundle: &std::path::Path,
+    src: WorkerSource,
     now: OffsetDateTime,
     mut report: Report,
     say: impl Fn(String),
 ) -> Result<ExitCode> {
-    let files = rotate::worker_files(layout, bundle)?;
+    let files = match src {
+        WorkerSource::File(bundle) => rotate::worker_files(layout, &bundle)?,
+        WorkerSource::ClusterInfo(certs) => rotate::worker_files_for(
+            layout,
+            certs,
+            std::path::Path::new("ConfigMap kube-public/cluster-info"),
+        )?,
+    };
     report.changed = !files.is_empty();
     report.written = files.iter().map(|f| f.path.clone()).collect();
     let kubelet_conf = files

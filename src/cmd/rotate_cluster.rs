@@ -138,6 +138,25 @@ impl Cluster {
         Ok(true)
     }
 
+    /// The CA certificates `kube-public/cluster-info` trusts (what kubepki keeps equal to the
+    /// control plane's ca.crt): a worker's source for its trust.
+    pub fn cluster_info_cas(&self) -> Result<Vec<Certificate>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "kube-public");
+        let cm = self
+            .rt
+            .block_on(api.get("cluster-info"))
+            .context("cannot read ConfigMap kube-public/cluster-info")?;
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("kubeconfig"))
+            .context("ConfigMap kube-public/cluster-info has no kubeconfig")?;
+        Ok(kubepki_pki::model::kubeconfig::first_cluster_cas(
+            text,
+            Path::new("ConfigMap kube-public/cluster-info"),
+        )?)
+    }
+
     /// Webhook configurations and APIServices whose `caBundle` holds `old` (DER).
     pub fn embedding(&self, old: &[u8]) -> Result<Vec<String>> {
         let holds = |b: &Option<ByteString>| {

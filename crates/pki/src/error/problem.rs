@@ -190,6 +190,8 @@ pub enum KubeconfigProblem {
     ClusterUndefined(String),
     #[error("cluster {0:?} has no server")]
     NoServer(String),
+    #[error("cluster {0:?} has no certificate-authority-data")]
+    NoCaData(String),
     #[error("no users")]
     NoUsers,
     #[error("user {0:?} is not defined")]

@@ -469,6 +469,31 @@ pub fn replace_ca(text: &str, path: &Path, ca_pem: &str) -> Result<String> {
     crate::format::yaml::to_string_sorted(&v).map_err(|e| err(KubeconfigProblem::Serialize(e)))
 }
 
+/// The CA certificates of the first cluster's `certificate-authority-data` (kubeadm's
+/// `kube-public/cluster-info` has one cluster and no context).
+pub fn first_cluster_cas(text: &str, path: &Path) -> Result<Vec<crate::crypto::cert::Certificate>> {
+    let err = |problem| Error::kubeconfig(path, problem);
+    let kc = parse_any(text, path)?;
+    let cluster = kc
+        .clusters
+        .first()
+        .ok_or_else(|| err(KubeconfigProblem::ClusterUndefined(String::new())))?;
+    let data = cluster
+        .cluster
+        .certificate_authority_data
+        .as_deref()
+        .ok_or_else(|| err(KubeconfigProblem::NoCaData(cluster.name.clone())))?;
+    let pem = B64.decode(data.trim()).map_err(|source| {
+        err(KubeconfigProblem::NotBase64 {
+            what: "certificate-authority",
+            user: cluster.name.clone(),
+            source,
+        })
+    })?;
+    crate::crypto::cert::Certificate::from_pem_chain(&pem)
+        .map_err(|e| err(KubeconfigProblem::ClientCert(e)))
+}
+
 /// Sets `certificate-authority-data` of every cluster to `ca_pem` (kubeadm's
 /// `kube-public/cluster-info` holds one cluster and no context); `None` when nothing changes.
 pub fn replace_every_ca(text: &str, path: &Path, ca_pem: &str) -> Result<Option<String>> {

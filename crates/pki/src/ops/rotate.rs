@@ -1598,6 +1598,17 @@ pub fn import(path: &Path, key_hex: &str, layout: &Layout) -> Result<BTreeMap<Ta
 pub fn worker_files(layout: &Layout, bundle: &Path) -> Result<Vec<NewFile>> {
     let certs = files::read_cert_chain(bundle)?
         .ok_or_else(|| Error::not_found(bundle, "CA bundle not found"))?;
+    worker_files_for(layout, certs, bundle)
+}
+
+/// As [`worker_files`], for the certificates `certs` read from `source` (a file, or the
+/// ConfigMap kube-public/cluster-info, for messages).
+pub fn worker_files_for(
+    layout: &Layout,
+    certs: Vec<Certificate>,
+    source: &Path,
+) -> Result<Vec<NewFile>> {
+    let bundle = source;
     for c in &certs {
         if !c.is_ca {
             return Err(Error::NotCa {
