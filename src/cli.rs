@@ -685,14 +685,16 @@ with serverTLSBootstrap). Once it has them, `kubepki kubeconfig kubelet --rotate
     )]
     Kubelet(RotateKubeletArgs),
     /// After switch of sa: re-issue the legacy service-account token Secrets signed by the old
-    /// key.
+    /// key, in place.
     #[command(
         long_about = "After switch of sa (the controller-manager signs tokens with the \
-new sa.key: restart it first), delete every service-account token Secret whose token the old \
-key signed, so that the controller-manager's tokens controller makes a new one signed by the new \
-key, and wait until it has. Pods read the new token from their mounted Secret within about a \
-minute (clients that read their token only at start must restart). finish then drops the old key; \
-with --kubeconfig it refuses while a token Secret signed by the old key remains."
+new sa.key: restart it first), empty the token of every service-account token Secret whose \
+token the old key signed; the controller-manager's tokens controller puts a new token, signed by \
+the new key, into the same Secret. This command waits until it has. Pods receive the new token \
+through their Secret volume at the kubelet's next sync (about a minute); until then the API \
+server refuses their old token (it compares a legacy token with the Secret's), and clients that \
+read their token only at start must restart. finish then drops the old key; with --kubeconfig it \
+refuses while a token Secret signed by the old key remains."
     )]
     Tokens(RotateTokensArgs),
 }

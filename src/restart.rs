@@ -15,11 +15,24 @@ use kubepki_pki::ops::renew::Component;
 use ureq::http::{HeaderName, HeaderValue, Uri};
 
 use crate::out::{errln, outln};
+
+/// A progress line: stdout, or stderr when the command's stdout is its report.
+macro_rules! progress {
+    ($opts:expr, $($arg:tt)*) => {
+        if $opts.progress_to_stderr {
+            errln!($($arg)*)
+        } else {
+            outln!($($arg)*)
+        }
+    };
+}
 use crate::signals::{Guard, signal_name};
 use kubepki_pki::storage::held;
 pub use kubepki_pki::storage::held::hold_dir;
 
 pub struct Options {
+    /// Progress goes to stderr (the command's stdout is a JSON or YAML report).
+    pub progress_to_stderr: bool,
     pub manifests_dir: PathBuf,
     /// Where manifests wait while their pod is down (see [`hold_dir`]).
     pub hold_dir: PathBuf,
@@ -307,14 +320,16 @@ fn wait_for_stop(c: Component, probes: &Probes, opts: &Options, guard: &Guard, w
     let started = Instant::now();
     if watch {
         let limit = opts.file_check_frequency + STOP_GRACE;
-        outln!(
+        progress!(
+            opts,
             "[restart] {}: manifest moved out; waiting for the kubelet to stop it (its probe ports refusing connections; at most {}s)",
             c.name(),
             limit.as_secs()
         );
         while guard.caught().is_none() {
             if refused(&addrs) {
-                outln!(
+                progress!(
+                    opts,
                     "[restart] {}: stopping (its probe ports refuse connections) after {}s",
                     c.name(),
                     started.elapsed().as_secs()
@@ -334,7 +349,8 @@ fn wait_for_stop(c: Component, probes: &Probes, opts: &Options, guard: &Guard, w
         return;
     }
     let pause = opts.file_check_frequency + Duration::from_secs(2);
-    outln!(
+    progress!(
+        opts,
         "[restart] {}: manifest moved out; waiting {}s for the kubelet to stop it",
         c.name(),
         pause.as_secs()
@@ -406,7 +422,8 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
     }
     if probes.http.is_empty() {
         let why = probes.why_unchecked();
-        outln!(
+        progress!(
+            opts,
             "[restart] {}: manifest restored; {why}, so check yourself that it is running",
             c.name()
         );
@@ -418,7 +435,8 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
             urls.push(&p.url);
         }
     }
-    outln!(
+    progress!(
+        opts,
         "[restart] {}: manifest restored; waiting for {}",
         c.name(),
         urls.join(", ")
@@ -431,7 +449,8 @@ pub fn restart(c: Component, opts: &Options) -> Outcome {
             .iter()
             .find_map(|p| check(p).err().map(|e| (p, e)));
         let Some((p, why)) = failing else {
-            outln!(
+            progress!(
+                opts,
                 "[restart] {} is healthy again after {}s",
                 c.name(),
                 start.elapsed().as_secs()

@@ -323,7 +323,7 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
             plan.restart.iter().partition(|c| c.is_static_pod());
         let results = restart::restart_all(&statics, ropts);
         for line in restart::summary(&results, &others, false) {
-            say(line);
+            say(line.replacen("[renew]", "[rotate]", 1));
         }
         restart::exit_code(&results)
     } else {
@@ -598,7 +598,7 @@ pub fn tokens(args: &RotateTokens) -> Result<ExitCode> {
     let say = |l: String| outln!("{l}");
     let done = c.reissue_tokens(&old, &new, args.timeout, &say)?;
     outln!(
-        "[rotate] {} token Secrets re-issued with the new key; pods read them from their volumes within about a minute",
+        "[rotate] {} token Secrets re-issued with the new key; pods receive them through their Secret volumes at the kubelet's next sync",
         done.len()
     );
     Ok(ExitCode::SUCCESS)

@@ -14,7 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubepki_pki::crypto::cert::Certificate;
 use kubepki_pki::ops::rotate::{self, Phase, Plan, Side};
@@ -246,9 +246,10 @@ impl Cluster {
             .collect())
     }
 
-    /// Deletes the token Secrets `old` signed, so that the controller-manager's tokens
-    /// controller (signing with `new` since switch) makes new ones, and waits (at most
-    /// `limit`) until every service account concerned has a token signed by `new`.
+    /// Empties the token of every token Secret `old` signed, so that the controller-manager's
+    /// tokens controller (signing with `new` since switch) puts a new one into the same Secret
+    /// (pods' volumes name it, so they receive the new token), and waits (at most `limit`)
+    /// until each holds a token signed by `new`.
     pub fn reissue_tokens(
         &self,
         old: &Side,
@@ -263,11 +264,12 @@ impl Cluster {
             .collect();
         for t in &stale {
             let api: Api<Secret> = Api::namespaced(self.client.clone(), &t.namespace);
+            let patch = serde_json::json!({ "data": { "token": null } });
             self.rt
-                .block_on(api.delete(&t.name, &DeleteParams::default()))
-                .with_context(|| format!("cannot delete Secret {}/{}", t.namespace, t.name))?;
+                .block_on(api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch)))
+                .with_context(|| format!("cannot update Secret {}/{}", t.namespace, t.name))?;
             say(format!(
-                "[rotate] deleted token Secret {}/{} (service account {}), signed by the old key",
+                "[rotate] cleared the token of Secret {}/{} (service account {}), signed by the old key",
                 t.namespace, t.name, t.account
             ));
         }
@@ -279,18 +281,18 @@ impl Cluster {
                 .filter(|s| {
                     !now.iter().any(|t| {
                         t.namespace == s.namespace
-                            && t.account == s.account
+                            && t.name == s.name
                             && rotate::token_signed_by(&t.token, new)
                     })
                 })
-                .map(|s| format!("{}/{}", s.namespace, s.account))
+                .map(|s| format!("{}/{}", s.namespace, s.name))
                 .collect();
             if missing.is_empty() {
                 break;
             }
             if std::time::Instant::now() > deadline {
                 anyhow::bail!(
-                    "no new token signed by the new key yet for the service accounts {}: is the controller-manager running with the new sa.key (restarted after switch)?",
+                    "no new token signed by the new key yet in the Secrets {}: is the controller-manager running with the new sa.key (restarted after switch)?",
                     missing.join(", ")
                 );
             }

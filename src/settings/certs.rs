@@ -72,7 +72,7 @@ impl Renew {
             local_etcd: !c.external_etcd,
         };
         request.validate()?;
-        let restart = restart_options(&args.restart, &layout);
+        let restart = restart_options(&args.restart, &layout, false);
         Ok(Renew {
             layout,
             request,
@@ -84,8 +84,13 @@ impl Renew {
     }
 }
 
-pub(super) fn restart_options(args: &RestartArgs, layout: &Layout) -> Option<restart::Options> {
+pub(super) fn restart_options(
+    args: &RestartArgs,
+    layout: &Layout,
+    progress_to_stderr: bool,
+) -> Option<restart::Options> {
     args.restart_static_pods.then(|| restart::Options {
+        progress_to_stderr,
         manifests_dir: args.manifests_dir.clone(),
         hold_dir: restart::hold_dir(&layout.kubeconfig_dir),
         file_check_frequency: args.file_check_frequency,

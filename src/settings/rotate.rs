@@ -90,7 +90,7 @@ impl Rotate {
         };
         Ok(Rotate {
             cluster,
-            restart: restart_options(&args.restart, &layout),
+            restart: restart_options(&args.restart, &layout, args.output != OutputFormat::Text),
             layout,
             step,
             targets,

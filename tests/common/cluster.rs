@@ -201,6 +201,42 @@ pub fn start_kcm_on(bin: &Path, dir: &Path, ip: IpAddr, port: u16, controllers: 
     )
 }
 
+/// As [`start_kcm_on`], signing CertificateSigningRequests with `signer` (certificate, key)
+/// instead of `pki/ca.crt`/`pki/ca.key` (during a CA rotation the signer has files of its own,
+/// while `ca.crt`, still its `--client-ca-file` and `--root-ca-file`, is a bundle).
+pub fn start_kcm_signing(
+    bin: &Path,
+    dir: &Path,
+    ip: IpAddr,
+    port: u16,
+    controllers: &str,
+    signer: (&Path, &Path),
+) -> Proc {
+    let pki = |f: &str| dir.join("pki").join(f).display().to_string();
+    let mut flags = control_plane_flags(dir, "controller-manager.conf", ip, port, "kcm-certs");
+    flags.extend([
+        format!("--client-ca-file={}", pki("ca.crt")),
+        format!(
+            "--requestheader-client-ca-file={}",
+            pki("front-proxy-ca.crt")
+        ),
+        format!("--root-ca-file={}", pki("ca.crt")),
+        format!("--service-account-private-key-file={}", pki("sa.key")),
+        format!("--cluster-signing-cert-file={}", signer.0.display()),
+        format!("--cluster-signing-key-file={}", signer.1.display()),
+        "--use-service-account-credentials=true".into(),
+        "--leader-elect=false".into(),
+        format!("--controllers={controllers}"),
+    ]);
+    let mut c = Command::new(bin.join("kube-controller-manager"));
+    c.args(&flags);
+    Proc::spawn(
+        "kube-controller-manager",
+        c,
+        &dir.join("kube-controller-manager.log"),
+    )
+}
+
 /// kube-scheduler v1.20.2 as kubeadm runs it (scheduler.conf for its own and for delegated
 /// authentication/authorization), serving /healthz on `ip:port`. Its binary is built on first
 /// use (see [`k8s_bin_dir_with`]).

@@ -1698,6 +1698,37 @@ mod tests {
     }
 
     #[test]
+    fn a_token_is_recognised_by_the_key_that_signed_it() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let k = PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap();
+        let other =
+            Side::of_key(PrivateKey::generate(KeyAlgorithm::Rsa2048).unwrap(), None).unwrap();
+        let h = b64.encode(r#"{"alg":"RS256","kid":""}"#);
+        let p =
+            b64.encode(r#"{"iss":"kubernetes/serviceaccount","sub":"system:serviceaccount:a:b"}"#);
+        let sig = b64.encode(k.sign(format!("{h}.{p}").as_bytes()).unwrap());
+        let signer = Side::of_key(k, None).unwrap();
+        let jwt = format!("{h}.{p}.{sig}");
+        assert!(token_signed_by(&jwt, &signer));
+        assert!(
+            token_signed_by(&format!("{jwt}\n"), &signer),
+            "the Secret's bytes may end in a newline"
+        );
+        assert!(!token_signed_by(&jwt, &other));
+        let tampered = format!(
+            "{h}.{}.{sig}",
+            b64.encode(r#"{"sub":"system:serviceaccount:a:admin"}"#)
+        );
+        assert!(!token_signed_by(&tampered, &signer));
+        let none = format!("{}.{p}.{sig}", b64.encode(r#"{"alg":"none"}"#));
+        assert!(!token_signed_by(&none, &signer));
+        for junk in ["", "a.b", "a.b.c.d", "!!.??.**", &format!("{h}.{p}.")] {
+            assert!(!token_signed_by(junk, &signer), "{junk:?}");
+        }
+    }
+
+    #[test]
     fn manifest_flags_change_one_line_each() {
         let m = "spec:\n  containers:\n  - command:\n    - kube-controller-manager\n    - --cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt\n    - --cluster-signing-key-file=/etc/kubernetes/pki/ca.key\n    - --root-ca-file=/etc/kubernetes/pki/ca.crt\n";
         assert_eq!(

@@ -980,4 +980,30 @@ mod tests {
             Err(Error::Locked { .. })
         ));
     }
+
+    #[test]
+    fn a_removal_happens_at_commit_and_only_to_a_managed_file() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::new(d.path().join("pki"), d.path());
+        fs::create_dir_all(&l.cert_dir).unwrap();
+        let s = crate::storage::session::Session::open(&l, false).unwrap();
+        let l = s.layout().clone();
+        let signer = l.signer_key();
+        fs::write(&signer, "key").unwrap();
+        let mut t = s.transaction("test").unwrap();
+        t.remove(&signer).unwrap();
+        assert!(signer.exists(), "removed before the commit");
+        assert!(matches!(
+            t.remove(&d.path().join("elsewhere")),
+            Err(Error::WrongForSlot { .. })
+        ));
+        t.commit().unwrap();
+        assert!(!signer.exists());
+        // Dropped uncommitted: nothing removed.
+        fs::write(&signer, "key").unwrap();
+        let mut t = s.transaction("test").unwrap();
+        t.remove(&signer).unwrap();
+        drop(t);
+        assert!(signer.exists());
+    }
 }
