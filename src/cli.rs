@@ -680,7 +680,7 @@ CertificateSigningRequests: kubelet.conf gets an embedded client certificate fro
 (pki/kubelet-client-current.pem, pki/kubelet-server-current.pem) move into the backup. Restart \
 the kubelet: it then requests a client certificate at once (approved by the controller-manager \
 as a node's own client certificate) and a serving certificate (approved by `kubepki controller` \
-with serverTLSBootstrap). Once it has them, `kubepki kubeconfig kubelet --rotated <kubelet-dir> \
+with serverTLSBootstrap). Once it has them, `kubepki kubeconfig kubelet --node-name <name> --rotated \
 --write` points kubelet.conf at its rotating files again."
     )]
     Kubelet(RotateKubeletArgs),
@@ -725,10 +725,6 @@ pub struct RotateKubeletArgs {
     /// The kubelet's directory
     #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet")]
     pub kubelet_dir: PathBuf,
-
-    /// The node's name (the kubelet's user is system:node:<name>) [default: the host name]
-    #[arg(long, value_name = "NAME")]
-    pub node_name: Option<String>,
 
     /// Wait for another kubepki run to finish instead of failing
     #[arg(long)]

@@ -435,6 +435,9 @@ fn a_second_control_plane_node_gets_the_same_new_cas_only_with_the_key() {
     }
     init_ecdsa(&n2, "n2", "10.0.0.2", &["--now", INIT_NOW]);
     init_ecdsa(&other, "x", "10.0.0.3", &["--now", INIT_NOW]);
+    // n3: the same cluster, which will make its own (other) new CAs.
+    let n3 = work.path().join("n3");
+    copy_tree(&n2, &n3);
 
     let archive = work.path().join("rotation.enc");
     let o = rotate_ok(
@@ -506,6 +509,61 @@ fn a_second_control_plane_node_gets_the_same_new_cas_only_with_the_key() {
             &key,
         ],
     );
+    // Run again with other new CAs of the same cluster (n3's archive): refused, the nodes must
+    // share one.
+    let other_archive = work.path().join("other.enc");
+    let o = rotate_ok(
+        &n3,
+        &[
+            "trust",
+            "all",
+            "--export",
+            other_archive.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    let other_key = json(&o)["certificateKey"].as_str().unwrap().to_string();
+    let before = pki_tree(&n2);
+    let o = run_fail(&mut rotate(
+        &n2,
+        &[
+            "trust",
+            "all",
+            "--import",
+            other_archive.to_str().unwrap(),
+            "--certificate-key",
+            &other_key,
+        ],
+    ));
+    assert!(stderr(&o).contains("another new CA"), "{}", stderr(&o));
+    assert_eq!(pki_tree(&n2), before);
+    // The same archive again is a no-op.
+    let o = rotate_ok(
+        &n2,
+        &[
+            "trust",
+            "all",
+            "--import",
+            archive.to_str().unwrap(),
+            "--certificate-key",
+            &key,
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(json(&o)["changed"], false);
+    // --ca-bundle is for workers only.
+    let o = run_fail(&mut rotate(
+        &n2,
+        &[
+            "switch",
+            "ca",
+            "--ca-bundle",
+            n1.join("pki/ca.crt").to_str().unwrap(),
+        ],
+    ));
+    assert!(stderr(&o).contains("control-plane node"), "{}", stderr(&o));
     for f in [
         "pki/ca.crt",
         "pki/front-proxy-ca.crt",
@@ -823,7 +881,19 @@ fn bad_input_is_refused_naming_the_file_and_changes_nothing() {
         .or_else(|_| fs::read_to_string(find(b.last().unwrap(), "apiserver-kubelet-client.crt")))
         .unwrap();
     let _ = old_signed;
-    fs::write(kpki.join("kubelet-client-current.pem"), old_cert).unwrap();
+    fs::write(kpki.join("kubelet-client-current.pem"), &old_cert).unwrap();
+    // Stepping back to before the rotation while the kubelet holds a certificate of the new CA:
+    // refused (it would stop being trusted), --force goes on.
+    let new_signed = fs::read_to_string(d.join("pki/apiserver-kubelet-client.crt")).unwrap();
+    fs::write(kpki.join("kubelet-client-current.pem"), &new_signed).unwrap();
+    rotate_ok(d, &["rollback", "ca"]);
+    refused(
+        d,
+        &mut rotate(d, &["rollback", "ca"]),
+        &["kubelet-client-current.pem", "signed by the new ca"],
+    );
+    rotate_ok(d, &["switch", "ca"]);
+    fs::write(kpki.join("kubelet-client-current.pem"), &old_cert).unwrap();
     refused(
         d,
         &mut rotate(d, &["finish", "ca"]),
@@ -831,6 +901,15 @@ fn bad_input_is_refused_naming_the_file_and_changes_nothing() {
     );
     rotate_ok(d, &["finish", "ca", "--force"]);
     assert!(all_in(d, "none"));
+    // status fails on files that disagree with the record.
+    rotate_ok(d, &["trust", "ca"]);
+    fs::write(
+        d.join("pki/ca.crt"),
+        fs::read(d.join("pki/ca.rotation.crt")).unwrap(),
+    )
+    .unwrap();
+    let o = run_fail(&mut kubepki_in(d, &["ca", "rotate", "status"]));
+    assert!(stdout(&o).contains("ERROR"), "{}", stdout(&o));
 }
 
 /// The first file named `name` below `dir`.

@@ -76,22 +76,31 @@ fn restart_kubelet_if_listed(node: &Node, report: &serde_json::Value) {
     });
 }
 
-/// The controller pods (name, restart count); they must keep running through the rotation.
+/// The controller's running pods (not terminating), by name; they must keep running through
+/// the rotation.
 fn controller_pods(node: &Node) -> Vec<String> {
-    node.kubectl_ok(&[
+    let v: serde_json::Value = serde_json::from_str(&node.kubectl_ok(&[
         "-n",
         "kubepki-system",
         "get",
         "pods",
         "-l",
         "app.kubernetes.io/name=kubepki-controller",
-        "--field-selector=status.phase=Running",
         "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ])
-    .split_whitespace()
-    .map(str::to_string)
-    .collect()
+        "json",
+    ]))
+    .unwrap();
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running"
+        })
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 /// The controller reads the cluster CA from its token Secret at start: restarted (as any
@@ -191,8 +200,14 @@ fn ca_rotation_on_a_real_kubeadm_node() {
     restart_kubelet_if_listed(&node, &r);
     ready("after trust");
     restart_in_cluster_clients(&node, 2);
-    let pods = controller_pods(&node);
-    assert_eq!(pods.len(), 2, "{pods:?}");
+    let pods = node.wait(
+        "two controller pods running after the restart",
+        Duration::from_secs(120),
+        || {
+            let p = controller_pods(&node);
+            (p.len() == 2).then_some(p)
+        },
+    );
 
     let r = step(&node, &["switch", "all"]);
     restart_kubelet_if_listed(&node, &r);
@@ -249,7 +264,7 @@ fn ca_rotation_on_a_real_kubeadm_node() {
     );
 
     // The kubelet asks for new certificates itself.
-    let out = run_ok(&mut node.kubepki(&["ca", "rotate", "kubelet", "--node-name", NODE_NAME]));
+    let out = run_ok(&mut node.kubepki(&["ca", "rotate", "kubelet"]));
     eprintln!("{}", stdout(&out));
     node.script("kubeletctl.sh", &["restart"]);
     let client = node.wait(
@@ -276,7 +291,6 @@ fn ca_rotation_on_a_real_kubeadm_node() {
         "--node-name",
         NODE_NAME,
         "--rotated",
-        "/var/lib/kubelet",
         "--write",
     ]));
     node.script("kubeletctl.sh", &["restart"]);

@@ -56,34 +56,30 @@ fn sign_client(
     ))
 }
 
-/// Writes kubelet.conf with a client certificate for `node` embedded, signed now by the CA that
-/// signs (as `kubeconfig kubelet --write`), keeping its cluster name and server; returns where
-/// the old one was backed up.
+/// Writes kubelet.conf with the client certificate `cert_pem` and key `key_pem` embedded (the
+/// kubelet's current ones: what it authenticates with when it asks for new ones) and ca.crt as
+/// its CA, keeping its cluster name and server; returns where the old one was backed up.
 pub(super) fn write_embedded_kubelet_conf(
     session: &kubepki_pki::storage::session::Session,
-    node: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
     now: OffsetDateTime,
 ) -> Result<Option<std::path::PathBuf>> {
     let layout = session.layout();
     let target =
         layout.kubeconfig(inventory::kubeconfig("kubelet.conf").expect("in the inventory"));
     let creds = kubeconfig::read_credentials(&target)?;
-    let user = format!("system:node:{node}");
-    let template = CertTemplate {
-        common_name: user.clone(),
-        organizations: vec!["system:nodes".into()],
-        client_auth: true,
-        ..Default::default()
-    };
-    let (cert, key, ca) = sign_client(
-        layout,
-        &template,
-        kubepki_pki::model::params::DEFAULT_CERT_VALIDITY,
-        KeyAlgorithm::EcdsaP256,
-        now,
-    )?;
-    let yaml =
-        Kubeconfig::embedded(&creds.cluster_name, &creds.server, &ca, &user, &cert, &key).to_yaml();
+    let ca = files::read_ca_bundle_pem(&layout.ca_cert(inventory::ca(CaId::Ca)))?;
+    let yaml = Kubeconfig::embedded(
+        &creds.cluster_name,
+        &creds.server,
+        &ca,
+        user,
+        cert_pem,
+        key_pem,
+    )
+    .to_yaml();
     Ok(kubepki_pki::ops::install::install(
         session,
         "ca rotate kubelet",

@@ -103,12 +103,25 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
     let ca_key = layout.ca_key(kubepki_pki::model::inventory::ca(
         kubepki_pki::model::inventory::CaId::Ca,
     ));
+    // A worker holds no CA key, no service-account key and no rotation record (a control-plane
+    // node with an external CA still has sa.key).
+    let is_worker = !kubepki_pki::fsio::exists(&ca_key)?
+        && !kubepki_pki::fsio::exists(&layout.sa_key())?
+        && !kubepki_pki::fsio::exists(&layout.rotation_state())?;
+    if args.ca_bundle.is_some() && !is_worker {
+        anyhow::bail!(
+            "{}: this is a control-plane node (it has {} or a rotation record); --ca-bundle is for workers, which follow the control plane's ca.crt",
+            layout.cert_dir.display(),
+            if kubepki_pki::fsio::exists(&ca_key)? {
+                "ca.key"
+            } else {
+                "sa.key"
+            }
+        );
+    }
     let worker_source = match (&args.ca_bundle, &args.cluster) {
         (Some(b), _) => Some(WorkerSource::File(b.clone())),
-        (None, Some((kc, node)))
-            if !kubepki_pki::fsio::exists(&ca_key)?
-                && !kubepki_pki::fsio::exists(&layout.rotation_state())? =>
-        {
+        (None, Some((kc, node))) if is_worker => {
             let c = super::rotate_cluster::Cluster::connect(kc, node.clone())?;
             Some(WorkerSource::ClusterInfo(c.cluster_info_cas()?))
         }
@@ -162,13 +175,25 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
             }
         }
         report.nodes = Some(phases);
-        if let Some(sa) = plan.targets.iter().find(|t| {
-            t.target == Target::Sa && t.changes && t.to.is_none() && args.step == Step::Finish
-        }) {
-            let stale = c.old_key_tokens(&sa.old)?;
+        // Service-account tokens the key being dropped signed stop working.
+        let dropped = plan.targets.iter().find_map(|t| {
+            (t.target == Target::Sa && t.changes && t.to.is_none()).then(|| {
+                if args.step == Step::Finish {
+                    (
+                        &t.old,
+                        "old",
+                        "`kubepki ca rotate tokens --kubeconfig ...` re-issues them",
+                    )
+                } else {
+                    (&t.new, "new", "they were re-issued during switch")
+                }
+            })
+        });
+        if let Some((key, which, how)) = dropped {
+            let stale = c.old_key_tokens(key)?;
             if !stale.is_empty() {
                 let msg = format!(
-                    "{} service-account token Secrets are still signed by the old key ({}); `kubepki ca rotate tokens --kubeconfig ...` re-issues them (--force to finish anyway: they stop working)",
+                    "{} service-account token Secrets are signed by the {which} key, which this step drops ({}); {how} (--force to go on anyway: they stop working)",
                     stale.len(),
                     stale.join(", ")
                 );
@@ -248,10 +273,11 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
     report.removed = plan.removed.clone();
     report.backup = outcome.backup.clone();
     if let Some(b) = &outcome.backup {
+        // A restore would not remove what the step created (the record, the other half of
+        // each pair): rollback is the way back.
         say(format!(
-            "[rotate] the previous files are in {}; `{}` puts them back",
-            b.display(),
-            super::restore_command(b, &layout)
+            "[rotate] the previous files are in {}; `kubepki ca rotate rollback` steps back",
+            b.display()
         ));
     }
     if !plan.changes() {
@@ -270,9 +296,9 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
         say(format!(
             "[rotate] the new CAs are in {}, encrypted; on each other control-plane node run `kubepki ca rotate trust {} --import <file> --certificate-key <key>` with this key (shown once, not stored):",
             path.display(),
-            args.targets
+            plan.targets
                 .iter()
-                .map(|t| t.name())
+                .map(|t| t.target.name())
                 .collect::<Vec<_>>()
                 .join(" ")
         ));
@@ -512,38 +538,89 @@ pub fn status(args: &RotateStatus) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // A target whose files could not be read or disagree with the record is an error.
+    Ok(if st.iter().any(|s| s.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The kubelet's certificates that move aside so that it requests new ones.
 const KUBELET_CURRENT: [&str; 2] = ["kubelet-client-current.pem", "kubelet-server-current.pem"];
 
 pub fn kubelet(args: &RotateKubelet, now: OffsetDateTime) -> Result<ExitCode> {
+    use kubepki_pki::crypto::cert::Certificate;
     let session = super::open_session(&args.layout, args.wait, false)?;
-    let state = rotate::State::read(session.layout())?;
-    if state.phase(Target::Ca) != Some(rotate::Phase::Switch) {
-        anyhow::bail!(
-            "{}: the rotation of ca is not in phase switch (it is {}); the kubelet's new certificates would come from the old CA",
-            session.layout().rotation_state().display(),
-            phase(state.phase(Target::Ca))
-        );
+    let layout = session.layout();
+    let state = rotate::State::read(layout)?;
+    let ca_file = layout.ca_cert(kubepki_pki::model::inventory::ca(
+        kubepki_pki::model::inventory::CaId::Ca,
+    ));
+    let cas = kubepki_pki::crypto::files::read_cert_chain(&ca_file)?
+        .with_context(|| format!("{}: no such file", ca_file.display()))?;
+    match state.phase(Target::Ca) {
+        Some(rotate::Phase::Switch) => {}
+        // A worker: no rotation record; it must trust both CAs (its trust step ran).
+        None if cas.len() >= 2
+            && !kubepki_pki::fsio::exists(&layout.ca_key(kubepki_pki::model::inventory::ca(
+                kubepki_pki::model::inventory::CaId::Ca,
+            )))? => {}
+        p => anyhow::bail!(
+            "{}: the rotation of ca is in phase {} here, not switch; the kubelet's new certificates would not come from the new CA (on a worker: after the control plane's switch, once this node trusts both CAs)",
+            layout.rotation_state().display(),
+            phase(p)
+        ),
     }
     let pki = args.kubelet_dir.join("pki");
-    // Checked before anything changes: the kubelet's files are where kubelet.conf says.
-    for f in KUBELET_CURRENT {
-        let p = pki.join(f);
-        if p.symlink_metadata().is_err() {
-            outln!(
-                "[rotate] {} is absent; the kubelet requests it at start",
-                p.display()
-            );
-        }
+    let current = pki.join(KUBELET_CURRENT[0]);
+    // The kubelet authenticates its request with the certificate it has (the old CA still
+    // trusts it until finish): moved into kubelet.conf, it is what the kubelet starts from.
+    let bytes = kubepki_pki::fsio::read(&current)?;
+    let cert = Certificate::from_pem_with_key(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", current.display()))?
+        .remove(0);
+    let key = kubepki_pki::crypto::key::PrivateKey::from_pem(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", current.display()))?;
+    if !key.matches_public_key(cert.public_key_der()) {
+        anyhow::bail!(
+            "{}: the key does not match the certificate",
+            current.display()
+        );
     }
-    let backup = super::kubeconfig::write_embedded_kubelet_conf(&session, &args.node_name, now)?
-        .unwrap_or_else(|| session.new_backup_dir(now));
+    if now >= cert.not_after {
+        anyhow::bail!(
+            "{}: expired on {}; `kubepki kubeconfig kubelet --write` makes a new kubelet.conf",
+            current.display(),
+            kubepki_pki::format::dates::format_date(cert.not_after)
+        );
+    }
+    if !cas.iter().any(|ca| cert.is_signed_by(ca)) {
+        anyhow::bail!(
+            "{}: not signed by a CA of {}",
+            current.display(),
+            ca_file.display()
+        );
+    }
+    if !cert.common_name.starts_with("system:node:") {
+        anyhow::bail!(
+            "{}: the certificate is for {:?}, not a node",
+            current.display(),
+            cert.common_name
+        );
+    }
+    let key_pem = key.to_pem().map_err(anyhow::Error::msg)?;
+    let backup = super::kubeconfig::write_embedded_kubelet_conf(
+        &session,
+        &cert.common_name,
+        &cert.to_pem(),
+        &key_pem,
+        now,
+    )?
+    .unwrap_or_else(|| session.new_backup_dir(now));
     outln!(
-        "[rotate] kubelet.conf now holds a client certificate for system:node:{} from the new CA; the old one is in {}",
-        args.node_name,
+        "[rotate] kubelet.conf now embeds the kubelet's current client certificate ({}); the previous kubelet.conf is in {}",
+        cert.common_name,
         backup.display()
     );
     let keep = backup.join("kubelet-pki");
@@ -553,7 +630,8 @@ pub fn kubelet(args: &RotateKubelet, now: OffsetDateTime) -> Result<ExitCode> {
             continue;
         }
         // A copy of what the link points at (the certificate and its key), then the link goes:
-        // without a current certificate the kubelet starts from kubelet.conf's and asks anew.
+        // without a current certificate the kubelet starts from kubelet.conf's and, as it does
+        // after a bootstrap, asks for a new one at once.
         kubepki_pki::fsio::create_dirs(&keep, 0o700)?;
         let bytes = kubepki_pki::fsio::read(&p)?;
         kubepki_pki::fsio::write_atomic(&keep.join(f), &bytes, 0o600)?;
@@ -564,9 +642,10 @@ pub fn kubelet(args: &RotateKubelet, now: OffsetDateTime) -> Result<ExitCode> {
             keep.join(f).display()
         );
     }
+    let node = cert.common_name.trim_start_matches("system:node:");
     outln!(
-        "[rotate] restart the kubelet (systemctl restart kubelet): it requests its client and serving certificates from the new CA; then `kubepki kubeconfig kubelet --node-name {} --rotated {} --write` points kubelet.conf at them again",
-        super::sh(std::path::Path::new(&args.node_name)),
+        "[rotate] restart the kubelet (systemctl restart kubelet): it requests its client and serving certificates from the new CA through CSRs; then `kubepki kubeconfig kubelet --node-name {} --rotated --kubelet-dir {} --write` points kubelet.conf at them again",
+        super::sh(std::path::Path::new(node)),
         super::sh(&args.kubelet_dir)
     );
     Ok(ExitCode::SUCCESS)

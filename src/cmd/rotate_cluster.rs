@@ -12,7 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -56,6 +56,20 @@ impl Cluster {
                 out.insert(node, m);
             }
         }
+        // A control-plane node that never recorded a step is at none.
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        for label in [
+            "node-role.kubernetes.io/control-plane",
+            "node-role.kubernetes.io/master",
+        ] {
+            let list = self
+                .rt
+                .block_on(nodes.list(&ListParams::default().labels(label)))
+                .context("cannot list the control-plane Nodes")?;
+            for n in list {
+                out.entry(n.name_any()).or_default();
+            }
+        }
         Ok(out)
     }
 
@@ -70,6 +84,16 @@ impl Cluster {
                     continue;
                 }
                 let theirs = m.get(t.target.name()).map_or("none", String::as_str);
+                let their_new = m.get(&format!("{}.new", t.target.name()));
+                let mine = &t.new.id()[..16];
+                if theirs != "none" && their_new.is_some_and(|n| n != mine) {
+                    out.push(format!(
+                        "node {node} rotates {} to another new CA (sha256:{}) than this node (sha256:{mine}): every node must import the same archive",
+                        t.target.name(),
+                        their_new.map_or("", String::as_str)
+                    ));
+                    continue;
+                }
                 if !ok.contains(&theirs) {
                     out.push(format!(
                         "node {node} is at phase {theirs} of {}, and this node goes from {} to {}: finish the previous step on every node first (--force to go on anyway)",
@@ -88,6 +112,12 @@ impl Cluster {
         let mut mine = phases.get(&self.node).cloned().unwrap_or_default();
         for t in &plan.targets {
             mine.insert(t.target.name().into(), phase(t.to).into());
+            let key = format!("{}.new", t.target.name());
+            if t.to.is_some() {
+                mine.insert(key, t.new.id()[..16].to_string());
+            } else {
+                mine.remove(&key);
+            }
         }
         let value = serde_json::to_string(&mine)?;
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), RECORD_NS);

@@ -72,10 +72,7 @@ impl Rotate {
         if args.export.is_some() {
             only_trust("--export")?;
         }
-        if args.ca_bundle.is_some()
-            && targets != [Target::Ca]
-            && targets.len() != Target::ALL.len() - 1
-        {
+        if args.ca_bundle.is_some() && !(args.targets == ["ca"] || args.targets == ["all"]) {
             bail!("--ca-bundle updates a worker's trust of the cluster CA: name `ca` (or `all`)");
         }
         let cluster = match args.kubeconfig {
@@ -163,7 +160,6 @@ impl RotateStatus {
 pub struct RotateKubelet {
     pub layout: Layout,
     pub kubelet_dir: PathBuf,
-    pub node_name: String,
     pub wait: bool,
 }
 
@@ -173,10 +169,6 @@ impl RotateKubelet {
         Ok(RotateKubelet {
             layout,
             kubelet_dir: args.kubelet_dir,
-            node_name: match args.node_name {
-                Some(n) => n,
-                None => crate::detect::node_name()?,
-            },
             wait: args.wait,
         })
     }

@@ -398,6 +398,25 @@ pub enum RotationProblem {
     UnrecordedBundle(usize),
     #[error("the new CA is the CA being rotated")]
     SameCa,
+    #[error(
+        "{target} is already in trust with another new CA ({have}) than the one given ({given}); every node must rotate to the same one: roll this node back first (ca rotate rollback {target})"
+    )]
+    OtherNewCa {
+        target: &'static str,
+        have: String,
+        given: String,
+    },
+    #[error(
+        "{target} signed as the new CA (or key) from {switched}: what it signed since (kubelet certificates the controller-manager issued on any node, service-account tokens re-issued by `ca rotate tokens`) is not trusted once it is dropped; make sure nothing uses it"
+    )]
+    SwitchedBefore {
+        target: &'static str,
+        switched: String,
+    },
+    #[error(
+        "is signed by the new {target}, which rolling back drops (pass --force to roll back anyway)"
+    )]
+    SignedByNew { target: &'static str },
     #[error("holds {0} certificates; the new CA is one certificate")]
     NotOneCertificate(usize),
     #[error(
@@ -426,6 +445,11 @@ pub enum RotationProblem {
         "the archive rotates a different {target} than this node has ({found}); was it made on another cluster?"
     )]
     ArchiveOtherCa { target: &'static str, found: String },
+    #[error(
+        "mentions the controller-manager's signing flag in a form kubepki does not edit ({line:?}); write it as `- --cluster-signing-cert-file=<path>` (and the key flag likewise), or point both flags at {} and its key yourself",
+        .signer.display()
+    )]
+    ManifestFlag { line: String, signer: PathBuf },
     #[error(
         "the flag {flag} is {found:?}, not {expected:?}; the manifest was changed outside kubepki during the rotation"
     )]

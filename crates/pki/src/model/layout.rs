@@ -232,6 +232,23 @@ impl Layout {
         })
     }
 
+    /// Whether a transaction may remove `path`: only the files a CA rotation creates and drops
+    /// (the other half of a pair, the controller-manager's signer files, the rotation record),
+    /// never a CA, leaf, key or kubeconfig a cluster runs on.
+    pub fn removable(&self, path: &Path) -> bool {
+        let mut v = vec![
+            self.signer_cert(),
+            self.signer_key(),
+            self.sa_rotation_key(),
+            self.rotation_state(),
+        ];
+        for ca in crate::model::inventory::CAS {
+            v.push(self.rotation_cert(ca));
+            v.push(self.rotation_key(ca));
+        }
+        v.iter().any(|p| p == path)
+    }
+
     /// Whether `path` (absolute, like this layout) is one of [`Layout::managed_files`].
     pub fn manages(&self, path: &Path) -> bool {
         self.managed_files().iter().any(|(p, _)| p == path)

@@ -205,6 +205,10 @@ pub struct Record {
     /// Set when kubepki changed the controller-manager manifest's signer flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer_flags: Option<SignerFlags>,
+    /// When the new CA (or key) began to sign; kept by a rollback to trust, since what it
+    /// signed meanwhile may still be in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched: Option<String>,
 }
 
 /// `kubepki-rotation.json`: the rotations in progress on this node.
@@ -712,7 +716,7 @@ pub fn plan(layout: &Layout, req: &Request, now: OffsetDateTime) -> Result<Plan>
     for &t in &req.targets {
         let rec = state.rotations.get(&t);
         let Some(found) = read_found(t, layout, rec)? else {
-            if matches!(req.new, NewMaterial::Generate) && req.targets.len() > 1 {
+            if !matches!(req.new, NewMaterial::Files { .. }) && req.targets.len() > 1 {
                 // `all` on a node without this CA (external etcd): nothing to rotate.
                 plan.warnings.push(format!(
                     "{}: {} not found, skipped",
@@ -730,6 +734,22 @@ pub fn plan(layout: &Layout, req: &Request, now: OffsetDateTime) -> Result<Plan>
         let to = match req.step.next(from) {
             Ok(to) => to,
             Err(None) => {
+                // Already there: but given material must be what this node already has, or
+                // the nodes would end up with different new CAs.
+                if let (Some(have), false) = (&found.new, matches!(req.new, NewMaterial::Generate))
+                {
+                    let given = new_side(t, &found.old, req, now)?;
+                    if given.id() != have.id() {
+                        return Err(Error::rotation(
+                            layout.rotation_state(),
+                            RotationProblem::OtherNewCa {
+                                target: t.name(),
+                                have: have.describe(),
+                                given: given.describe(),
+                            },
+                        ));
+                    }
+                }
                 plan.targets.push(TargetPlan {
                     target: t,
                     from,
@@ -1051,6 +1071,22 @@ impl Plan {
                     self.kubeconfig_trust(&p, &old, &new, &bundle)?;
                 }
             }
+            // Back to no rotation after a switch: what the new CA signed meanwhile is dropped.
+            if req.step == Step::Rollback
+                && to.is_none()
+                && !req.force
+                && t == Target::Ca
+                && let (Some(kd), Some(nc)) = (&req.kubelet_dir, &new.cert)
+            {
+                for p in kubelet_certs(kd) {
+                    if read_any_cert(&p)?.is_some_and(|c| c.is_signed_by(nc)) {
+                        self.problems.push(Error::rotation(
+                            &p,
+                            RotationProblem::SignedByNew { target: t.name() },
+                        ));
+                    }
+                }
+            }
             if finishing
                 && !req.force
                 && t == Target::Ca
@@ -1067,6 +1103,35 @@ impl Plan {
                 }
             }
         }
+        if let Some(switched) = state.rotations.get(&t).and_then(|r| r.switched.clone()) {
+            if req.step == Step::Rollback && to.is_none() {
+                // Only what is seen here can be refused (the kubelet's certificates above);
+                // certificates the controller-manager signed for other nodes are not.
+                self.warnings.push(
+                    Error::rotation(
+                        l.rotation_state(),
+                        RotationProblem::SwitchedBefore {
+                            target: t.name(),
+                            switched,
+                        },
+                    )
+                    .to_string(),
+                );
+            } else if t == Target::Sa && finishing {
+                // Tokens from the TokenRequest API (projected volumes) signed by the old key
+                // before switch are refreshed at 80% of their lifetime (an hour by default).
+                let since = time::OffsetDateTime::parse(
+                    &switched,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok();
+                if since.is_none_or(|s| now - s < time::Duration::HOUR) {
+                    self.warnings.push(format!(
+                        "sa switched at {switched}, less than an hour ago: tokens the API server issued before (projected service-account volumes, kubectl create token) are refused once the old key is dropped; pods refresh projected tokens at 80% of their lifetime"
+                    ));
+                }
+            }
+        }
         match to {
             Some(phase) => {
                 let started = state
@@ -1074,6 +1139,14 @@ impl Plan {
                     .get(&t)
                     .map(|r| r.started.clone())
                     .unwrap_or_else(|| crate::format::dates::rfc3339_utc(now));
+                let switched = match (phase, state.rotations.get(&t)) {
+                    (Phase::Switch, Some(r)) => Some(
+                        r.switched
+                            .clone()
+                            .unwrap_or_else(|| crate::format::dates::rfc3339_utc(now)),
+                    ),
+                    (_, r) => r.and_then(|r| r.switched.clone()),
+                };
                 state.rotations.insert(
                     t,
                     Record {
@@ -1082,6 +1155,7 @@ impl Plan {
                         new: new.id(),
                         started,
                         signer_flags,
+                        switched,
                     },
                 );
             }
@@ -1195,12 +1269,34 @@ impl Plan {
             return Ok(());
         }
         let text = crate::fsio::read_to_string(&m)?;
-        let cert_now = flag_value(&text, CERT_FLAG);
-        let key_now = flag_value(&text, KEY_FLAG);
+        let unparsed = |line: String| {
+            Error::rotation(
+                &m,
+                RotationProblem::ManifestFlag {
+                    line,
+                    signer: l.signer_cert(),
+                },
+            )
+        };
+        let cert_now = find_flag(&text, CERT_FLAG).map_err(unparsed)?;
+        let key_now = find_flag(&text, KEY_FLAG).map_err(unparsed)?;
         let (Some(cert_now), Some(key_now)) = (cert_now, key_now) else {
-            // A controller-manager that does not sign (or signs from elsewhere).
+            // A controller-manager that does not sign.
             return Ok(());
         };
+        let (cert_now, key_now) = (cert_now.value, key_now.value);
+        let named = |v: &str, file: &str| Path::new(v).file_name().is_some_and(|n| n == file);
+        if flags.is_none() && !(named(&cert_now, "ca.crt") && named(&key_now, "ca.key")) {
+            // It signs with another CA than the cluster's: ca.crt becoming a bundle is not its
+            // concern.
+            if rotating {
+                self.warnings.push(format!(
+                    "{}: the controller-manager signs with {cert_now}, not ca.crt: left as it is",
+                    m.display()
+                ));
+            }
+            return Ok(());
+        }
         let sibling = |v: &str, name: &str| {
             Path::new(v)
                 .parent()
@@ -1225,14 +1321,18 @@ impl Plan {
                     cert: cert_now.clone(),
                     key: key_now.clone(),
                 });
-                set_flag(&set_flag(&text, CERT_FLAG, &want_cert), KEY_FLAG, &want_key)
+                set_flag(&text, CERT_FLAG, &want_cert)
+                    .and_then(|t| set_flag(&t, KEY_FLAG, &want_key))
+                    .map_err(unparsed)?
             }
             (Some(_), true) => {
                 return self.check_flags(&m, &cert_now, &key_now, &want_cert, &want_key);
             }
             (Some(f), false) => {
                 self.check_flags(&m, &cert_now, &key_now, &want_cert, &want_key)?;
-                let t = set_flag(&set_flag(&text, CERT_FLAG, &f.cert), KEY_FLAG, &f.key);
+                let t = set_flag(&text, CERT_FLAG, &f.cert)
+                    .and_then(|t| set_flag(&t, KEY_FLAG, &f.key))
+                    .map_err(unparsed)?;
                 *flags = None;
                 t
             }
@@ -1276,31 +1376,78 @@ impl Plan {
 const CERT_FLAG: &str = "--cluster-signing-cert-file";
 const KEY_FLAG: &str = "--cluster-signing-key-file";
 
-/// The value of `- --flag=value` in a manifest's command list.
-fn flag_value(text: &str, flag: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let v = l.trim_start().strip_prefix("- ")?.trim();
-        let v = v.strip_prefix(flag)?.strip_prefix('=')?;
-        Some(v.trim_matches('"').to_string())
-    })
+/// A flag's value in a static pod manifest's command list: the line, and the byte span of the
+/// value (inside its quotes, if any).
+#[derive(Debug, PartialEq, Eq)]
+struct FlagAt {
+    value: String,
+    start: usize,
+    end: usize,
 }
 
-/// `text` with `- --flag=...` set to `value` (only that line changes).
-fn set_flag(text: &str, flag: &str, value: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for l in text.split_inclusive('\n') {
-        let body = l.trim_start();
-        if let Some(rest) = body.strip_prefix("- ")
-            && rest.trim_start().starts_with(&format!("{flag}="))
-        {
-            let indent = &l[..l.len() - body.len()];
-            let nl = if l.ends_with('\n') { "\n" } else { "" };
-            out.push_str(&format!("{indent}- {flag}={value}{nl}"));
-        } else {
-            out.push_str(l);
+/// Where `flag` is set in `text`, as kubeadm writes it (`- --flag=value`) or quoted
+/// (`- "--flag=value"`, `- --flag="value"`); `None` when absent. A line that mentions the flag
+/// in any other form, or a second mention, is returned as the error: kubepki does not guess.
+fn find_flag(text: &str, flag: &str) -> std::result::Result<Option<FlagAt>, String> {
+    let mut found = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let at = offset;
+        offset += line.len();
+        if !line.contains(flag) {
+            continue;
         }
+        let bad = || line.trim_end().to_string();
+        if found.is_some() {
+            return Err(bad());
+        }
+        let content = line.trim_end_matches(['\n', '\r']);
+        let body = content.trim_start();
+        let item = body.strip_prefix("- ").ok_or_else(bad)?;
+        let lead = content.len() - item.len();
+        let item_end = item.trim_end().len();
+        let item = &item[..item_end];
+        // An item quoted as a whole.
+        let (inner, inner_at) = match item.chars().next() {
+            Some(q @ ('"' | '\'')) if item.len() >= 2 && item.ends_with(q) => {
+                (&item[1..item.len() - 1], lead + 1)
+            }
+            Some('"' | '\'') => return Err(bad()),
+            _ => (item, lead),
+        };
+        let value = inner
+            .strip_prefix(flag)
+            .and_then(|v| v.strip_prefix('='))
+            .ok_or_else(bad)?;
+        let mut v_at = inner_at + flag.len() + 1;
+        let mut v = value;
+        // A value quoted on its own.
+        if let Some(q @ ('"' | '\'')) = v.chars().next() {
+            if v.len() < 2 || !v.ends_with(q) {
+                return Err(bad());
+            }
+            v = &v[1..v.len() - 1];
+            v_at += 1;
+        }
+        if v.is_empty() || v.contains(['"', '\'', ' ']) {
+            return Err(bad());
+        }
+        found = Some(FlagAt {
+            value: v.to_string(),
+            start: at + v_at,
+            end: at + v_at + v.len(),
+        });
     }
-    out
+    Ok(found)
+}
+
+/// `text` with the value of `flag` replaced by `value`, every other byte kept (quotes, line
+/// endings).
+fn set_flag(text: &str, flag: &str, value: &str) -> std::result::Result<String, String> {
+    match find_flag(text, flag)? {
+        Some(f) => Ok(format!("{}{value}{}", &text[..f.start], &text[f.end..])),
+        None => Ok(text.to_string()),
+    }
 }
 
 /// What a step did.
@@ -1556,6 +1703,11 @@ pub fn import(path: &Path, key_hex: &str, layout: &Layout) -> Result<BTreeMap<Ta
             .map(|k| PrivateKey::from_pem(k.as_bytes()))
             .transpose()
             .map_err(|_| bad("holds an unreadable key"))?;
+        // A CA comes with its certificate; the service-account key with its key and nothing else.
+        match (it.target == Target::Sa, &it.cert, &it.key) {
+            (false, Some(_), _) | (true, None, Some(_)) => {}
+            _ => return Err(bad("holds an entry of the wrong shape for its target")),
+        }
         let side = match (&it.cert, key) {
             (Some(c), key) => {
                 let c = Certificate::from_pem_chain(c.as_bytes())
@@ -1729,13 +1881,13 @@ mod tests {
     }
 
     #[test]
-    fn manifest_flags_change_one_line_each() {
+    fn manifest_flags_change_their_value_only() {
         let m = "spec:\n  containers:\n  - command:\n    - kube-controller-manager\n    - --cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt\n    - --cluster-signing-key-file=/etc/kubernetes/pki/ca.key\n    - --root-ca-file=/etc/kubernetes/pki/ca.crt\n";
         assert_eq!(
-            flag_value(m, CERT_FLAG).as_deref(),
-            Some("/etc/kubernetes/pki/ca.crt")
+            find_flag(m, CERT_FLAG).unwrap().unwrap().value,
+            "/etc/kubernetes/pki/ca.crt"
         );
-        let changed = set_flag(m, CERT_FLAG, "/etc/kubernetes/pki/ca-signer.crt");
+        let changed = set_flag(m, CERT_FLAG, "/etc/kubernetes/pki/ca-signer.crt").unwrap();
         assert_eq!(
             changed,
             m.replace(
@@ -1744,5 +1896,25 @@ mod tests {
             )
         );
         assert!(changed.contains("--root-ca-file=/etc/kubernetes/pki/ca.crt\n"));
+        // Quotes and CRLF are kept byte for byte, there and back.
+        for form in [
+            "    - \"--cluster-signing-cert-file=/p/ca.crt\"\r\n",
+            "    - --cluster-signing-cert-file=\"/p/ca.crt\"\r\n",
+            "    - '--cluster-signing-cert-file=/p/ca.crt'\n",
+        ] {
+            let there = set_flag(form, CERT_FLAG, "/p/ca-signer.crt").unwrap();
+            assert_eq!(there, form.replace("/p/ca.crt", "/p/ca-signer.crt"));
+            assert_eq!(set_flag(&there, CERT_FLAG, "/p/ca.crt").unwrap(), form);
+        }
+        // Forms kubepki does not edit are refused, not skipped.
+        for bad in [
+            "    - --cluster-signing-cert-file\n    - /p/ca.crt\n",
+            "    - --cluster-signing-cert-file=/p/ca.crt\n    - --cluster-signing-cert-file=/q/ca.crt\n",
+            "    args: [\"--cluster-signing-cert-file=/p/ca.crt\"]\n",
+            "    - \"--cluster-signing-cert-file=/p/ca.crt\n",
+        ] {
+            assert!(find_flag(bad, CERT_FLAG).is_err(), "{bad:?}");
+        }
+        assert_eq!(find_flag("    - --other=1\n", CERT_FLAG), Ok(None));
     }
 }

@@ -220,11 +220,12 @@ impl Transaction<'_> {
         self.stage(&abs, contents, mode, false)
     }
 
-    /// Removes `target` at commit, after backing it up like a replaced file. Only a file
-    /// kubepki manages in this PKI, and only a regular one.
+    /// Removes `target` at commit, after backing it up like a replaced file. Only a file a CA
+    /// rotation creates ([`Layout::removable`]), only a regular one, and only with the content
+    /// it has now (recovery removes it only if it still has).
     pub fn remove(&mut self, target: &Path) -> Result<()> {
         let abs = absolute(target)?;
-        if !self.layout.manages(&abs) {
+        if !self.layout.removable(&abs) {
             return Err(Error::slot(
                 abs,
                 SlotProblem::NotManaged {
@@ -244,10 +245,11 @@ impl Transaction<'_> {
             "{TEMP_PREFIX}{}-{}.new",
             self.journal.id, self.next
         ));
+        let sha256 = sha256_hex(&fsio::read(&abs)?);
         self.journal.entries.push(Entry {
             target: abs,
             staged,
-            sha256: String::new(),
+            sha256,
             create: false,
             remove: true,
         });
@@ -489,7 +491,21 @@ fn finish(journal_dir: &Path, j: &Journal) -> Result<()> {
     let mut dirs = BTreeSet::new();
     for e in &j.entries {
         if e.remove {
-            remove_if_present(&e.target)?;
+            // Absent: removed before the interruption. Present, it must be what was journaled.
+            if crate::fsio::exists(&e.target)? {
+                if sha256_hex(&fsio::read(&e.target)?) != e.sha256 {
+                    return Err(Error::journal(
+                        &jp,
+                        JournalProblem::ChangedOutside {
+                            target: e.target.clone(),
+                            operation: j.operation.clone(),
+                            backup: j.backup.as_ref().map(|b| b.dir.clone()),
+                            journal: jp.clone(),
+                        },
+                    ));
+                }
+                remove_if_present(&e.target)?;
+            }
         } else if crate::fsio::exists(&e.staged)? {
             let moved = if e.create {
                 fsio::rename_noreplace(&e.staged, &e.target)
@@ -680,7 +696,7 @@ fn check_shape(jp: &Path, j: &Journal, layout: &Layout) -> Result<()> {
             || !name.starts_with(&prefix)
             || !name.ends_with(".new")
             || (!e.create && !layout.manages(&e.target))
-            || (e.remove && (e.create || !layout.manages(&e.target)))
+            || (e.remove && (e.create || !layout.removable(&e.target)))
         {
             return Err(bad(Foreign::Pair {
                 staged: e.staged.clone(),
@@ -1005,5 +1021,30 @@ mod tests {
         t.remove(&signer).unwrap();
         drop(t);
         assert!(signer.exists());
+        // Never a file a cluster runs on, even one kubepki manages.
+        let admin = l.kubeconfig_dir.join("admin.conf");
+        fs::write(&admin, "x").unwrap();
+        let mut t = s.transaction("test").unwrap();
+        assert!(t.remove(&admin).is_err());
+        drop(t);
+        drop(s);
+        // A crafted journal naming one is refused, and so is a removal of changed content.
+        for (target, sha) in [
+            (admin.clone(), sha256_hex(b"x")),
+            (signer.clone(), sha256_hex(b"other")),
+        ] {
+            let mut j = journal(&l, "ab", State::Committed, vec![]);
+            j.entries.push(Entry {
+                staged: target.with_file_name(".kubepki-ab-1.new"),
+                target: target.clone(),
+                sha256: sha,
+                create: false,
+                remove: true,
+            });
+            write_journal(&l.cert_dir, &j).unwrap();
+            assert!(recover(&l).is_err(), "{}", target.display());
+            assert!(target.exists());
+            fs::remove_file(l.cert_dir.join(JOURNAL)).unwrap();
+        }
     }
 }
