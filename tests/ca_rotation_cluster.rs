@@ -18,7 +18,10 @@
 //! - an etcd writer with n1's apiserver-etcd-client certificate, trying the next member when
 //!   one is down;
 //! - between phases, a kubelet client CSR signed by the controller-manager, whose certificate
-//!   must then authenticate to every API server.
+//!   must then authenticate to every API server;
+//! - in test 3 only, an aggregated-API-style client: as the aggregator proxies a request, the
+//!   front-proxy-client certificate of each node in turn (re-read every time) with
+//!   `X-Remote-User`/`X-Remote-Group` headers, trying the next API server when one refuses.
 //!
 //! Every failure is counted by kind (TLS, 401, connection refused, unavailable, ...) and phase.
 //! TLS failures and 401s must be zero (the service-account client's legacy token is, by design,
@@ -33,7 +36,12 @@
 //!    works, every admin.conf works, `certs check-expiration` succeeds everywhere.
 //! 2. `ca_rotation_rollback_under_load_has_zero_failures`: trust, switch, then rollback twice;
 //!    every certificate is the old CAs' again and the cluster works.
-//! 3. `rolling_restarts_under_load_have_zero_failures` (ignored; the harness's own baseline,
+//! 3. `single_ca_rotations_under_load_have_zero_failures`: `front-proxy-ca` alone, then
+//!    `etcd-ca` alone (trust, switch, finish each); no TLS failure, 401 or 403 (the
+//!    aggregated-API-style client included), three healthy etcd members after every phase,
+//!    only the rotated CA's files changed, `ca` and `sa` byte-for-byte unchanged, nothing left
+//!    of the two old CAs, and their old client certificates refused by the servers.
+//! 4. `rolling_restarts_under_load_have_zero_failures` (ignored; the harness's own baseline,
 //!    with no `kubepki ca rotate` at all): every component of every node restarted in the same
 //!    rolling order, with the same load and the same assertions. If it fails, the harness is
 //!    wrong, not the rotation.
@@ -91,6 +99,12 @@ const WRITER_PERIOD: Duration = Duration::from_millis(150);
 const SA_PERIOD: Duration = Duration::from_millis(300);
 const SA_REFRESH: Duration = Duration::from_secs(2);
 const ETCD_PERIOD: Duration = Duration::from_millis(250);
+const PROXY_PERIOD: Duration = Duration::from_millis(300);
+/// Who the aggregated-API-style client says it proxies for: system:masters is the only thing
+/// that lets it list the load's ConfigMaps (front-proxy-client itself has no RBAC binding), so
+/// a 200 proves the API server took the identity from the headers.
+const PROXY_USER: &str = "aggregated-user";
+const PROXY_GROUP: &str = "system:masters";
 /// Bounds of every load thread, whatever happens.
 const LOAD_LIMIT: Duration = Duration::from_secs(900);
 const LOAD_MAX_OPS: u64 = 8000;
@@ -331,6 +345,10 @@ enum Outcome {
 enum Auth<'a> {
     Cert(&'a Path, &'a Path),
     Bearer(&'a str),
+    /// As the aggregator proxies a request to an extension API server: the front-proxy client
+    /// certificate and key, and the user (and group, unless empty) in the request headers the
+    /// API servers' `--requestheader-*` flags name.
+    Proxied(&'a Path, &'a Path, &'a str, &'a str),
 }
 
 /// Whether a failed curl's message is about certificates or TLS trust (and not a connection
@@ -388,6 +406,13 @@ fn curl(ca: &Path, auth: &Auth, method: &str, url: &str, body: Option<(&str, &st
         }
         Auth::Bearer(t) => {
             c.arg("-H").arg(format!("Authorization: Bearer {t}"));
+        }
+        Auth::Proxied(cert, key, user, group) => {
+            c.arg("--cert").arg(cert).arg("--key").arg(key);
+            c.arg("-H").arg(format!("X-Remote-User: {user}"));
+            if !group.is_empty() {
+                c.arg("-H").arg(format!("X-Remote-Group: {group}"));
+            }
         }
     }
     if let Some((ctype, b)) = body {
@@ -566,6 +591,8 @@ struct Load {
     writer: Tally,
     sa: Tally,
     etcd: Tally,
+    /// The aggregated-API-style client, when the test runs one.
+    proxy: Option<Tally>,
     writer_acks: Arc<Mutex<Acks>>,
     etcd_acks: Arc<Mutex<Vec<u64>>>,
     /// Whether the service-account client must keep succeeding (until finish drops the key its
@@ -585,14 +612,16 @@ fn etcd_key(n: u64) -> String {
 }
 
 impl Load {
-    /// Starts the three clients; `secret` is the service account's token Secret.
-    fn start(topo: &Topo, secret: &str) -> Load {
+    /// Starts the three clients (and the aggregated-API-style client when `proxy`); `secret` is
+    /// the service account's token Secret.
+    fn start_with(topo: &Topo, secret: &str, proxy: bool) -> Load {
         let t0 = Instant::now();
         let phase = Arc::new(Mutex::new("before".to_string()));
         let mut load = Load {
             writer: Tally::new("api-writer", &phase, t0),
             sa: Tally::new("service-account-client", &phase, t0),
             etcd: Tally::new("etcd-writer", &phase, t0),
+            proxy: proxy.then(|| Tally::new("aggregated-api-client", &phase, t0)),
             phase,
             writer_acks: Default::default(),
             etcd_acks: Default::default(),
@@ -611,6 +640,12 @@ impl Load {
         load.threads.push(Background::spawn(move |stop| {
             etcd_writer(&t, &tally, &acks, stop)
         }));
+        if let Some(tally) = load.proxy.clone() {
+            let t = topo.clone();
+            load.threads.push(Background::spawn(move |stop| {
+                proxy_client(&t, &tally, stop)
+            }));
+        }
         load
     }
 
@@ -625,14 +660,22 @@ impl Load {
 
     /// Waits (bounded: 60 s) until each client has succeeded `n` more times.
     fn wait_progress(&self, n: u64, what: &str) {
-        let base = [self.writer.ok(), self.sa.ok(), self.etcd.ok()];
+        let oks = || {
+            [
+                self.writer.ok(),
+                self.sa.ok(),
+                self.etcd.ok(),
+                self.proxy.as_ref().map_or(0, Tally::ok),
+            ]
+        };
+        let base = oks();
         let mut now = base;
         let start = Instant::now();
         let sa = self.sa_required.load(Ordering::SeqCst);
         for _ in 0..240 {
-            now = [self.writer.ok(), self.sa.ok(), self.etcd.ok()];
+            now = oks();
             let moved = |c: usize| now[c] >= base[c] + n;
-            if moved(0) && moved(2) && (moved(1) || !sa) {
+            if moved(0) && moved(2) && (moved(1) || !sa) && (moved(3) || self.proxy.is_none()) {
                 return;
             }
             if start.elapsed() > Duration::from_secs(60) {
@@ -642,7 +685,8 @@ impl Load {
         }
         panic!(
             "{what}: the load did not make progress in {:?} (successes of writer, \
-             service-account client, etcd writer: {base:?} -> {now:?})\n{}",
+             service-account client, etcd writer, aggregated-API client: {base:?} -> \
+             {now:?})\n{}",
             start.elapsed(),
             self.report()
         );
@@ -650,7 +694,8 @@ impl Load {
 
     fn report(&self) -> String {
         [&self.writer, &self.sa, &self.etcd]
-            .iter()
+            .into_iter()
+            .chain(&self.proxy)
             .map(|t| t.report())
             .collect::<Vec<_>>()
             .join("\n")
@@ -819,6 +864,80 @@ fn sa_client(topo: &Topo, t: &Tally, secret: &str, stop: &AtomicBool) {
             t.record(Kind::Failed, &format!("GET {path}: {e}"));
         }
         std::thread::sleep(SA_PERIOD.saturating_sub(tick.elapsed()));
+    }
+}
+
+/// Node `n`'s front-proxy-client certificate and key, and its ca.crt, copied to `dir`: read
+/// until two reads in a row agree, so that a pair being replaced by a rotation step (two
+/// renames) is never seen half old, half new (which would be the harness's tear, not the
+/// rotation's). Returns (ca, cert, key).
+fn proxy_files(n: &Node, dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let names = ["ca.crt", "front-proxy-client.crt", "front-proxy-client.key"];
+    let read = || -> Result<Vec<Vec<u8>>, String> {
+        names
+            .iter()
+            .map(|f| fs::read(n.pki(f)).map_err(|e| format!("{}: {e}", n.pki(f).display())))
+            .collect()
+    };
+    let mut last = read()?;
+    for _ in 0..10 {
+        let now = read()?;
+        if now == last {
+            let paths: Vec<PathBuf> = names.iter().map(|f| dir.join(f)).collect();
+            for (p, b) in paths.iter().zip(&now) {
+                write_file(p, b);
+            }
+            return Ok((paths[0].clone(), paths[1].clone(), paths[2].clone()));
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("{}: the front-proxy files keep changing", n.name))
+}
+
+/// An aggregated-API-style client: lists ConfigMaps every 300 ms as the aggregator proxies a
+/// request, with node N%3's front-proxy-client certificate and key (re-read every time, as the
+/// aggregator reads them when it restarts) and `X-Remote-User`/`X-Remote-Group` headers,
+/// trusting that node's ca.crt; node N%3's server first, the others when it fails.
+fn proxy_client(topo: &Topo, t: &Tally, stop: &AtomicBool) {
+    let start = Instant::now();
+    for n in 0..LOAD_MAX_OPS {
+        if stop.load(Ordering::SeqCst) || start.elapsed() > LOAD_LIMIT {
+            break;
+        }
+        let tick = Instant::now();
+        let k = (n % 3) as usize;
+        let node = &topo.nodes[k];
+        let (ca, cert, key) =
+            match proxy_files(node, &topo.root.join("load/proxy").join(&node.name)) {
+                Ok(f) => f,
+                Err(e) => {
+                    t.record(Kind::Other, &e);
+                    t.op(false);
+                    std::thread::sleep(PROXY_PERIOD);
+                    continue;
+                }
+            };
+        let path = format!("/api/v1/namespaces/{NS}/configmaps?limit=1");
+        let r = failover(
+            t,
+            order_from(k),
+            |i| {
+                curl(
+                    &ca,
+                    &Auth::Proxied(&cert, &key, PROXY_USER, PROXY_GROUP),
+                    "GET",
+                    &format!("{}{path}", topo.nodes[i].server()),
+                    None,
+                )
+            },
+            |s, _| s == 200,
+        );
+        t.op(r.is_ok());
+        if let Err(e) = r {
+            t.record(Kind::Failed, &format!("GET {path}: {e}"));
+        }
+        std::thread::sleep(PROXY_PERIOD.saturating_sub(tick.elapsed()));
     }
 }
 
@@ -1479,15 +1598,28 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 /// The arguments of the trust step: export the new CAs on n1, import them on the others.
 fn trust_args(root: &Path) -> impl Fn(usize, Option<&str>) -> Option<Vec<String>> + use<> {
-    let bundle = root.join("rotation.enc").display().to_string();
+    trust_args_of(root, "all")
+}
+
+/// [`trust_args`] for `target` (`all`, `ca`, `front-proxy-ca`, `etcd-ca`, `sa`) alone.
+fn trust_args_of(
+    root: &Path,
+    target: &'static str,
+) -> impl Fn(usize, Option<&str>) -> Option<Vec<String>> + use<> {
+    let name = if target == "all" {
+        "rotation.enc".to_string()
+    } else {
+        format!("rotation-{target}.enc")
+    };
+    let bundle = root.join(name).display().to_string();
     move |i, key| {
         Some(if i == 0 {
-            strings(&["trust", "all", "--export", &bundle])
+            strings(&["trust", target, "--export", &bundle])
         } else {
             let key = key.expect("n1's trust step printed no certificateKey");
             strings(&[
                 "trust",
-                "all",
+                target,
                 "--import",
                 &bundle,
                 "--certificate-key",
@@ -1498,7 +1630,14 @@ fn trust_args(root: &Path) -> impl Fn(usize, Option<&str>) -> Option<Vec<String>
 }
 
 fn simple_args(step: &'static str) -> impl Fn(usize, Option<&str>) -> Option<Vec<String>> {
-    move |_, _| Some(strings(&[step, "all"]))
+    simple_args_of(step, "all")
+}
+
+fn simple_args_of(
+    step: &'static str,
+    target: &'static str,
+) -> impl Fn(usize, Option<&str>) -> Option<Vec<String>> {
+    move |_, _| Some(strings(&[step, target]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1799,6 +1938,31 @@ fn assert_nothing_old(topo: &Topo) {
     );
 }
 
+/// Every certificate on node `n` ([`certs_on`]) that is one of the old CAs `old_ders` or that
+/// one of them (the bundle file `old_bundle`) signed, as openssl verifies it, added to `bad`;
+/// how many certificates were looked at. `tmp` is a scratch file.
+fn scan_certs(
+    n: &Node,
+    old_ders: &[Vec<u8>],
+    old_bundle: &Path,
+    tmp: &Path,
+    bad: &mut Vec<String>,
+) -> usize {
+    let mut seen = 0;
+    for (place, pem) in certs_on(n) {
+        seen += 1;
+        if old_ders.contains(&pem_der(&pem)) {
+            bad.push(format!("{place}: is an old CA certificate"));
+            continue;
+        }
+        write_file(tmp, pem.as_bytes());
+        if verifies(old_bundle, tmp) {
+            bad.push(format!("{place}: is signed by an old CA"));
+        }
+    }
+    seen
+}
+
 /// What [`assert_nothing_old`] finds: how many certificates (and sa.pub files) it looked at,
 /// and which of them are, or are signed by, an old CA (or hold the old service-account key).
 fn old_findings(topo: &Topo) -> (usize, Vec<String>) {
@@ -1809,17 +1973,7 @@ fn old_findings(topo: &Topo) -> (usize, Vec<String>) {
     let mut bad = Vec::new();
     let mut seen = 0;
     for n in &topo.nodes {
-        for (place, pem) in certs_on(n) {
-            seen += 1;
-            if old_ders.contains(&pem_der(&pem)) {
-                bad.push(format!("{place}: is an old CA certificate"));
-                continue;
-            }
-            write_file(&tmp, pem.as_bytes());
-            if verifies(&old_all, &tmp) {
-                bad.push(format!("{place}: is signed by an old CA"));
-            }
-        }
+        seen += scan_certs(n, &old_ders, &old_all, &tmp, &mut bad);
         seen += 1;
         let sa = pem_blocks(&fs::read_to_string(n.pki("sa.pub")).unwrap());
         if !sa.is_disjoint(&old_sa) {
@@ -1984,6 +2138,37 @@ fn detector_controls(topo: &Topo) {
     );
     let o = curl(&f.ca, &Auth::Bearer("not-a-token"), "GET", &url, None);
     assert!(matches!(o, Outcome::Http(401, _)), "a bogus token: {o:?}");
+    // The aggregated-API-style client: its identity is the headers' (200 as system:masters,
+    // 403 as the user alone), and proxy headers with a client certificate of a foreign CA are
+    // a 401.
+    let (pcrt, pkey) = (
+        n1.pki("front-proxy-client.crt"),
+        n1.pki("front-proxy-client.key"),
+    );
+    let proxied = |cert: &Path, key: &Path, group: &str| {
+        curl(
+            &f.ca,
+            &Auth::Proxied(cert, key, PROXY_USER, group),
+            "GET",
+            &url,
+            None,
+        )
+    };
+    let o = proxied(&pcrt, &pkey, PROXY_GROUP);
+    assert!(
+        matches!(o, Outcome::Http(200, _)),
+        "front-proxy-client as {PROXY_USER} in {PROXY_GROUP}: {o:?}"
+    );
+    let o = proxied(&pcrt, &pkey, "");
+    assert!(
+        matches!(o, Outcome::Http(403, _)),
+        "front-proxy-client as {PROXY_USER} in no group: {o:?}"
+    );
+    let o = proxied(&fcrt, &fkey, PROXY_GROUP);
+    assert!(
+        matches!(o, Outcome::Http(401, _)),
+        "proxy headers with a client of a foreign CA: {o:?}"
+    );
     let closed = format!("https://{}:{}/", n1.ip, free_port(n1.ip));
     let o = curl(&f.ca, &Auth::Cert(&f.cert, &f.key), "GET", &closed, None);
     assert!(matches!(o, Outcome::Refused(_)), "a closed port: {o:?}");
@@ -2208,6 +2393,22 @@ fn assert_load(load: &Load, sa_401_ok: impl Fn(&str) -> bool) {
             }
         }
     }
+    // The aggregated-API-style client speaks for system:masters, which no restart can leave
+    // without its permissions: a 403 is a refused proxy identity, as much a failure as a 401.
+    if let Some(t) = &load.proxy {
+        for k in [
+            Kind::Tls,
+            Kind::Unauthorized,
+            Kind::Forbidden,
+            Kind::Other,
+            Kind::Failed,
+        ] {
+            let n = t.count(k, any);
+            if n > 0 {
+                bad.push(format!("{}: {n} × {k:?}", t.name));
+            }
+        }
+    }
     let sa = &load.sa;
     for k in [Kind::Tls, Kind::Other] {
         let n = sa.count(k, any);
@@ -2243,11 +2444,248 @@ fn assert_load(load: &Load, sa_401_ok: impl Fn(&str) -> bool) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Checks of the rotations of one CA alone.
+
+/// What one CA's rotation may change on a node (relative to the node's dir): its own CA files
+/// and the leaves it signs.
+const FRONT_PROXY_FILES: &[&str] = &[
+    "pki/front-proxy-ca.crt",
+    "pki/front-proxy-ca.key",
+    "pki/front-proxy-client.crt",
+    "pki/front-proxy-client.key",
+];
+const ETCD_FILES: &[&str] = &[
+    "pki/etcd/ca.crt",
+    "pki/etcd/ca.key",
+    "pki/etcd/server.crt",
+    "pki/etcd/server.key",
+    "pki/etcd/peer.crt",
+    "pki/etcd/peer.key",
+    "pki/etcd/healthcheck-client.crt",
+    "pki/etcd/healthcheck-client.key",
+    "pki/apiserver-etcd-client.crt",
+    "pki/apiserver-etcd-client.key",
+];
+/// What neither of them may change: the `ca` CA and the service-account key pair.
+const NOT_ROTATED: &[&str] = &["pki/ca.crt", "pki/ca.key", "pki/sa.key", "pki/sa.pub"];
+/// Saved from n1 beside the CA certificates before the single-CA rotations: the old CA keys and
+/// the old client pairs, to look for and to try against the servers at the end.
+const OLD_EXTRA: &[&str] = &[
+    "front-proxy-ca.key",
+    "etcd/ca.key",
+    "front-proxy-client.crt",
+    "front-proxy-client.key",
+    "apiserver-etcd-client.crt",
+    "apiserver-etcd-client.key",
+];
+
+fn save_old_extra(topo: &Topo) {
+    for f in OLD_EXTRA {
+        write_file(&topo.old(f), &fs::read(topo.nodes[0].pki(f)).unwrap());
+    }
+}
+
+/// Every file of node `n` but the servers' data and caches, the test's probes, backups and
+/// logs: what kubepki wrote and keeps.
+fn node_files(n: &Node) -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(d) else { return };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_dir() {
+                let skip = [
+                    "etcd-data",
+                    "kube-cache",
+                    "kcm-certs",
+                    "scheduler-certs",
+                    "apiserver-certs",
+                    "probe",
+                ]
+                .contains(&name.as_str())
+                    || name.contains("backup");
+                if !skip {
+                    walk(&p, out);
+                }
+            } else if !name.ends_with(".log") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&n.dir, &mut out);
+    out
+}
+
+/// The contents of every [`node_files`] of every node, by path relative to the scratch root.
+fn snapshot(topo: &Topo) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for n in &topo.nodes {
+        for p in node_files(n) {
+            if let Ok(b) = fs::read(&p) {
+                let rel = p.strip_prefix(&topo.root).unwrap_or(&p);
+                out.insert(rel.display().to_string(), b);
+            }
+        }
+    }
+    out
+}
+
+/// The paths whose contents differ between two snapshots (made, changed or removed).
+fn changed(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    before
+        .keys()
+        .chain(after.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// The etcd cluster, `when`: three members listed and started (a name and client URLs), each
+/// healthy to its own node's healthcheck client, all three agreeing on one leader (bounded
+/// retries: 20 s, an election may just have happened).
+fn assert_etcd_quorum(topo: &Topo, when: &str) {
+    wait_ok(
+        &format!("{when}: 3 healthy etcd members with one leader"),
+        Duration::from_secs(20),
+        || {
+            let as_health = |n: &Node, endpoints: &str| {
+                etcdctl(
+                    endpoints,
+                    &n.pki("etcd/ca.crt"),
+                    &n.pki("etcd/healthcheck-client.crt"),
+                    &n.pki("etcd/healthcheck-client.key"),
+                )
+            };
+            let json = |mut c: Command, what: &str| -> Result<Value, String> {
+                let o = c.output().map_err(|e| e.to_string())?;
+                if !o.status.success() {
+                    return Err(format!("{what}: {}", show(&o)));
+                }
+                serde_json::from_str(&stdout(&o)).map_err(|e| format!("{what}: {e}: {}", show(&o)))
+            };
+            let mut c = as_health(&topo.nodes[0], &topo.etcd_urls(0));
+            c.args(["member", "list", "-w", "json"]);
+            let v = json(c, "member list")?;
+            let members = v["members"].as_array().cloned().unwrap_or_default();
+            let started: BTreeSet<&str> = members
+                .iter()
+                .filter(|m| m["clientURLs"].as_array().is_some_and(|u| !u.is_empty()))
+                .filter_map(|m| m["name"].as_str())
+                .collect();
+            if members.len() != 3 || started != BTreeSet::from(["n1", "n2", "n3"]) {
+                return Err(format!("member list: {v}"));
+            }
+            let mut leaders = BTreeSet::new();
+            for n in &topo.nodes {
+                etcd_health(n).map_err(|e| format!("{}: {e}", n.name))?;
+                let mut c = as_health(n, &n.member.client_url());
+                c.args(["endpoint", "status", "-w", "json"]);
+                let v = json(c, &format!("{}: endpoint status", n.name))?;
+                match v[0]["Status"]["leader"].as_u64() {
+                    Some(l) if l != 0 => {
+                        leaders.insert(l);
+                    }
+                    _ => return Err(format!("{}: no leader: {v}", n.name)),
+                }
+            }
+            if leaders.len() == 1 {
+                Ok(())
+            } else {
+                Err(format!("the members see different leaders: {leaders:?}"))
+            }
+        },
+    );
+}
+
+/// What is left on the nodes of the old CAs `cas` (as saved in `old/`, with their keys): every
+/// certificate that is one of them or that one signed (the files and kubeconfigs
+/// [`certs_on`] reads), and every kept file ([`node_files`]: kubepki's JSON and manifests
+/// too) holding the PEM body of one of them or of its key. Returns how many certificates were
+/// looked at, and what was found.
+fn old_ca_findings(topo: &Topo, cas: &[&str]) -> (usize, Vec<String>) {
+    let bundle = topo.root.join("old/single-cas.pem");
+    let mut pems = Vec::new();
+    let mut needles = BTreeSet::new();
+    for ca in cas {
+        let crt = fs::read_to_string(topo.old(ca)).unwrap();
+        pems.extend_from_slice(crt.as_bytes());
+        let key = fs::read_to_string(topo.old(&ca.replace(".crt", ".key"))).unwrap();
+        needles.extend(pem_blocks(&crt));
+        needles.extend(pem_blocks(&key));
+    }
+    write_file(&bundle, &pems);
+    let old_ders = ders(&String::from_utf8_lossy(&pems));
+    let tmp = topo.root.join("scan-single.pem");
+    let mut bad = Vec::new();
+    let mut seen = 0;
+    for n in &topo.nodes {
+        seen += scan_certs(n, &old_ders, &bundle, &tmp, &mut bad);
+        for p in node_files(n) {
+            let text: String = String::from_utf8_lossy(&fs::read(&p).unwrap_or_default())
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if needles.iter().any(|b| text.contains(b.as_str())) {
+                bad.push(format!(
+                    "{}: holds an old CA certificate or key",
+                    p.display()
+                ));
+            }
+        }
+    }
+    (seen, bad)
+}
+
+/// The CA bundle kube-apiserver publishes for extension API servers (kube-system/
+/// extension-apiserver-authentication, requestheader-client-ca-file): how many certificates,
+/// and whether the old front-proxy CA is one; None while the ConfigMap is not there.
+fn published_front_proxy_cas(topo: &Topo) -> Option<(usize, bool)> {
+    let o = kc(
+        &topo.nodes[0].conf("admin.conf"),
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "configmap",
+            "extension-apiserver-authentication",
+            "-o",
+            "jsonpath={.data.requestheader-client-ca-file}",
+        ],
+    );
+    if !o.status.success() {
+        return None;
+    }
+    let now = ders(&stdout(&o));
+    let old = ders(&fs::read_to_string(topo.old("front-proxy-ca.crt")).unwrap());
+    Some((now.len(), old.iter().any(|c| now.contains(c))))
+}
+
+/// What [`published_front_proxy_cas`] says, in words.
+fn published_words(p: Option<(usize, bool)>) -> String {
+    match p {
+        None => "not there".into(),
+        Some((n, old)) => format!(
+            "{n} certificate(s), {} the old front-proxy CA",
+            if old { "still with" } else { "without" }
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The tests.
 
 /// A cluster up, the load's service account made and checked, the old CAs saved, the load
 /// running: what every test starts from.
 fn start(p: &mut Plane) -> (Load, String, PathBuf) {
+    start_load(p, false)
+}
+
+/// As [`start`], with the aggregated-API-style client in the load when `proxy`.
+fn start_load(p: &mut Plane, proxy: bool) -> (Load, String, PathBuf) {
     p.bring_up();
     save_old(&p.topo);
     let (secret, token) = make_service_account(p, "load-sa");
@@ -2262,7 +2700,7 @@ fn start(p: &mut Plane) -> (Load, String, PathBuf) {
     );
     detector_controls(&p.topo);
     csr_check(p, "before");
-    let load = Load::start(&p.topo, &secret);
+    let load = Load::start_with(&p.topo, &secret, proxy);
     load.wait_progress(5, "the load's start");
     p.note("load running".into());
     (load, token, ca)
@@ -2426,6 +2864,203 @@ fn ca_rotation_rollback_under_load_has_zero_failures() {
         assert_admin_confs(&p.topo);
         assert_check_expiration(&p.topo);
         p.assert_up("at the end");
+    });
+}
+
+/// `front-proxy-ca` alone, then `etcd-ca` alone, each trust, switch, finish on every node with
+/// the restarts its JSON lists, under the load plus an aggregated-API-style client (the
+/// front-proxy-client certificate with `X-Remote-User`/`X-Remote-Group`): zero TLS, 401 or 403
+/// failures, no lost write, three healthy etcd members after every phase; at the end nothing
+/// on any node is, trusts or is signed by the old front-proxy or etcd CA, the old client
+/// certificates of both are refused and the new ones accepted, and `ca` (and `sa`) are
+/// byte-for-byte what they were.
+#[test]
+fn single_ca_rotations_under_load_have_zero_failures() {
+    with_cluster("single CA rotations", |p| {
+        let t_start = Instant::now();
+        let (mut load, _, _) = start_load(p, true);
+        save_old_extra(&p.topo);
+        let root = p.topo.root.clone();
+        let n1 = p.topo.nodes[0].clone();
+        let ca_signer = (n1.pki("ca.crt"), n1.pki("ca.key"));
+        let before = snapshot(&p.topo);
+        assert_etcd_quorum(&p.topo, "before the rotations");
+        let mut timings = vec![("cluster and load up".to_string(), t_start.elapsed())];
+
+        for (target, tag, owned) in [
+            ("front-proxy-ca", "fp", FRONT_PROXY_FILES),
+            ("etcd-ca", "etcd", ETCD_FILES),
+        ] {
+            let t_rotation = Instant::now();
+            let snap = snapshot(&p.topo);
+            for step in ["trust", "switch", "finish"] {
+                let label = format!("{tag}-{step}");
+                let t = Instant::now();
+                let args: Box<Args> = if step == "trust" {
+                    Box::new(trust_args_of(&root, target))
+                } else {
+                    Box::new(simple_args_of(step, target))
+                };
+                let outs = phase(p, &load, &label, &*args);
+                load.set_phase(&format!("{label}-done"));
+                let restarts: Vec<String> = outs.iter().map(|o| o.restart.join("+")).collect();
+                assert_eq!(
+                    p.signer, ca_signer,
+                    "{label}: the controller-manager's signer moved, though `ca` is not rotated"
+                );
+                assert_etcd_quorum(&p.topo, &format!("after {label}"));
+                let took = t.elapsed();
+                p.note(format!(
+                    "[timing] {label}: {took:.1?} (restarts n1..n3: {restarts:?})"
+                ));
+                timings.push((label, took));
+            }
+            // What the rotation changed: only its own CA and the leaves that CA signs.
+            let diff = changed(&snap, &snapshot(&p.topo));
+            p.note(format!("{target}: files changed: {diff:#?}"));
+            let foreign: Vec<&String> = diff
+                .iter()
+                .filter(|f| !owned.iter().any(|o| f.ends_with(o)))
+                .collect();
+            assert!(
+                foreign.is_empty(),
+                "rotating {target} alone changed files that are not {target}'s: {foreign:#?}"
+            );
+            for n in &p.topo.nodes {
+                for f in owned.iter().filter(|f| f.ends_with(".crt")) {
+                    let rel = format!("{}/{f}", n.name);
+                    assert!(diff.contains(&rel), "rotating {target}: {rel} unchanged");
+                }
+            }
+            csr_check(p, tag);
+            load.wait_progress(2, &format!("after the {target} rotation"));
+            timings.push((format!("{target} rotation"), t_rotation.elapsed()));
+        }
+        load.wait_progress(3, "at the end");
+        load.stop();
+
+        assert_load(&load, |_| false);
+        assert_no_lost_writes(&p.topo, &load);
+        assert_etcd_quorum(&p.topo, "at the end");
+
+        // `ca` and `sa`: byte-for-byte what they were, on every node.
+        let after = snapshot(&p.topo);
+        for n in &p.topo.nodes {
+            for f in NOT_ROTATED {
+                let rel = format!("{}/{f}", n.name);
+                assert!(
+                    before.get(&rel).is_some() && before.get(&rel) == after.get(&rel),
+                    "{rel} changed, though neither `ca` nor `sa` was rotated"
+                );
+            }
+        }
+        // Nothing left of the old front-proxy and etcd CAs.
+        let (seen, old) = old_ca_findings(&p.topo, &["front-proxy-ca.crt", "etcd/ca.crt"]);
+        assert!(
+            old.is_empty(),
+            "after finish, of {seen} certificates and every kept file:\n{}",
+            old.join("\n")
+        );
+        p.note(format!(
+            "nothing of the old front-proxy and etcd CAs in {seen} certificates and every kept file"
+        ));
+
+        // The servers agree: the old front-proxy client is refused (401) by every API server,
+        // every node's new one accepted; the old etcd client refused in the TLS handshake by
+        // every member, the new one accepted.
+        let checks = root.join("checks/single");
+        for n in &p.topo.nodes {
+            let (ca, cert, key) = proxy_files(n, &checks.join(&n.name)).unwrap();
+            for s in &p.topo.nodes {
+                let url = format!("{}/api/v1/namespaces/{NS}/configmaps?limit=1", s.server());
+                let proxied = |c: &Path, k: &Path| {
+                    curl(
+                        &ca,
+                        &Auth::Proxied(c, k, PROXY_USER, PROXY_GROUP),
+                        "GET",
+                        &url,
+                        None,
+                    )
+                };
+                match proxied(&cert, &key) {
+                    Outcome::Http(200, _) => {}
+                    o => panic!("{}'s new front-proxy-client against {url}: {o:?}", n.name),
+                }
+                let (oc, ok) = (
+                    p.topo.old("front-proxy-client.crt"),
+                    p.topo.old("front-proxy-client.key"),
+                );
+                match proxied(&oc, &ok) {
+                    Outcome::Http(401, _) => {}
+                    o => panic!("the old front-proxy-client against {url}: {o:?}"),
+                }
+            }
+        }
+        for m in &p.topo.nodes {
+            let url = m.member.client_url();
+            let ca = n1.pki("etcd/ca.crt");
+            let new = etcd_probe(
+                &url,
+                &ca,
+                &n1.pki("apiserver-etcd-client.crt"),
+                &n1.pki("apiserver-etcd-client.key"),
+            );
+            assert!(
+                matches!(new, Outcome::Http(200, _)),
+                "the new apiserver-etcd-client against {url}: {new:?}"
+            );
+            let old = etcd_probe(
+                &url,
+                &ca,
+                &p.topo.old("apiserver-etcd-client.crt"),
+                &p.topo.old("apiserver-etcd-client.key"),
+            );
+            assert!(
+                matches!(old, Outcome::Tls(_)),
+                "the old apiserver-etcd-client against {url}: {old:?}"
+            );
+        }
+        // Reported, not asserted: what kube-apiserver itself publishes to extension API
+        // servers (it merges what is there with its own files, dropping only expired CAs), and
+        // what it publishes once that ConfigMap is deleted (bounded: 30 s).
+        let published = published_front_proxy_cas(&p.topo);
+        let admin = n1.conf("admin.conf");
+        let o = kc(
+            &admin,
+            &[
+                "-n",
+                "kube-system",
+                "delete",
+                "configmap",
+                "extension-apiserver-authentication",
+            ],
+        );
+        let mut again = None;
+        let t = Instant::now();
+        while o.status.success() && t.elapsed() < Duration::from_secs(30) {
+            again = published_front_proxy_cas(&p.topo);
+            if again.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        p.note(format!(
+            "kube-system/extension-apiserver-authentication requestheader-client-ca-file after \
+             finish: {}; deleted ({}), published again after {:.1?}: {}",
+            published_words(published),
+            if o.status.success() { "ok" } else { "failed" },
+            t.elapsed(),
+            published_words(again)
+        ));
+        assert_admin_confs(&p.topo);
+        assert_check_expiration(&p.topo);
+        p.assert_up("at the end");
+        timings.push(("everything".into(), t_start.elapsed()));
+        let lines: Vec<String> = timings
+            .iter()
+            .map(|(l, d)| format!("  {l:<24} {d:>8.1?}"))
+            .collect();
+        p.note(format!("[timing] summary:\n{}", lines.join("\n")));
     });
 }
 

@@ -335,9 +335,44 @@ fn ca_rotation_on_a_real_kubeadm_node() {
             }
         }
     }
+    // What the API server publishes to extension API servers no longer holds the old CA.
+    let published = node.wait(
+        "kube-system/extension-apiserver-authentication published again",
+        Duration::from_secs(60),
+        || {
+            let out = node
+                .kubectl(&[
+                    "-n",
+                    "kube-system",
+                    "get",
+                    "cm",
+                    "extension-apiserver-authentication",
+                    "-o",
+                    "json",
+                ])
+                .output()
+                .unwrap();
+            out.status.success().then(|| stdout(&out))
+        },
+    );
+    let old_pem_line = old_ca.to_pem().lines().nth(1).unwrap().to_string();
+    assert!(
+        !published.contains(&old_pem_line),
+        "the old CA is still published:\n{published}"
+    );
     // logs and exec: the API server reaches the kubelet with the new certificates.
     let pod = &pods[0];
-    let logs = node.kubectl_ok(&["-n", "kubepki-system", "logs", pod]);
+    let logs = node.wait(
+        "kubectl logs through the restarted kubelet",
+        Duration::from_secs(90),
+        || {
+            let out = node
+                .kubectl(&["-n", "kubepki-system", "logs", pod])
+                .output()
+                .unwrap();
+            out.status.success().then(|| stdout(&out))
+        },
+    );
     assert!(logs.contains("\"level\""), "{logs}");
     let version = node.kubectl_ok(&[
         "-n",

@@ -341,10 +341,9 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
             "[rotate] kubeadm join accepts --discovery-token-ca-cert-hash {h}"
         ));
     }
-    if !plan.changes() {
-        return finish_report(args, &report);
-    }
-    let code = if let Some(ropts) = &args.restart {
+    let code = if !plan.changes() {
+        ExitCode::SUCCESS
+    } else if let Some(ropts) = &args.restart {
         let (statics, others): (Vec<Component>, Vec<Component>) =
             plan.restart.iter().partition(|c| c.is_static_pod());
         let results = restart::restart_all(&statics, ropts);
@@ -356,6 +355,32 @@ pub fn run(args: &Rotate, now: OffsetDateTime) -> Result<ExitCode> {
         advise(&plan.restart, false, &say);
         ExitCode::SUCCESS
     };
+    // kube-apiserver publishes its client CAs to extension API servers in
+    // kube-system/extension-apiserver-authentication, adding to what is there and dropping a CA
+    // only when it expires: after finish the old one would stay trusted by them. Deleted, the
+    // API servers publish it again from the files they run with (so run finish again with
+    // --kubeconfig once every API server runs the new files; it is idempotent).
+    if let Some(c) = &cluster
+        && args.step == Step::Finish
+        && plan
+            .targets
+            .iter()
+            .any(|t| matches!(t.target, Target::Ca | Target::FrontProxyCa) && t.to.is_none())
+    {
+        match c.refresh_extension_authentication() {
+            Ok(()) => say(
+                "[rotate] deleted kube-system/extension-apiserver-authentication: the API servers publish it again with the CAs they run with (run finish again with --kubeconfig once every API server has restarted)"
+                    .into(),
+            ),
+            Err(e) => {
+                errln!("error: {e:#}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    if !plan.changes() {
+        return finish_report(args, &report);
+    }
     let written = finish_report(args, &report)?;
     Ok(if code == ExitCode::SUCCESS {
         written
@@ -640,6 +665,36 @@ pub fn kubelet(args: &RotateKubelet, now: OffsetDateTime) -> Result<ExitCode> {
             "[rotate] moved {} to {}",
             p.display(),
             keep.join(f).display()
+        );
+    }
+    // The dated files (the kubelet keeps every certificate it had, the current ones among them)
+    // hold keys of certificates the old CA signed: they go into the backup too.
+    let mut dated: Vec<std::path::PathBuf> = std::fs::read_dir(&pki)
+        .with_context(|| format!("{}: cannot list", pki.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (n.starts_with("kubelet-client-2") || n.starts_with("kubelet-server-2"))
+                && n.ends_with(".pem")
+                && p.symlink_metadata().is_ok_and(|m| m.is_file())
+        })
+        .collect();
+    dated.sort();
+    for p in dated {
+        let name = p
+            .file_name()
+            .map(std::path::Path::new)
+            .unwrap_or(p.as_path());
+        kubepki_pki::fsio::create_dirs(&keep, 0o700)?;
+        kubepki_pki::fsio::write_atomic(&keep.join(name), &kubepki_pki::fsio::read(&p)?, 0o600)?;
+        std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        outln!(
+            "[rotate] moved {} to {}",
+            p.display(),
+            keep.join(name).display()
         );
     }
     let node = cert.common_name.trim_start_matches("system:node:");

@@ -187,6 +187,21 @@ impl Cluster {
         )?)
     }
 
+    /// Deletes `kube-system/extension-apiserver-authentication` (absent is fine): the API
+    /// servers write it again from their current client CA files.
+    pub fn refresh_extension_authentication(&self) -> Result<()> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "kube-system");
+        match self.rt.block_on(api.delete(
+            "extension-apiserver-authentication",
+            &kube::api::DeleteParams::default(),
+        )) {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e)
+                .context("cannot delete ConfigMap kube-system/extension-apiserver-authentication"),
+        }
+    }
+
     /// Webhook configurations and APIServices whose `caBundle` holds `old` (DER).
     pub fn embedding(&self, old: &[u8]) -> Result<Vec<String>> {
         let holds = |b: &Option<ByteString>| {
