@@ -2949,7 +2949,7 @@ fn single_ca_rotations_under_load_have_zero_failures() {
             for f in NOT_ROTATED {
                 let rel = format!("{}/{f}", n.name);
                 assert!(
-                    before.get(&rel).is_some() && before.get(&rel) == after.get(&rel),
+                    before.contains_key(&rel) && before.get(&rel) == after.get(&rel),
                     "{rel} changed, though neither `ca` nor `sa` was rotated"
                 );
             }
