@@ -1015,7 +1015,25 @@ impl Plan {
                 )),
                 None => None,
             };
-            for (item, cert) in items {
+            // The new RSA keys of the leaves a switch re-issues, made side by side (their
+            // generation is most of a step's time; ECDSA keys cost less than the threads).
+            let rsa = items.iter().any(|(_, c)| {
+                c.key_algorithm
+                    .is_none_or(|a| a != KeyAlgorithm::EcdsaP256 && a != KeyAlgorithm::EcdsaP384)
+            });
+            let mut keys: Vec<Option<PrivateKey>> = if signing_changes && issuer.is_some() && rsa {
+                use rayon::prelude::*;
+                items
+                    .par_iter()
+                    .map(|(_, c)| {
+                        PrivateKey::generate(c.key_algorithm.unwrap_or(KeyAlgorithm::Rsa2048))
+                            .map(Some)
+                    })
+                    .collect::<std::result::Result<_, _>>()?
+            } else {
+                items.iter().map(|_| None).collect()
+            };
+            for (i, (item, cert)) in items.into_iter().enumerate() {
                 let signed_by_signing = signing.cert.as_ref().is_some_and(|c| cert.is_signed_by(c));
                 if signed_by_signing {
                     continue;
@@ -1049,8 +1067,12 @@ impl Plan {
                     ));
                     continue;
                 };
-                let alg = cert.key_algorithm.unwrap_or(KeyAlgorithm::Rsa2048);
-                let k = PrivateKey::generate(alg)?;
+                let k = match keys[i].take() {
+                    Some(k) => k,
+                    None => {
+                        PrivateKey::generate(cert.key_algorithm.unwrap_or(KeyAlgorithm::Rsa2048))?
+                    }
+                };
                 let tpl = CertTemplate::from_certificate(&cert);
                 let issued = issuer
                     .sign(&tpl, k.public_key_der(), now, req.validity)
