@@ -239,6 +239,17 @@ failSwapOn: false
 # a kubelet restart by 1-2 min; 10s shortens both.
 syncFrequency: ${KH_KUBELET_SYNC_FREQUENCY:-10s}
 volumePluginDir: /var/lib/kubelet/volume-plugins
+# The node's disk is the host's, shared with cargo's target/; on a fuller machine (CI) the default
+# thresholds (nodefs.available<10%, imagefs.available<15%, image GC at 85%) set DiskPressure, taint
+# the node NoSchedule and delete the locally built images, which no registry can give back. "0%"
+# switches a signal off; with a map given, the kubelet uses only its entries.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "0%"
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
+  imagefs.available: "0%"
 YAML
 fi
 

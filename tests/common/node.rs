@@ -254,9 +254,26 @@ impl Node {
         }
     }
 
-    /// The last lines of the kubelet's and containerd's logs, for failure messages.
+    /// The node's conditions, the pods, and the last lines of the kubelet's and containerd's
+    /// logs, for failure messages.
     pub fn diagnostics(&self) -> String {
         let mut s = String::new();
+        for (what, args) in [
+            (
+                "node conditions",
+                &[
+                    "get",
+                    "nodes",
+                    "-o",
+                    "jsonpath={range .items[*].status.conditions[*]}{.type}={.status} {.message}{\"\\n\"}{end}",
+                ][..],
+            ),
+            ("pods", &["get", "pods", "-A", "-o", "wide"][..]),
+        ] {
+            let out = self.kubectl(args).output();
+            let text = out.map(|o| stdout(&o)).unwrap_or_default();
+            s.push_str(&format!("--- {what}:\n{}\n", tail(&text, 30)));
+        }
         for log in ["kubelet.log", "containerd.log"] {
             let text = fs::read_to_string(self.run.join(log)).unwrap_or_default();
             s.push_str(&format!("--- {log}, last 30 lines:\n{}\n", tail(&text, 30)));
