@@ -66,45 +66,65 @@ pub fn exists(path: &Path) -> Result<bool> {
     }
 }
 
-/// Reads a regular file of at most [`MAX_READ`] bytes. Refuses devices, FIFOs, sockets and
-/// directories (opened without blocking, so a FIFO cannot hang the read), and files that grow
-/// past the limit while read.
-pub fn read(path: &Path) -> Result<Vec<u8>> {
+/// Why [`read_regular`] read nothing.
+#[derive(Debug)]
+pub enum ReadFailure {
+    Io(std::io::Error),
+    /// A device, FIFO, socket or directory.
+    NotRegular,
+    /// Larger than the limit (or grew past it while read).
+    TooLarge(u64),
+}
+
+impl ReadFailure {
+    fn into_error(self, path: &Path) -> Error {
+        let msg = |kind, m: String| std::io::Error::new(kind, m);
+        Error::io(
+            path,
+            match self {
+                ReadFailure::Io(e) => e,
+                ReadFailure::NotRegular => msg(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (a device, FIFO, socket or directory); kubepki reads only regular files".into(),
+                ),
+                ReadFailure::TooLarge(limit) => msg(
+                    std::io::ErrorKind::InvalidData,
+                    format!("larger than {} MiB; not a PKI file", limit >> 20),
+                ),
+            },
+        )
+    }
+}
+
+/// Reads a regular file of at most `limit` bytes, following symlinks. Refuses devices, FIFOs,
+/// sockets and directories (opened without blocking, so a FIFO cannot hang the read), and
+/// files that grow past the limit while read.
+pub fn read_regular(path: &Path, limit: u64) -> std::result::Result<Vec<u8>, ReadFailure> {
     let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+        .map_err(ReadFailure::Io)?;
+    let meta = f.metadata().map_err(ReadFailure::Io)?;
     if !meta.is_file() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file (a device, FIFO, socket or directory); kubepki reads only regular files",
-            ),
-        ));
+        return Err(ReadFailure::NotRegular);
     }
-    let too_big = || {
-        Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("larger than {} MiB; not a PKI file", MAX_READ >> 20),
-            ),
-        )
-    };
-    if meta.len() > MAX_READ {
-        return Err(too_big());
+    if meta.len() > limit {
+        return Err(ReadFailure::TooLarge(limit));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    f.take(MAX_READ + 1)
+    f.take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| Error::io(path, e))?;
-    if buf.len() as u64 > MAX_READ {
-        return Err(too_big());
+        .map_err(ReadFailure::Io)?;
+    if buf.len() as u64 > limit {
+        return Err(ReadFailure::TooLarge(limit));
     }
     Ok(buf)
+}
+
+/// [`read_regular`] of at most [`MAX_READ`] bytes, failures naming the file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    read_regular(path, MAX_READ).map_err(|f| f.into_error(path))
 }
 
 /// [`read`], as UTF-8 text.

@@ -37,6 +37,9 @@ pub struct Certificate {
     der: Vec<u8>,
     pub common_name: String,
     pub organizations: Vec<String>,
+    /// The subject's attributes as Go's pkix.Name holds them (for labels and reports).
+    pub subject: Name,
+    pub issuer: Name,
     subject_raw: Vec<u8>,
     issuer_raw: Vec<u8>,
     pub not_before: OffsetDateTime,
@@ -63,6 +66,8 @@ pub struct Certificate {
     spki: Vec<u8>,
     pub subject_key_id: Option<Vec<u8>>,
     pub serial_hex: String,
+    /// The serial number's big-endian magnitude (never negative: those are refused).
+    pub serial: Vec<u8>,
     /// The subject key's algorithm, when it is one kubeadm supports.
     pub key_algorithm: Option<KeyAlgorithm>,
     /// Where the signed part (TBSCertificate) lies in `der`.
@@ -132,6 +137,11 @@ const OID_ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03
 const OID_ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
 const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
 const OID_O: &[u8] = &[0x55, 0x04, 0x0a];
+const OID_OU: &[u8] = &[0x55, 0x04, 0x0b];
+const OID_C: &[u8] = &[0x55, 0x04, 0x06];
+const OID_L: &[u8] = &[0x55, 0x04, 0x07];
+const OID_ST: &[u8] = &[0x55, 0x04, 0x08];
+const OID_STREET: &[u8] = &[0x55, 0x04, 0x09];
 const OID_AIA: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x01];
 const OID_EKU_SERVER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
 const OID_EKU_CLIENT: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
@@ -207,7 +217,7 @@ impl Certificate {
         let issuer_raw = tbs
             .read_element(tag::SEQUENCE)
             .ok_or_else(|| malformed("issuer"))?;
-        parse_name(issuer_raw).map_err(|e| format!("issuer: {e}"))?;
+        let issuer = parse_name(issuer_raw).map_err(|e| format!("issuer: {e}"))?;
         let mut validity = tbs
             .read(tag::SEQUENCE)
             .ok_or_else(|| malformed("validity"))?;
@@ -228,8 +238,10 @@ impl Certificate {
 
         let mut c = Certificate {
             der: der.to_vec(),
-            common_name: subject.common_name.unwrap_or_default(),
-            organizations: subject.organizations,
+            common_name: subject.common_name.clone().unwrap_or_default(),
+            organizations: subject.organizations.clone(),
+            subject,
+            issuer,
             subject_raw: subject_raw.to_vec(),
             issuer_raw: issuer_raw.to_vec(),
             not_before,
@@ -254,6 +266,7 @@ impl Certificate {
                 .map(|b| format!("{b:02x}"))
                 .collect::<Vec<_>>()
                 .join(":"),
+            serial: serial.to_vec(),
             key_algorithm,
             tbs: tbs_start..tbs_start + tbs_raw.len(),
             signature: Vec::new(),
@@ -729,17 +742,20 @@ pub fn verify_jws(spki: &[u8], alg: &str, msg: &[u8], signature: &[u8]) -> bool 
 }
 
 /// Subject or issuer as Go's parseName and pkix.Name.FillFromRDNSequence read it.
-struct NameInfo {
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Name {
     /// The last CN, as Go keeps it.
-    common_name: Option<String>,
-    organizations: Vec<String>,
+    pub common_name: Option<String>,
+    pub organizations: Vec<String>,
+    pub organizational_units: Vec<String>,
+    pub countries: Vec<String>,
+    pub localities: Vec<String>,
+    pub provinces: Vec<String>,
+    pub street_addresses: Vec<String>,
 }
 
-fn parse_name(raw: &[u8]) -> Result<NameInfo, CertError> {
-    let mut out = NameInfo {
-        common_name: None,
-        organizations: Vec::new(),
-    };
+fn parse_name(raw: &[u8]) -> Result<Name, CertError> {
+    let mut out = Name::default();
     let mut rdns = Der(raw).read(tag::SEQUENCE).ok_or("invalid RDNSequence")?;
     while !rdns.is_empty() {
         let mut set = rdns.read(tag::SET).ok_or("invalid RDNSequence")?;
@@ -759,11 +775,21 @@ fn parse_name(raw: &[u8]) -> Result<NameInfo, CertError> {
             // Go refuses the whole name when any value is not one of its string types.
             let text = asn1_string(t, value.0)
                 .map_err(|e| format!("attribute {}: {e}", oid_string(oid)))?;
-            let wanted = match oid {
-                OID_CN => "CN",
-                OID_O => "O",
+            let list = match oid {
+                OID_CN | OID_O => None,
+                OID_OU => Some(&mut out.organizational_units),
+                OID_C => Some(&mut out.countries),
+                OID_L => Some(&mut out.localities),
+                OID_ST => Some(&mut out.provinces),
+                OID_STREET => Some(&mut out.street_addresses),
                 _ => continue,
             };
+            if let Some(list) = list {
+                // Descriptive only: a value Rust cannot hold is left out, not refused.
+                list.extend(text);
+                continue;
+            }
+            let wanted = if oid == OID_CN { "CN" } else { "O" };
             let text = text.ok_or_else(|| {
                 format!("{wanted} is a T61String that is not UTF-8 (Go would read raw bytes)")
             })?;
@@ -775,6 +801,28 @@ fn parse_name(raw: &[u8]) -> Result<NameInfo, CertError> {
         }
     }
     Ok(out)
+}
+
+/// A big-endian unsigned integer in decimal, as Go's big.Int prints a serial number.
+pub fn decimal(magnitude: &[u8]) -> String {
+    let mut n: Vec<u8> = magnitude.iter().copied().skip_while(|&b| b == 0).collect();
+    let mut digits = Vec::new();
+    while !n.is_empty() {
+        let mut rem = 0u32;
+        for b in n.iter_mut() {
+            let cur = (rem << 8) | u32::from(*b);
+            *b = (cur / 10) as u8;
+            rem = cur % 10;
+        }
+        digits.push(b'0' + rem as u8);
+        let zeros = n.iter().take_while(|&&b| b == 0).count();
+        n.drain(..zeros);
+    }
+    if digits.is_empty() {
+        return "0".into();
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 /// Go's isPrintable (PrintableString plus '*' and '&', which Go lets through).

@@ -204,6 +204,11 @@ pub enum KubeconfigProblem {
     NoEmbeddedKey(String),
     #[error("client-key-data is not base64: {0}")]
     KeyNotBase64(base64::DecodeError),
+    #[error("certificate-authority-data of cluster {cluster:?} is not base64: {source}")]
+    ClusterCaNotBase64 {
+        cluster: String,
+        source: base64::DecodeError,
+    },
     #[error("{what}-data of user {user:?} is not base64: {source}")]
     NotBase64 {
         what: &'static str,

@@ -581,6 +581,60 @@ fn parse_any(text: &str, path: &Path) -> Result<AnyKubeconfig> {
     Ok(kc)
 }
 
+/// Which part of a kubeconfig embeds a certificate (x509-certificate-exporter's
+/// `embedded_kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EmbeddedKind {
+    /// A cluster's `certificate-authority-data`.
+    Cluster,
+    /// A user's `client-certificate-data`.
+    User,
+}
+
+impl EmbeddedKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            EmbeddedKind::Cluster => "cluster",
+            EmbeddedKind::User => "user",
+        }
+    }
+}
+
+/// Every embedded certificate field of a kubeconfig, decoded from base64 (still PEM): the
+/// clusters' CA bundles first, then the users' client certificates, in file order. File
+/// references are not followed (the files they name are watched by path).
+pub fn embedded_pems(text: &str, path: &Path) -> Result<Vec<(EmbeddedKind, String, Vec<u8>)>> {
+    let kc = parse_any(text, path)?;
+    let bad = |problem| Error::kubeconfig(path, problem);
+    let mut out = Vec::new();
+    for c in &kc.clusters {
+        let data = c.cluster.certificate_authority_data.as_deref();
+        if let Some(d) = data.filter(|d| !d.is_empty()) {
+            let pem = B64.decode(d.trim()).map_err(|source| {
+                bad(KubeconfigProblem::ClusterCaNotBase64 {
+                    cluster: c.name.clone(),
+                    source,
+                })
+            })?;
+            out.push((EmbeddedKind::Cluster, c.name.clone(), pem));
+        }
+    }
+    for u in &kc.users {
+        let data = u.user.client_certificate_data.as_deref();
+        if let Some(d) = data.filter(|d| !d.is_empty()) {
+            let pem = B64.decode(d.trim()).map_err(|source| {
+                bad(KubeconfigProblem::NotBase64 {
+                    what: "client-certificate",
+                    user: u.name.clone(),
+                    source,
+                })
+            })?;
+            out.push((EmbeddedKind::User, u.name.clone(), pem));
+        }
+    }
+    Ok(out)
+}
+
 /// (cluster name, user name) of the current context, which must be set.
 fn current(kc: &AnyKubeconfig) -> std::result::Result<(String, String), KubeconfigProblem> {
     if kc.current_context.is_empty() {

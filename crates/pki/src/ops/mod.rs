@@ -8,3 +8,4 @@ pub mod install;
 pub mod renew;
 pub mod restore;
 pub mod rotate;
+pub mod scan;
