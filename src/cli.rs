@@ -68,6 +68,120 @@ then flags, which win."
     /// Inspect and approve CertificateSigningRequests with the controller's rules.
     #[command(subcommand)]
     Csr(CsrCommand),
+
+    /// Run the node agent: metrics and Events for every certificate, opt-in renewal.
+    #[command(
+        long_about = "Run the node agent (a DaemonSet on every node, see deploy/).\n\n\
+Metrics: every certificate on the node (the kubeadm inventory, every certificate of every \
+bundle, every kubeconfig's embedded client certificate and CA, the kubelet's client and serving \
+certificates, --watch-file and --watch-dir) as x509-certificate-exporter's x509_cert_not_after, \
+x509_cert_not_before and x509_cert_expired series with the same labels, plus \
+kubepki_certificate_info{name,ca,externally_managed,renewable} and kubepki_read_errors{reason}. \
+A file is read again only when it changed; an unreadable, corrupt, huge or endless file is \
+reported by reason and the rest is still served.\n\n\
+Events on the Node: when a certificate crosses one of --event-thresholds, when it expires, \
+when it is renewed and when renewal fails.\n\n\
+Renewal (off unless --renew-before or the ConfigMap's renewBefore sets it): on a node with the \
+CA keys, what expires within the window is renewed by `kubepki certs renew all \
+--expiring-within` (journaled, backed up) and the static pods whose certificates changed are \
+restarted one at a time, each waited for until healthy. Only the holder of the Lease renews, \
+so at most one node of the cluster renews at a time. A failure stops renewal on every node: it \
+is recorded on the Lease (annotation kubepki.io/renewal-failed), as an Event and in \
+kubepki_agent_renewal_stopped, and the failed node's backup is kept. --pause-renewal, the \
+ConfigMap's paused: \"true\" or the Node annotation kubepki.io/renewal-paused=true pause it.",
+        after_help = "Endpoints: /metrics, /healthz, /readyz on --metrics-bind-address. Logs: RUST_LOG (default info), --log-format json|text. Exit status: 0 after SIGTERM, 1 on a start-up error."
+    )]
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// This node's name (its Node object) [default: $NODE_NAME, else the hostname]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// The kubelet's certificate directory
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/kubelet/pki")]
+    pub kubelet_pki_dir: PathBuf,
+
+    /// Also watch this certificate, bundle or kubeconfig file (repeatable)
+    #[arg(long = "watch-file", value_name = "FILE")]
+    pub watch_files: Vec<PathBuf>,
+
+    /// Also watch the *.crt, *.pem, *.cer, *.conf and *.kubeconfig files of this directory (not
+    /// recursive; repeatable)
+    #[arg(long = "watch-dir", value_name = "DIR")]
+    pub watch_dirs: Vec<PathBuf>,
+
+    /// Where /metrics, /healthz and /readyz are served ("0" to disable)
+    #[arg(long, value_name = "ADDR", default_value = ":9794")]
+    pub metrics_bind_address: String,
+
+    /// How often Events and renewal are decided
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub check_interval: std::time::Duration,
+
+    /// Record an Event when a certificate has less than each of these left
+    #[arg(long, value_name = "DURATIONS", default_value = "720h,168h", value_delimiter = ',', value_parser = parse_duration)]
+    pub event_thresholds: Vec<std::time::Duration>,
+
+    /// Renew what expires within this (turns renewal on; the ConfigMap's renewBefore wins)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub renew_before: Option<std::time::Duration>,
+
+    /// Pause renewal on this node
+    #[arg(long)]
+    pub pause_renewal: bool,
+
+    /// Validity of renewed certificates [default: as `certs renew`, one year]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub validity: Option<std::time::Duration>,
+
+    /// After a renewal and its restarts, keep the Lease this long before another node may renew
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub settle_time: std::time::Duration,
+
+    /// Restart the static pods whose certificates were renewed, one at a time
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub restart_static_pods: bool,
+
+    /// The kubelet's static pod manifest directory
+    #[arg(long, value_name = "DIR", default_value = "/etc/kubernetes/manifests")]
+    pub manifests_dir: PathBuf,
+
+    /// Longest a renewal (with its restarts) may take before it counts as failed
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub renew_timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub client: KubeClientArgs,
+
+    /// Serve metrics only: no Events, no renewal, no API server needed
+    #[arg(long, conflicts_with_all = ["renew_before", "kubeconfig"])]
+    pub no_api: bool,
+
+    /// Namespace of the ConfigMap and the Lease [default: $POD_NAMESPACE, else kubepki-system]
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The ConfigMap with renewBefore and paused
+    #[arg(long, value_name = "NAME", default_value = "kubepki-agent")]
+    pub config_map: String,
+
+    /// The Lease that lets one node renew at a time
+    #[arg(long, value_name = "NAME", default_value = "kubepki-renewal")]
+    pub lease_name: String,
+
+    /// Also export x509_cert_expires_in_seconds and x509_cert_valid_since_seconds
+    #[arg(long)]
+    pub expose_relative_metrics: bool,
+
+    /// Log format
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Args, Debug, Clone)]

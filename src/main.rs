@@ -51,6 +51,7 @@ fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Command::RotateStatus(c) => cmd::rotate::status(&c),
         Command::RotateKubelet(c) => cmd::rotate::kubelet(&c, now),
         Command::RotateTokens(c) => cmd::rotate::tokens(&c),
+        Command::Agent(c) => cmd::agent::run(c),
     }
 }
 

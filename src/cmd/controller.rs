@@ -9,7 +9,8 @@ use super::csr::{client, runtime};
 use crate::cli::LogFormat;
 use crate::settings::controller::Controller;
 
-pub fn run(args: Controller) -> Result<ExitCode> {
+/// RUST_LOG (default info) to stderr, as text or JSON.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -17,10 +18,14 @@ pub fn run(args: Controller) -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         // Its own report of a failed write is an errln!, which panics on a broken stderr.
         .log_internal_errors(false);
-    match args.log_format {
+    match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+pub fn run(args: Controller) -> Result<ExitCode> {
+    init_logging(args.log_format);
     runtime()?.block_on(async {
         let client = client(&args.client).await?;
         controller::run(client, args.config).await

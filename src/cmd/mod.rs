@@ -1,3 +1,4 @@
+pub mod agent;
 pub mod certs;
 pub mod controller;
 pub mod csr;

@@ -89,7 +89,7 @@ impl Controller {
 }
 
 /// ":8080" means every interface, as controller-runtime reads it; "0" disables.
-fn bind_address(flag: &str, s: &str) -> Result<Option<SocketAddr>> {
+pub(crate) fn bind_address(flag: &str, s: &str) -> Result<Option<SocketAddr>> {
     if s == "0" || s.is_empty() {
         return Ok(None);
     }

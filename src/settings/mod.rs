@@ -12,6 +12,7 @@
 //! Resolution checks its inputs in the order the commands always did, so that the first
 //! error reported is the same.
 
+pub mod agent;
 pub mod certs;
 pub mod cluster;
 pub mod controller;
@@ -59,6 +60,7 @@ pub enum Command {
     RotateStatus(rotate::RotateStatus),
     RotateKubelet(rotate::RotateKubelet),
     RotateTokens(rotate::RotateTokens),
+    Agent(agent::Agent),
 }
 
 impl Settings {
@@ -113,6 +115,7 @@ impl Settings {
             K::Csr(CsrCommand::Approve(a)) => {
                 Command::CsrApprove(controller::CsrApprove::resolve(a)?)
             }
+            K::Agent(a) => Command::Agent(agent::Agent::resolve(a)?),
         };
         Ok(Settings { now, command })
     }

@@ -1,0 +1,234 @@
+//! The agent's decisions, pure: time and everything read are passed in.
+//!
+//! - Events: a certificate that crosses a threshold (or expires) is announced once per
+//!   threshold; a renewed certificate (new serial) starts afresh.
+//! - Renewal: whether this node renews now, and why not when it does not.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kubepki_pki::format::dates::rfc3339_utc;
+use kubepki_pki::model::kubeconfig::EmbeddedKind;
+use kubepki_pki::ops::scan::{FileReport, Seen, Snapshot};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// How far past its thresholds a certificate is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Fine,
+    /// Within the n-th largest threshold (0: the widest).
+    Within(usize),
+    Expired,
+}
+
+type CertKey = (PathBuf, Option<(EmbeddedKind, String)>, String);
+
+/// What was already announced, per certificate (file, place in it, serial).
+#[derive(Default, Debug)]
+pub struct Announced {
+    levels: HashMap<CertKey, Level>,
+}
+
+/// One Event to record on the Node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// CertificateExpiring | CertificateExpired
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// "1y2d", "6d23h", "3h5m", "42s": the two largest units, for messages.
+pub fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, h, m) = (s / 86400, s / 3600 % 24, s / 60 % 60);
+    match (days, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m{}s", s % 60),
+        (0, h, m) => format!("{h}h{m}m"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
+/// How a certificate is named in messages: its kubeadm name if any, the file, and where in a
+/// kubeconfig.
+pub fn describe(snap: &Snapshot, file: &FileReport, seen: &Seen) -> String {
+    let role = snap.role(file, seen);
+    let mut s = if role.name.is_empty() {
+        file.path.display().to_string()
+    } else {
+        format!("{} ({})", role.name, file.path.display())
+    };
+    if let Some((k, n)) = &seen.embedded {
+        s.push_str(&format!(" {} {n:?}", k.label()));
+    }
+    s
+}
+
+/// The Events due now. `thresholds` in any order; each certificate is announced when it
+/// first reaches a level (a threshold, or expiry), not again at the same level.
+pub fn notices(
+    snap: &Snapshot,
+    thresholds: &[Duration],
+    now: OffsetDateTime,
+    seen_before: &mut Announced,
+) -> Vec<Notice> {
+    let mut sorted = thresholds.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out = Vec::new();
+    let mut current = HashMap::new();
+    for (file, seen) in snap.certificates() {
+        let left = seen.not_after - now;
+        let level = if left <= time::Duration::ZERO {
+            Level::Expired
+        } else {
+            let left = left.unsigned_abs();
+            sorted
+                .iter()
+                .rposition(|t| left <= *t)
+                .map_or(Level::Fine, Level::Within)
+        };
+        let key = (
+            file.path.clone(),
+            seen.embedded.clone(),
+            seen.serial.clone(),
+        );
+        let before = seen_before.levels.get(&key).copied().unwrap_or(Level::Fine);
+        if level > before {
+            let what = describe(snap, file, seen);
+            let at = rfc3339_utc(seen.not_after);
+            out.push(match level {
+                Level::Expired => Notice {
+                    reason: "CertificateExpired",
+                    note: format!("{what} expired at {at}"),
+                },
+                Level::Within(i) => Notice {
+                    reason: "CertificateExpiring",
+                    note: format!(
+                        "{what} expires in {} (at {at}), within the {} threshold",
+                        short(left.unsigned_abs()),
+                        short(sorted[i])
+                    ),
+                },
+                Level::Fine => unreachable!("a level above Fine"),
+            });
+        }
+        current.insert(key, level.max(before));
+    }
+    // Forget certificates that are gone (renewed or removed).
+    seen_before.levels = current;
+    out
+}
+
+/// Renewal settings: flags, overridden by the ConfigMap's keys where it has them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Renew what expires within this; None: renewal is off.
+    pub renew_before: Option<Duration>,
+    /// Who paused renewal on this node (flag, ConfigMap, Node annotation), if anyone.
+    pub paused_by: Option<String>,
+}
+
+/// The failure that stopped renewal everywhere, as recorded on the Lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub node: String,
+    pub time: String,
+    pub error: String,
+    /// The failed node's backup of its previous files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    Off,
+    Paused(String),
+    Stopped(Failure),
+    /// This node has no CA key to renew with (a worker, or an external CA).
+    NothingRenewable,
+    NotDue {
+        next: Option<OffsetDateTime>,
+    },
+    /// Renew now: these kubeadm names are within the window.
+    Due(Vec<String>),
+}
+
+/// Whether this node renews now.
+pub fn renewal(
+    settings: &Settings,
+    stopped: Option<&Failure>,
+    snap: &Snapshot,
+    now: OffsetDateTime,
+) -> Renewal {
+    let Some(before) = settings.renew_before else {
+        return Renewal::Off;
+    };
+    if let Some(f) = stopped {
+        return Renewal::Stopped(f.clone());
+    }
+    if let Some(who) = &settings.paused_by {
+        return Renewal::Paused(who.clone());
+    }
+    let mut due: Vec<String> = Vec::new();
+    let mut next: Option<OffsetDateTime> = None;
+    let mut any = false;
+    for (file, seen) in snap.certificates() {
+        let role = snap.role(file, seen);
+        if !role.renewable || role.ca {
+            continue;
+        }
+        any = true;
+        if seen.not_after - now <= time::Duration::try_from(before).unwrap_or(time::Duration::MAX) {
+            if !due.contains(&role.name) {
+                due.push(role.name);
+            }
+        } else {
+            let when = seen.not_after - before;
+            next = Some(next.map_or(when, |n| n.min(when)));
+        }
+    }
+    if !any {
+        return Renewal::NothingRenewable;
+    }
+    if due.is_empty() {
+        return Renewal::NotDue { next };
+    }
+    due.sort();
+    Renewal::Due(due)
+}
+
+/// A ConfigMap's settings over the flags': `renewBefore` ("" or "0" turns renewal off) and
+/// `paused` ("true").
+pub fn apply_config(
+    flags: &Settings,
+    data: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<Settings, String> {
+    let mut s = flags.clone();
+    let Some(data) = data else { return Ok(s) };
+    if let Some(v) = data.get("renewBefore") {
+        let v = v.trim();
+        s.renew_before = if v.is_empty() || v == "0" {
+            None
+        } else {
+            Some(
+                humantime::parse_duration(v)
+                    .map_err(|e| format!("renewBefore {v:?} is not a duration (e.g. 720h): {e}"))?,
+            )
+        };
+    }
+    if let Some(v) = data.get("paused") {
+        match v.trim() {
+            "true" => s.paused_by = Some("the ConfigMap (paused: \"true\")".into()),
+            "false" | "" => {}
+            other => return Err(format!("paused {other:?} must be \"true\" or \"false\"")),
+        }
+    }
+    Ok(s)
+}
+
+/// Now, for Failure records.
+pub fn stamp(now: OffsetDateTime) -> String {
+    rfc3339_utc(now)
+}
