@@ -36,6 +36,8 @@ pub struct AgentMetrics {
     pub renewal_stopped: Gauge,
     pub renewals: Family<ResultLabels, Counter>,
     pub last_check: Gauge,
+    /// Files read and parsed (an unchanged file is not read again).
+    pub file_reads: Counter,
 }
 
 /// x509-certificate-exporter's name labels: the first value of each attribute present. Its
@@ -91,6 +93,7 @@ impl AgentMetrics {
         let renewal_stopped = Gauge::default();
         let renewals = Family::<ResultLabels, Counter>::default();
         let last_check = Gauge::default();
+        let file_reads = Counter::default();
         registry.register(
             "x509_cert_not_before",
             "Indicates the certificate's not before timestamp",
@@ -164,7 +167,13 @@ impl AgentMetrics {
             "When the agent last decided Events and renewal",
             last_check.clone(),
         );
+        registry.register(
+            "kubepki_agent_file_reads",
+            "Files read and parsed; a file is read again only when it changed",
+            file_reads.clone(),
+        );
         AgentMetrics {
+            file_reads,
             registry,
             not_before,
             not_after,

@@ -66,7 +66,9 @@ impl Shared {
         // A panic elsewhere cannot leave the scanner half-updated in a way that matters: its
         // cache is only ever replaced entry by entry.
         let mut scanner = self.scanner.lock().unwrap_or_else(|p| p.into_inner());
+        let before = scanner.reads;
         let snap = scanner.scan(&self.watch);
+        self.metrics.file_reads.inc_by(scanner.reads - before);
         self.metrics.update(&snap, now);
         snap
     }
