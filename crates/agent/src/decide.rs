@@ -155,6 +155,14 @@ pub enum Renewal {
     Due(Vec<String>),
 }
 
+/// Whether anything on this node can be renewed here (a CA key is present for it).
+pub fn has_renewable(snap: &Snapshot) -> bool {
+    snap.certificates().any(|(f, c)| {
+        let r = snap.role(f, c);
+        r.renewable && !r.ca
+    })
+}
+
 /// Whether this node renews now.
 pub fn renewal(
     settings: &Settings,

@@ -38,6 +38,9 @@ pub struct AgentMetrics {
     pub last_check: Gauge,
     /// Files read and parsed (an unchanged file is not read again).
     pub file_reads: Counter,
+    /// Requests to the API server, by resource (the renewal Lease election's own are not
+    /// counted: they happen only while this node renews).
+    pub api_requests: Family<Labels, Counter>,
 }
 
 /// x509-certificate-exporter's name labels: the first value of each attribute present. Its
@@ -94,6 +97,12 @@ impl AgentMetrics {
         let renewals = Family::<ResultLabels, Counter>::default();
         let last_check = Gauge::default();
         let file_reads = Counter::default();
+        let api_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "kubepki_agent_api_requests",
+            "Requests to the API server, by resource",
+            api_requests.clone(),
+        );
         registry.register(
             "x509_cert_not_before",
             "Indicates the certificate's not before timestamp",
@@ -174,6 +183,7 @@ impl AgentMetrics {
         );
         AgentMetrics {
             file_reads,
+            api_requests,
             registry,
             not_before,
             not_after,

@@ -102,10 +102,11 @@ pub async fn run(client: Option<Client>, cfg: Config) -> anyhow::Result<()> {
         return Ok(());
     };
     let mut agent = Agent {
-        api: ApiSide::new(client, &cfg),
+        api: ApiSide::new(client, &cfg, shared.clone()),
         cfg,
         shared,
         announced: Announced::default(),
+        node_ref: None,
         last_state: String::new(),
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -129,10 +130,21 @@ struct ApiSide {
     /// Set once the API server refused an Event with no namespace for the (cluster-scoped)
     /// Node: older servers want it in "default".
     in_default: AtomicBool,
+    shared: Arc<Shared>,
 }
 
 impl ApiSide {
-    fn new(client: Client, cfg: &Config) -> ApiSide {
+    /// Counts one request to the API server (for the metric, and the benchmark of what many
+    /// agents cost it).
+    fn count(&self, resource: &str) {
+        self.shared
+            .metrics
+            .api_requests
+            .get_or_create(&vec![("resource", resource.to_string())])
+            .inc();
+    }
+
+    fn new(client: Client, cfg: &Config, shared: Arc<Shared>) -> ApiSide {
         ApiSide {
             nodes: Api::all(client.clone()),
             config_maps: Api::namespaced(client.clone(), &cfg.namespace),
@@ -145,6 +157,7 @@ impl ApiSide {
                 },
             ),
             in_default: AtomicBool::new(false),
+            shared,
         }
     }
 
@@ -161,6 +174,7 @@ impl ApiSide {
         if self.in_default.load(Ordering::Relaxed) {
             reference.namespace = Some("default".into());
         }
+        self.count("events");
         let mut result = self.recorder.publish(&ev, &reference).await;
         if let Err(kube::Error::Api(s)) = &result
             && s.code == 422
@@ -169,6 +183,7 @@ impl ApiSide {
         {
             self.in_default.store(true, Ordering::Relaxed);
             reference.namespace = Some("default".into());
+            self.count("events");
             result = self.recorder.publish(&ev, &reference).await;
         }
         match result {
@@ -178,6 +193,7 @@ impl ApiSide {
     }
 
     async fn stopped(&self, lease: &str) -> Result<Option<Failure>, kube::Error> {
+        self.count("leases");
         let l = self.leases.get_opt(lease).await?;
         let raw = l
             .as_ref()
@@ -195,6 +211,7 @@ impl ApiSide {
 
     async fn mark_failed(&self, lease: &str, f: &Failure) -> Result<(), kube::Error> {
         let value = serde_json::to_string(f).unwrap_or_default();
+        self.count("leases");
         let patch = serde_json::json!({"metadata": {"annotations": {FAILED_ANNOTATION: value}}});
         self.leases
             .patch(lease, &PatchParams::default(), &Patch::Merge(&patch))
@@ -208,6 +225,8 @@ struct Agent {
     api: ApiSide,
     shared: Arc<Shared>,
     announced: Announced,
+    /// This node's Node, for Events (read at the first round that reaches the API server).
+    node_ref: Option<ObjectReference>,
     /// The last renewal state logged, so that an unchanged state is not logged every minute.
     last_state: String,
 }
@@ -217,19 +236,40 @@ impl Agent {
         let now = OffsetDateTime::now_utc();
         let snap = self.shared.refresh(now);
         self.shared.metrics.last_check.set(now.unix_timestamp());
-        let node = match self.api.nodes.get(&self.cfg.node_name).await {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(node = %self.cfg.node_name, error = %e, "cannot read this node's Node object; no Events or renewal this round");
-                return;
+        // A node with nothing to renew (a worker, an external CA) reads its Node once, for the
+        // Events' reference, and never the ConfigMap or the Lease: 5,000 workers cost the API
+        // server nothing between Events. A node that may renew reads all three every round.
+        let renewable = decide::has_renewable(&snap);
+        let node = if renewable || self.node_ref.is_none() {
+            self.api.count("nodes");
+            match self.api.nodes.get(&self.cfg.node_name).await {
+                Ok(n) => {
+                    self.node_ref = Some(n.object_ref(&()));
+                    Some(n)
+                }
+                Err(e) => {
+                    warn!(node = %self.cfg.node_name, error = %e, "cannot read this node's Node object");
+                    None
+                }
             }
+        } else {
+            None
         };
-        let node_ref = node.object_ref(&());
+        let Some(node_ref) = self.node_ref.clone() else {
+            return;
+        };
         for n in decide::notices(&snap, &self.cfg.thresholds, now, &mut self.announced) {
             self.api
                 .event(&node_ref, EventType::Warning, n.reason, &n.note)
                 .await;
         }
+        if !renewable {
+            self.shared.metrics.renewal_enabled.set(0);
+            self.shared.metrics.renewal_stopped.set(0);
+            return self
+                .log_state("nothing this node can renew (no CA key here): watching only".into());
+        }
+        let Some(node) = node else { return };
         let settings = match self.settings(&node).await {
             Ok(s) => s,
             Err(e) => {
@@ -274,6 +314,7 @@ impl Agent {
     }
 
     async fn settings(&self, node: &Node) -> Result<Settings, String> {
+        self.api.count("configmaps");
         let cm = self
             .api
             .config_maps
