@@ -19,9 +19,10 @@
 //!    reconciling before the other replica takes over; a replica that starts while the API
 //!    server is unreachable waits, not ready, and recovers; a standby does not take a lease
 //!    that is renewed, however old its renewTime looks to its clock;
-//! 6. with the controller-manager stopped, `--sign` issues the certificate itself, refuses to
-//!    sign what an admin approved but the rules refuse (as the built-in signer does: Failed),
-//!    and signs nothing once its CA has expired.
+//! 6. with the controller-manager stopped, `--sign` without its RBAC counts the refused write
+//!    (kubepki_api_errors_total, kubepki_reconcile_errors_total); with it, it issues the
+//!    certificate itself, refuses to sign what an admin approved but the rules refuse (as the
+//!    built-in signer does: Failed), and signs nothing once its CA has expired.
 //!
 //! Everything listens on 127.0.0.40; every process is stopped by PID; every wait is bounded.
 
@@ -301,6 +302,28 @@ fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
         .filter(|l| l.starts_with(name) && filters.iter().all(|f| l.contains(f)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Waits (30 s at most, the controller still running) until the samples of `name` with
+/// `filters` add up to `min` or more in its /metrics; returns that scrape.
+fn wait_metric(
+    env: &Env,
+    ctl: &mut Proc,
+    port: u16,
+    name: &str,
+    filters: &[&str],
+    min: f64,
+) -> String {
+    wait_for(
+        &format!("{name} {filters:?} >= {min} in /metrics"),
+        Duration::from_secs(30),
+        60,
+        || {
+            assert_running(ctl);
+            let m = env.metrics(port)?;
+            (metric_sum(&m, name, filters) >= min).then_some(m)
+        },
+    )
 }
 
 /// The Events on CSR `name`, one `reason: message` a line.
@@ -772,15 +795,13 @@ fn no_deny_phase(env: &mut Env) -> String {
     }
 
     // The bad ones were judged (the metric counts the skip) and left pending.
-    wait_for(
-        "3 skipped decisions in /metrics",
-        Duration::from_secs(30),
-        60,
-        || {
-            let m = env.metrics(port)?;
-            (metric_sum(&m, "kubepki_csr_decisions_total", &["decision=\"skip\""]) >= 3.0)
-                .then_some(())
-        },
+    wait_metric(
+        env,
+        &mut ctl,
+        port,
+        "kubepki_csr_decisions_total",
+        &["decision=\"skip\""],
+        3.0,
     );
     let conds = env.conditions();
     for (r, _) in early_bad() {
@@ -801,6 +822,17 @@ fn no_deny_phase(env: &mut Env) -> String {
                 "signer=\"kubernetes.io/kubelet-serving\""
             ]
         ),
+        1.0,
+        "{m}"
+    );
+    // Left pending, and counted so; only the approval written was timed.
+    assert_eq!(
+        metric_sum(&m, "kubepki_csr_pending", &[]),
+        early_bad().len() as f64,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(&m, "kubepki_csr_decision_duration_seconds_count", &[]),
         1.0,
         "{m}"
     );
@@ -1214,8 +1246,39 @@ fn matrix_phase(env: &mut Env, valid: &str) {
         3.0,
         "{m}"
     );
-    assert_eq!(metric_sum(&m, "kubepki_csr_queue_depth", &[]), 0.0, "{m}");
+    assert_eq!(metric_sum(&m, "kubepki_csr_pending", &[]), 0.0, "{m}");
     assert_eq!(metric_sum(&m, "kubepki_leader", &[]), 1.0, "{m}");
+    // Every decision written was timed, from first seeing the request to writing its decision.
+    let written = denied + metric_sum(&m, "kubepki_csr_decisions_total", &["decision=\"approve\""]);
+    assert_eq!(
+        metric_sum(&m, "kubepki_csr_decision_duration_seconds_count", &[]),
+        written,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(
+            &m,
+            "kubepki_csr_decision_duration_seconds_bucket",
+            &["le=\"+Inf\""]
+        ),
+        written,
+        "{m}"
+    );
+    assert!(
+        metric_sum(&m, "kubepki_csr_decision_duration_seconds_sum", &[]) > 0.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(&m, "kubepki_reconcile_errors_total", &[]),
+        0.0,
+        "{m}"
+    );
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        metric_sum(&m, "kubepki_build_info", &[&version]),
+        1.0,
+        "{m}"
+    );
     assert_eq!(
         metric_sum(
             &m,
@@ -1334,6 +1397,27 @@ fn signing_phase(env: &mut Env) {
         &env.c.ip.to_string(),
         &["--ca-validity", "25s", "--cert-validity", "20s"],
     );
+    // Without deploy/signing-rbac.yaml, --sign approves but may not write the certificate: a
+    // failed API call, and a reconcile that ends in an error (retried).
+    let (mut ctl, port) = signer(env, "signer-no-rbac", &env.c.dir.join("pki"), &[]);
+    env.create(&node_req("sign-forbidden", "n2", Some("DNS:n2")));
+    let m = wait_metric(
+        env,
+        &mut ctl,
+        port,
+        "kubepki_reconcile_errors_total",
+        &[],
+        1.0,
+    );
+    assert!(
+        metric_sum(&m, "kubepki_api_errors_total", &["operation=\"sign\""]) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(metric_sum(&m, "kubepki_csr_signed_total", &[]), 0.0, "{m}");
+    assert!(certificate(env, "sign-forbidden").is_empty());
+    ctl.stop(Duration::from_secs(10));
+    env.kc_ok(&["delete", "csr", "sign-forbidden"]);
+
     let signing = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/signing-rbac.yaml");
     env.kc_ok(&["apply", "-f", signing.to_str().unwrap()]);
 
@@ -1635,6 +1719,12 @@ fn partition_phase(env: &mut Env) {
         "{}",
         tail(&a.log_text(), 30)
     );
+    // Its Lease renewals that got no answer are failed API calls.
+    let m = env.metrics(pa).expect("metrics");
+    assert!(
+        metric_sum(&m, "kubepki_api_errors_total", &["operation=\"lease\""]) >= 1.0,
+        "{m}"
+    );
     a.stop(Duration::from_secs(10));
     b.stop(Duration::from_secs(10));
 }
@@ -1659,6 +1749,17 @@ fn unreachable_start_phase(env: &mut Env) {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(answered >= 5, "/readyz answered {answered} times");
+    // Each refused Lease read is a failed API call; nothing was reconciled.
+    let m = env.metrics(pc).expect("metrics");
+    assert!(
+        metric_sum(&m, "kubepki_api_errors_total", &["operation=\"lease\""]) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(&m, "kubepki_reconcile_errors_total", &[]),
+        0.0,
+        "{m}"
+    );
     proxy.set(Mode::Pass);
     wait_ready(env, &mut c, pc);
     wait_for("late leads", Duration::from_secs(20), 80, || {

@@ -162,6 +162,8 @@ pub async fn run(client: Client, cfg: Config) -> anyhow::Result<()> {
             _ = &mut shutdown => Some(Ok(())),
         };
         metrics.leader.set(0);
+        // Its watch stopped with its reconciles: a standby reports no pending requests.
+        metrics.pending.set(0);
         if let Some(r) = outcome {
             break r;
         }
@@ -236,13 +238,18 @@ async fn reconcile_all(
     let (csr_store, csr_writer) = reflector::store();
     let pending = Arc::new(Mutex::new(facts::PendingIndex::default()));
     let index = pending.clone();
+    let gauge = metrics.clone();
     let csr_events = watcher(csrs.clone(), wc)
         .default_backoff()
         // managedFields are most of a cached CSR and never read; an update without them keeps
         // the server's (the API server's field manager falls back to the live object's).
         .modify(|csr: &mut CertificateSigningRequest| csr.managed_fields_mut().clear())
         .map_ok(move |ev| {
-            index.lock().expect("pending index").observe(&ev);
+            let mut index = index.lock().expect("pending index");
+            index.observe_at(&ev, Instant::now());
+            gauge
+                .pending
+                .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
             ev
         })
         .reflect(csr_writer)
@@ -290,7 +297,8 @@ async fn reconcile_all(
     Ok(())
 }
 
-fn error_policy(_csr: Arc<CertificateSigningRequest>, err: &Error, _ctx: Arc<Ctx>) -> Action {
+fn error_policy(_csr: Arc<CertificateSigningRequest>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    ctx.metrics.reconcile_error();
     warn!(error = %err, "will retry");
     Action::requeue(Duration::from_secs(5))
 }
@@ -301,7 +309,6 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
     // reconcile would be quadratic in a mass rotation); each is re-read from the cache.
     let siblings: Vec<Arc<CertificateSigningRequest>> = {
         let index = ctx.pending.lock().expect("pending index");
-        ctx.metrics.queue_depth.set(index.len() as i64);
         index.names_of(csr.spec.username.as_deref().unwrap_or(""))
     }
     .into_iter()
@@ -393,7 +400,7 @@ async fn fetch_node(ctx: &Ctx, name: &str) -> Result<Option<NodeInfo>, Error> {
     match ctx.nodes.get_opt(name).await {
         Ok(found) => Ok(found.map(|n| facts::node_info(&n))),
         Err(e) => {
-            ctx.metrics.error("node_lookup");
+            ctx.metrics.api_error("node_lookup");
             Err(Error::Api {
                 operation: "get node",
                 name: name.to_string(),
@@ -432,8 +439,16 @@ async fn decide(
         info!(csr = %name, "not leading: leaving the decision to the leader");
         return Ok(false);
     }
+    // Read before the write: the watch may drop the decided request from the index before the
+    // write's answer arrives.
+    let first_seen = ctx.pending.lock().expect("pending index").first_seen(&name);
     match set_condition(&ctx.csrs, csr, kind, reason, message).await {
-        Ok(_) => Ok(true),
+        Ok(_) => {
+            if let Some(t) = first_seen {
+                ctx.metrics.decision_took(t.elapsed());
+            }
+            Ok(true)
+        }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             info!(csr = %name, "changed meanwhile; looking again");
             Ok(false)
@@ -444,7 +459,7 @@ async fn decide(
             } else {
                 "deny"
             };
-            ctx.metrics.error(operation);
+            ctx.metrics.api_error(operation);
             Err(Error::Api {
                 operation,
                 name,
@@ -542,7 +557,7 @@ async fn write_status(
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => {
-            ctx.metrics.error("sign");
+            ctx.metrics.api_error("sign");
             Err(Error::Api {
                 operation,
                 name,
@@ -641,7 +656,7 @@ impl EventSink {
             result = self.recorder.publish(ev, &reference).await;
         }
         if let Err(e) = result {
-            self.metrics.error("event");
+            self.metrics.api_error("event");
             warn!(error = %e, "cannot record event");
         }
     }

@@ -2,6 +2,7 @@
 //! (decided? issued?). Pure: no API calls.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, NodeStatus};
@@ -159,37 +160,55 @@ pub fn verdicts_in_group(
 }
 
 /// The names of the pending kubelet-serving requests, by requester, kept current from the
-/// watch events. A reconcile looks up its requester's siblings here instead of scanning the
-/// whole cache: with thousands of nodes rotating at once, a scan per reconcile is quadratic.
+/// watch events, with when each was first seen pending. A reconcile looks up its requester's
+/// siblings here instead of scanning the whole cache: with thousands of nodes rotating at once,
+/// a scan per reconcile is quadratic.
 /// Follows the reflector's semantics: a relist (`Init` .. `InitDone`) replaces the index at once.
+/// A request keeps its first-seen time across updates and relists while it stays pending
+/// (the same uid).
 #[derive(Debug, Default)]
 pub struct PendingIndex {
     live: Entries,
     relisting: Option<Entries>,
 }
 
+#[derive(Debug)]
+struct Entry {
+    user: String,
+    uid: Option<String>,
+    since: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Entries {
     by_user: HashMap<String, BTreeSet<String>>,
-    user_of: HashMap<String, String>,
+    entries: HashMap<String, Entry>,
 }
 
 impl Entries {
-    fn remove(&mut self, name: &str) {
-        if let Some(user) = self.user_of.remove(name)
-            && let Some(names) = self.by_user.get_mut(&user)
-        {
+    fn remove(&mut self, name: &str) -> Option<Entry> {
+        let entry = self.entries.remove(name)?;
+        if let Some(names) = self.by_user.get_mut(&entry.user) {
             names.remove(name);
             if names.is_empty() {
-                self.by_user.remove(&user);
+                self.by_user.remove(&entry.user);
             }
         }
+        Some(entry)
     }
 
-    fn apply(&mut self, csr: &CertificateSigningRequest) {
+    /// When `csr` (the same object: name and uid) was first seen pending here.
+    fn since(&self, csr: &CertificateSigningRequest) -> Option<Instant> {
+        let entry = self.entries.get(csr.metadata.name.as_deref()?)?;
+        (entry.uid == csr.metadata.uid).then_some(entry.since)
+    }
+
+    /// Takes in `csr` as it is now; if it is pending and new here, first seen at `seen`.
+    fn apply(&mut self, csr: &CertificateSigningRequest, seen: Instant) {
         let Some(name) = csr.metadata.name.as_deref() else {
             return;
         };
+        let since = self.since(csr).unwrap_or(seen);
         self.remove(name);
         if is_pending(csr) && csr.spec.signer_name == rules::KUBELET_SERVING {
             let user = csr.spec.username.clone().unwrap_or_default();
@@ -197,25 +216,41 @@ impl Entries {
                 .entry(user.clone())
                 .or_default()
                 .insert(name.to_string());
-            self.user_of.insert(name.to_string(), user);
+            self.entries.insert(
+                name.to_string(),
+                Entry {
+                    user,
+                    uid: csr.metadata.uid.clone(),
+                    since,
+                },
+            );
         }
     }
 }
 
 impl PendingIndex {
+    /// `observe_at` now.
     pub fn observe(&mut self, event: &watcher::Event<CertificateSigningRequest>) {
+        self.observe_at(event, Instant::now());
+    }
+
+    /// Takes in a watch event that arrived at `now`.
+    pub fn observe_at(&mut self, event: &watcher::Event<CertificateSigningRequest>, now: Instant) {
         match event {
-            watcher::Event::Apply(csr) => self.apply(csr),
+            watcher::Event::Apply(csr) => self.live.apply(csr, now),
             watcher::Event::Delete(csr) => {
                 if let Some(name) = csr.metadata.name.as_deref() {
                     self.live.remove(name);
                 }
             }
             watcher::Event::Init => self.relisting = Some(Entries::default()),
-            watcher::Event::InitApply(csr) => self
-                .relisting
-                .get_or_insert_with(Entries::default)
-                .apply(csr),
+            watcher::Event::InitApply(csr) => {
+                // Pending since before the relist: still first seen then.
+                let seen = self.live.since(csr).unwrap_or(now);
+                self.relisting
+                    .get_or_insert_with(Entries::default)
+                    .apply(csr, seen);
+            }
             watcher::Event::InitDone => {
                 if let Some(fresh) = self.relisting.take() {
                     self.live = fresh;
@@ -226,12 +261,12 @@ impl PendingIndex {
 
     /// Takes in one request as it is now (what a watch `Apply` does).
     pub fn apply(&mut self, csr: &CertificateSigningRequest) {
-        self.live.apply(csr);
+        self.live.apply(csr, Instant::now());
     }
 
     /// How many kubelet-serving requests wait for a decision.
     pub fn len(&self) -> usize {
-        self.live.user_of.len()
+        self.live.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -245,5 +280,10 @@ impl PendingIndex {
             .get(username)
             .map(|names| names.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// When the pending request `name` was first seen (None: it is not pending here).
+    pub fn first_seen(&self, name: &str) -> Option<Instant> {
+        self.live.entries.get(name).map(|e| e.since)
     }
 }

@@ -298,12 +298,12 @@ pub async fn run(
             }
             Ok(Err(e)) => {
                 failures = failures.saturating_add(1);
-                metrics.error("lease");
+                metrics.api_error("lease");
                 warn!(lease = %name, error = %e, "leader election");
             }
             Err(_) => {
                 failures = failures.saturating_add(1);
-                metrics.error("lease");
+                metrics.api_error("lease");
                 warn!(lease = %name, timeout = ?timing.renew_deadline, "leader election: no answer from the API server");
             }
         }

@@ -1,5 +1,7 @@
 //! The pending index follows the watch: applies, decisions, deletions and relists.
 
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestSpec,
     CertificateSigningRequestStatus,
@@ -83,4 +85,55 @@ fn a_relist_replaces_the_index_only_when_complete() {
     );
     assert_eq!(ix.names_of(B), ["b1"]);
     assert_eq!(ix.len(), 1);
+}
+
+fn with_uid(mut c: CertificateSigningRequest, uid: &str) -> CertificateSigningRequest {
+    c.metadata.uid = Some(uid.into());
+    c
+}
+
+#[test]
+fn a_request_keeps_when_it_was_first_seen_while_pending() {
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let a1 = || with_uid(csr("a1", A, KUBELET_SERVING, None), "u1");
+    let mut ix = PendingIndex::default();
+    ix.observe_at(&Event::Apply(a1()), at(0));
+    assert_eq!(ix.first_seen("a1"), Some(at(0)));
+    // Updated (a label, say), and relisted: still pending since then.
+    ix.observe_at(&Event::Apply(a1()), at(5));
+    ix.observe_at(&Event::Init, at(6));
+    ix.observe_at(&Event::InitApply(a1()), at(7));
+    ix.observe_at(
+        &Event::InitApply(with_uid(csr("b1", B, KUBELET_SERVING, None), "u2")),
+        at(7),
+    );
+    ix.observe_at(&Event::InitDone, at(8));
+    assert_eq!(ix.first_seen("a1"), Some(at(0)));
+    assert_eq!(ix.first_seen("b1"), Some(at(7)), "new in the relist");
+    // Deleted and made again under the same name while the watch was down: a new request.
+    ix.observe_at(&Event::Init, at(9));
+    ix.observe_at(
+        &Event::InitApply(with_uid(csr("a1", A, KUBELET_SERVING, None), "u3")),
+        at(10),
+    );
+    ix.observe_at(&Event::InitDone, at(10));
+    assert_eq!(ix.first_seen("a1"), Some(at(10)));
+    assert_eq!(ix.first_seen("b1"), None, "gone in the relist");
+    // Decided: no longer pending.
+    ix.observe_at(
+        &Event::Apply(with_uid(
+            csr("a1", A, KUBELET_SERVING, Some("Approved")),
+            "u3",
+        )),
+        at(11),
+    );
+    assert_eq!(ix.first_seen("a1"), None);
+    assert!(ix.is_empty());
+    // Not ours: never tracked.
+    ix.observe_at(
+        &Event::Apply(csr("c1", A, "kubernetes.io/kube-apiserver-client", None)),
+        at(12),
+    );
+    assert_eq!(ix.first_seen("c1"), None);
 }
