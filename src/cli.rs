@@ -92,6 +92,23 @@ ConfigMap's paused: \"true\" or the Node annotation kubepki.io/renewal-paused=tr
         after_help = "Endpoints: /metrics, /healthz, /readyz on --metrics-bind-address. Logs: RUST_LOG (default info), --log-format json|text. Exit status: 0 after SIGTERM, 1 on a start-up error."
     )]
     Agent(AgentArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(long_about = "Print a shell completion script for kubepki.\n\n\
+bash: `kubepki completion bash > /etc/bash_completion.d/kubepki`, or `source <(kubepki completion bash)` in ~/.bashrc.\n\
+zsh: `kubepki completion zsh > \"${fpath[1]}/_kubepki\"`.\n\
+fish: `kubepki completion fish > ~/.config/fish/completions/kubepki.fish`.")]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man {
+        /// Write kubepki.1 and kubepki-<command>.1 for every command here instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

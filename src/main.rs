@@ -52,6 +52,8 @@ fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Command::RotateKubelet(c) => cmd::rotate::kubelet(&c, now),
         Command::RotateTokens(c) => cmd::rotate::tokens(&c),
         Command::Agent(c) => cmd::agent::run(c),
+        Command::Completion(shell) => cmd::docs::completion(shell),
+        Command::Man(dir) => cmd::docs::man(dir.as_deref()),
     }
 }
 

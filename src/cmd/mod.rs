@@ -2,6 +2,7 @@ pub mod agent;
 pub mod certs;
 pub mod controller;
 pub mod csr;
+pub mod docs;
 pub mod external;
 pub mod init;
 pub mod kubeconfig;

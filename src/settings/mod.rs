@@ -61,6 +61,8 @@ pub enum Command {
     RotateKubelet(rotate::RotateKubelet),
     RotateTokens(rotate::RotateTokens),
     Agent(agent::Agent),
+    Completion(clap_complete::Shell),
+    Man(Option<std::path::PathBuf>),
 }
 
 impl Settings {
@@ -116,6 +118,8 @@ impl Settings {
                 Command::CsrApprove(controller::CsrApprove::resolve(a)?)
             }
             K::Agent(a) => Command::Agent(agent::Agent::resolve(a)?),
+            K::Completion { shell } => Command::Completion(shell),
+            K::Man { dir } => Command::Man(dir),
         };
         Ok(Settings { now, command })
     }
