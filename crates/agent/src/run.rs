@@ -388,24 +388,48 @@ impl Agent {
             .arg(format!("{}s", before.as_secs()))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        let out = tokio::time::timeout(self.cfg.renew_timeout, cmd.output()).await;
-        let (ok, text) = match out {
-            Ok(Ok(o)) => (
-                o.status.success(),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-            ),
-            Ok(Err(e)) => (false, format!("cannot run kubepki certs renew: {e}")),
-            Err(_) => (
-                false,
-                format!(
-                    "kubepki certs renew did not finish within {:?}",
-                    self.cfg.renew_timeout
-                ),
-            ),
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let (ok, text) = match cmd.spawn() {
+            Err(e) => (false, format!("cannot run kubepki certs renew: {e}")),
+            Ok(child) => {
+                let pid = child.id();
+                let waited = child.wait_with_output();
+                tokio::pin!(waited);
+                match tokio::time::timeout(self.cfg.renew_timeout, &mut waited).await {
+                    Ok(Ok(o)) => (
+                        o.status.success(),
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        ),
+                    ),
+                    Ok(Err(e)) => (false, format!("kubepki certs renew: {e}")),
+                    Err(_) => {
+                        // SIGTERM first: a restart in progress puts its manifest back before
+                        // exiting; SIGKILL (kill_on_drop) only if that takes over a minute.
+                        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid),
+                                nix::sys::signal::Signal::SIGTERM,
+                            );
+                        }
+                        let tail = match tokio::time::timeout(Duration::from_secs(60), waited).await
+                        {
+                            Ok(Ok(o)) => String::from_utf8_lossy(&o.stdout).into_owned(),
+                            _ => String::new(),
+                        };
+                        (
+                            false,
+                            format!(
+                                "{tail}error: kubepki certs renew did not finish within {:?}; it was stopped",
+                                self.cfg.renew_timeout
+                            ),
+                        )
+                    }
+                }
+            }
         };
         for line in text.lines() {
             info!(target: "kubepki::renew", "{line}");
