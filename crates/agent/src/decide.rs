@@ -47,6 +47,7 @@ pub fn short(d: Duration) -> String {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, m) => format!("{m}m{}s", s % 60),
         (0, h, m) => format!("{h}h{m}m"),
+        (d, 0, _) => format!("{d}d"),
         (d, h, _) => format!("{d}d{h}h"),
     }
 }
@@ -239,4 +240,161 @@ pub fn apply_config(
 /// Now, for Failure records.
 pub fn stamp(now: OffsetDateTime) -> String {
     rfc3339_utc(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubepki_pki::crypto::issuer::Issuer;
+    use kubepki_pki::crypto::key::{KeyAlgorithm, PrivateKey};
+    use kubepki_pki::model::inventory::{self, CaId};
+    use kubepki_pki::model::layout::Layout;
+    use kubepki_pki::model::params::ClusterParams;
+    use kubepki_pki::model::slot;
+    use kubepki_pki::ops::scan::{Scanner, Watch};
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
+    const DAY: Duration = Duration::from_secs(86400);
+
+    /// A cert dir with ca.crt (and ca.key unless `external`) and apiserver.crt valid for
+    /// `validity` from NOW; its snapshot.
+    fn node(validity: Duration, external: bool) -> (tempfile::TempDir, Snapshot) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("pki"), dir.path());
+        std::fs::create_dir(&layout.cert_dir).unwrap();
+        let spec = inventory::ca(CaId::Ca);
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca = Issuer::new_root(
+            &ClusterParams::ca_template(spec),
+            key,
+            NOW,
+            3650 * DAY,
+            &layout.ca_cert(spec),
+            &layout.ca_key(spec),
+        )
+        .unwrap();
+        std::fs::write(layout.ca_cert(spec), ca.cert().to_pem()).unwrap();
+        if !external {
+            std::fs::write(layout.ca_key(spec), "not read by the scan").unwrap();
+        }
+        let params = ClusterParams::new("n1".into(), [10, 0, 0, 5].into());
+        let item = slot::kubeadm_items(true)
+            .into_iter()
+            .find(|i| i.name() == "apiserver")
+            .unwrap();
+        let leaf_key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let t = item.template(&params).unwrap();
+        let cert = ca
+            .sign(&t, leaf_key.public_key_der(), NOW, validity)
+            .unwrap()
+            .cert;
+        std::fs::write(layout.cert_dir.join("apiserver.crt"), cert.to_pem()).unwrap();
+        let watch = Watch {
+            layout,
+            kubelet_pki_dir: dir.path().join("kubelet"),
+            files: Vec::new(),
+            dirs: Vec::new(),
+        };
+        let snap = Scanner::new().scan(&watch);
+        (dir, snap)
+    }
+
+    fn on(renew_before: Option<Duration>) -> Settings {
+        Settings {
+            renew_before,
+            paused_by: None,
+        }
+    }
+
+    #[test]
+    fn each_threshold_is_announced_once_and_expiry_once_more() {
+        let (_d, snap) = node(10 * DAY, false);
+        let mut seen = Announced::default();
+        let thresholds = [168 * 3600, 720 * 3600].map(Duration::from_secs);
+        // 10 days left: within 30 d, not 7 d.
+        let first = notices(&snap, &thresholds, NOW, &mut seen);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].reason, "CertificateExpiring");
+        assert!(first[0].note.contains("apiserver") && first[0].note.contains("the 30d threshold"));
+        assert!(notices(&snap, &thresholds, NOW, &mut seen).is_empty());
+        let later = NOW + time::Duration::days(4);
+        let second = notices(&snap, &thresholds, later, &mut seen);
+        assert_eq!(second.len(), 1);
+        assert!(second[0].note.contains("the 7d threshold"), "{second:?}");
+        let expired = notices(
+            &snap,
+            &thresholds,
+            NOW + time::Duration::days(11),
+            &mut seen,
+        );
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].reason, "CertificateExpired");
+        // Back in time (a clock step) announces nothing again.
+        assert!(notices(&snap, &thresholds, NOW, &mut seen).is_empty());
+    }
+
+    #[test]
+    fn renewal_is_due_only_for_what_this_node_can_renew_within_the_window() {
+        let (_d, snap) = node(10 * DAY, false);
+        assert_eq!(renewal(&on(None), None, &snap, NOW), Renewal::Off);
+        assert_eq!(
+            renewal(&on(Some(30 * DAY)), None, &snap, NOW),
+            Renewal::Due(vec!["apiserver".into()])
+        );
+        match renewal(&on(Some(5 * DAY)), None, &snap, NOW) {
+            Renewal::NotDue { next: Some(n) } => {
+                assert_eq!(n.date(), (NOW + time::Duration::days(5)).date())
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = Failure {
+            node: "cp2".into(),
+            time: "t".into(),
+            error: "e".into(),
+            backup: None,
+        };
+        assert_eq!(
+            renewal(&on(Some(30 * DAY)), Some(&f), &snap, NOW),
+            Renewal::Stopped(f)
+        );
+        let paused = Settings {
+            renew_before: Some(30 * DAY),
+            paused_by: Some("--pause-renewal".into()),
+        };
+        assert_eq!(
+            renewal(&paused, None, &snap, NOW),
+            Renewal::Paused("--pause-renewal".into())
+        );
+        // The CA is external: nothing here can renew the leaf.
+        let (_d, ext) = node(10 * DAY, true);
+        assert!(!has_renewable(&ext));
+        assert_eq!(
+            renewal(&on(Some(30 * DAY)), None, &ext, NOW),
+            Renewal::NothingRenewable
+        );
+    }
+
+    #[test]
+    fn the_config_map_wins_over_the_flags_and_bad_values_are_refused() {
+        let flags = on(Some(30 * DAY));
+        let map = |k: &str, v: &str| std::collections::BTreeMap::from([(k.into(), v.into())]);
+        assert_eq!(apply_config(&flags, None).unwrap(), flags);
+        assert_eq!(
+            apply_config(&flags, Some(&map("renewBefore", "0"))).unwrap(),
+            on(None)
+        );
+        assert_eq!(
+            apply_config(&on(None), Some(&map("renewBefore", "240h"))).unwrap(),
+            on(Some(10 * DAY))
+        );
+        assert!(
+            apply_config(&flags, Some(&map("paused", "true")))
+                .unwrap()
+                .paused_by
+                .is_some()
+        );
+        assert!(apply_config(&flags, Some(&map("paused", "yes"))).is_err());
+        assert!(apply_config(&flags, Some(&map("renewBefore", "soon"))).is_err());
+    }
 }
