@@ -609,6 +609,21 @@ fn dry_run_changes_nothing() {
         !d.join(BACKUPS).exists(),
         "a dry run made a backup directory"
     );
+    // A dry run of --restart-static-pods says it would restart them, not to rerun with it.
+    let out = run_ok(&mut renew(
+        d,
+        RENEW_NOW,
+        &["all"],
+        &["--dry-run", "--restart-static-pods"],
+    ));
+    assert!(
+        stdout(&out).ends_with(
+            "[renew] kube-apiserver, kube-controller-manager, kube-scheduler would then be restarted, one at a time\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(snapshot(d) == before, "a dry run changed files");
 
     // With a window and extra SANs: says what it would do, still writes nothing.
     let out = run_ok(&mut renew(

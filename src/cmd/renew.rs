@@ -46,7 +46,7 @@ pub fn run(args: &Renew, now: OffsetDateTime) -> Result<ExitCode> {
         if items.is_empty() {
             outln!("[renew] nothing would be renewed");
         } else {
-            advise(&renew::restart_needed(&items), true);
+            advise(&renew::restart_needed(&items), true, args.restart.is_some());
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -92,18 +92,24 @@ pub fn run(args: &Renew, now: OffsetDateTime) -> Result<ExitCode> {
         }
         return Ok(restart::exit_code(&results));
     }
-    advise(&comps, false);
+    advise(&comps, false, false);
     Ok(ExitCode::SUCCESS)
 }
 
-fn advise(comps: &[Component], dry_run: bool) {
+/// What must restart. `restarting`: a dry run of `--restart-static-pods`, which would do it.
+fn advise(comps: &[Component], dry_run: bool, restarting: bool) {
     let statics: Vec<&str> = comps
         .iter()
         .filter(|c| c.is_static_pod())
         .map(|c| c.name())
         .collect();
     let tense = if dry_run { "would then need" } else { "must" };
-    if !statics.is_empty() {
+    if !statics.is_empty() && restarting {
+        outln!(
+            "[renew] {} would then be restarted, one at a time",
+            statics.join(", ")
+        );
+    } else if !statics.is_empty() {
         outln!(
             "[renew] {} {tense} restart to load the renewed certificates (or rerun with --restart-static-pods)",
             statics.join(", ")
@@ -156,6 +162,6 @@ pub fn restore(args: &Restore, now: OffsetDateTime) -> Result<ExitCode> {
         .iter()
         .filter_map(|p| kubepki_pki::model::slot::owner_of(session.layout(), p))
         .collect();
-    advise(&renew::restart_needed(&items), false);
+    advise(&renew::restart_needed(&items), false, false);
     Ok(ExitCode::SUCCESS)
 }

@@ -166,6 +166,12 @@ impl AgentMetrics {
             "1 while a failed renewal has stopped automatic renewal on every node",
             renewal_stopped.clone(),
         );
+        // Both results exist from the start, so that increase() sees the first failure.
+        for result in ["success", "failure"] {
+            let _ = renewals.get_or_create(&ResultLabels {
+                result: result.into(),
+            });
+        }
         registry.register(
             "kubepki_agent_renewals",
             "Automatic renewals on this node, by result",

@@ -61,8 +61,10 @@ struct Shared {
 }
 
 impl Shared {
-    /// Scans (reading only what changed) and refreshes the certificate series.
-    fn refresh(&self, now: OffsetDateTime) -> Snapshot {
+    /// Scans (reading only what changed) and refreshes the certificate series; with `encode`,
+    /// also the exposition, under the same lock: another refresh clears and refills the
+    /// series, and an encoding in between would miss some.
+    fn refresh(&self, now: OffsetDateTime, encode: bool) -> (Snapshot, Option<String>) {
         // A panic elsewhere cannot leave the scanner half-updated in a way that matters: its
         // cache is only ever replaced entry by entry.
         let mut scanner = self.scanner.lock().unwrap_or_else(|p| p.into_inner());
@@ -70,7 +72,8 @@ impl Shared {
         let snap = scanner.scan(&self.watch);
         self.metrics.file_reads.inc_by(scanner.reads - before);
         self.metrics.update(&snap, now);
-        snap
+        let text = encode.then(|| self.metrics.encode());
+        (snap, text)
     }
 }
 
@@ -84,7 +87,7 @@ pub async fn run(client: Option<Client>, cfg: Config) -> anyhow::Result<()> {
     if let Some(addr) = cfg.metrics_addr {
         serve(addr, shared.clone()).await?;
     }
-    let first = shared.refresh(OffsetDateTime::now_utc());
+    let (first, _) = shared.refresh(OffsetDateTime::now_utc(), false);
     shared.ready.store(true, Ordering::Relaxed);
     info!(
         node = %cfg.node_name,
@@ -234,7 +237,7 @@ struct Agent {
 impl Agent {
     async fn check(&mut self) {
         let now = OffsetDateTime::now_utc();
-        let snap = self.shared.refresh(now);
+        let (snap, _) = self.shared.refresh(now, false);
         self.shared.metrics.last_check.set(now.unix_timestamp());
         // A node with nothing to renew (a worker, an external CA) reads its Node once, for the
         // Events' reference, and never the ConfigMap or the Lease: 5,000 workers cost the API
@@ -470,8 +473,7 @@ impl Agent {
             }
             info!(renewed = ?renewed, settle = ?self.cfg.settle, "renewed; keeping the Lease while the components settle");
             tokio::time::sleep(self.cfg.settle).await;
-            let snap = self.shared.refresh(OffsetDateTime::now_utc());
-            drop(snap);
+            self.shared.refresh(OffsetDateTime::now_utc(), false);
         } else {
             self.shared
                 .metrics
@@ -551,8 +553,9 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<()> {
 async fn metrics_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     // File reads block: off the async workers.
     let body = tokio::task::spawn_blocking(move || {
-        s.refresh(OffsetDateTime::now_utc());
-        s.metrics.encode()
+        s.refresh(OffsetDateTime::now_utc(), true)
+            .1
+            .unwrap_or_default()
     })
     .await
     .unwrap_or_default();

@@ -22,7 +22,14 @@ impl YamlError {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or("").trim();
         // "error: line 3 column 7: did not find expected key" -> the reason after the location.
-        let reason = first.rsplit(": ").next().unwrap_or("").trim();
+        // The parser's resource limits (an alias bomb, a huge document) name their counters
+        // ("budget breached: Nodes { nodes: 250001 }"): say what that means instead.
+        let budget = "more nodes, aliases or nesting than kubepki reads (an alias bomb?)";
+        let reason = if first.contains("budget") {
+            budget
+        } else {
+            first.rsplit(": ").next().unwrap_or("").trim()
+        };
         let long_token = reason
             .split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/' && c != '=')
             .any(|t| t.len() > 16);

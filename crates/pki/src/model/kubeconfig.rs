@@ -652,6 +652,24 @@ fn current(kc: &AnyKubeconfig) -> std::result::Result<(String, String), Kubeconf
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_alias_bomb_is_refused_with_a_reason_a_human_reads() {
+        let mut y = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            y.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = embedded_pems(&y, Path::new("/k/bomb.conf"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/k/bomb.conf") && e.contains("an alias bomb?"),
+            "{e}"
+        );
+    }
+
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/fixtures/kubeadm-v1.20.2")
