@@ -15,6 +15,11 @@
 //!    kube-apiserver, the controller-manager and the scheduler through the kubelet (etcd reads
 //!    its certificates per connection and keeps running), each serves its renewed certificate,
 //!    kubectl works with the renewed admin.conf;
+//!    (renewed for 3 hours only, so that the agent has something to do next); before that, the
+//!    agent, deployed by `kubectl apply -k deploy/`, lists every certificate of the node with the
+//!    notAfter openssl reads, and after it, with `deploy/overlays/renewal` applied, renews the
+//!    3-hour certificates, restarts the static pods one at a time through the kubelet, a client
+//!    on admin.conf sees no authentication failure, and the Node's Events tell the story;
 //! 4. kubelet recovery for real: the kubelet's client certificate expired, the node goes NotReady;
 //!    `kubeconfig kubelet --write` and a kubelet restart bring it back Ready;
 //! 5. the harness itself: after a crash (containerd, the kubelet and kube-proxy killed with
@@ -45,8 +50,12 @@ fn kubepki_on_a_real_kubeadm_node() {
     eprintln!("[{:.0?}] kubeadm used kubepki's PKI", started.elapsed());
     approver_runs_as_the_deployment(&node);
     eprintln!("[{:.0?}] approver phase done", started.elapsed());
+    agent_reports_every_certificate(&node);
+    eprintln!("[{:.0?}] agent metrics checked", started.elapsed());
     static_pods_restart_for_real(&node);
     eprintln!("[{:.0?}] static pod restarts done", started.elapsed());
+    agent_renews_before_expiry(&node);
+    eprintln!("[{:.0?}] agent renewal done", started.elapsed());
     kubelet_recovers(&node);
     eprintln!("[{:.0?}] kubelet recovery done", started.elapsed());
     let node = a_crashed_run_is_cleaned_by_the_next_up(node);
@@ -304,7 +313,15 @@ fn static_pods_restart_for_real(node: &Node) {
         old_etcd,
         cert_serial(Path::new("/etc/kubernetes/pki/etcd/server.crt"))
     );
-    let out = run_ok(&mut node.kubepki(&["certs", "renew", "all", "--restart-static-pods"]));
+    // Short-lived on purpose: the agent phase after this one must renew them before they expire.
+    let out = run_ok(&mut node.kubepki(&[
+        "certs",
+        "renew",
+        "all",
+        "--validity",
+        "3h",
+        "--restart-static-pods",
+    ]));
     let text = stdout(&out);
     for l in text.lines().filter(|l| l.starts_with("[restart]")) {
         eprintln!("    {l}");
@@ -339,6 +356,286 @@ fn static_pods_restart_for_real(node: &Node) {
         node.served_serial(etcd),
         new_etcd,
         "etcd serves the old certificate"
+    );
+    let nodes = node.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.trim(), format!("node/{NODE_NAME}"));
+}
+
+/// The agent's /metrics on this node (it runs with hostNetwork).
+fn agent_metrics(node: &Node) -> String {
+    node.wait("the agent's /metrics", Duration::from_secs(60), || {
+        let out = node
+            .cmd("curl")
+            .args(["-sf", "--max-time", "5"])
+            .arg(format!("http://{NODE_IP}:9794/metrics"))
+            .output()
+            .unwrap();
+        out.status.success().then(|| stdout(&out))
+    })
+}
+
+/// The values of `metric` on series carrying every label of `labels`.
+fn series(text: &str, metric: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// notAfter of a PEM certificate file, in Unix seconds, as openssl reads it.
+fn openssl_not_after(path: &Path) -> f64 {
+    let o = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in"])
+            .arg(path),
+    );
+    let date = stdout(&o)
+        .trim()
+        .trim_start_matches("notAfter=")
+        .to_string();
+    let o = run_ok(Command::new("date").args(["-u", "-d", &date, "+%s"]));
+    stdout(&o).trim().parse().unwrap()
+}
+
+/// The agent, deployed by `kubectl apply -k deploy/`, lists every certificate of the node with
+/// the notAfter openssl reads: the PKI, every kubeconfig's client certificate and CA, the
+/// kubelet's client and serving certificates.
+fn agent_reports_every_certificate(node: &Node) {
+    let text = agent_metrics(node);
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["/etc/kubernetes/pki", "/etc/kubernetes/pki/etcd"] {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "crt") {
+                files.push(p);
+            }
+        }
+    }
+    files.push("/var/lib/kubelet/pki/kubelet-client-current.pem".into());
+    let serving = Path::new("/var/lib/kubelet/pki/kubelet-server-current.pem");
+    if serving.exists() {
+        files.push(serving.into());
+    }
+    assert!(files.len() >= 12, "{files:?}");
+    for f in &files {
+        let want = openssl_not_after(f);
+        let got = series(
+            &text,
+            "x509_cert_not_after",
+            &[("filepath", f.to_str().unwrap())],
+        );
+        assert_eq!(got, vec![want], "{}: x509_cert_not_after", f.display());
+    }
+    for conf in ["admin.conf", "controller-manager.conf", "scheduler.conf"] {
+        let path = Path::new("/etc/kubernetes").join(conf);
+        let yaml = fs::read_to_string(&path).unwrap();
+        let dir = scratch();
+        for (kind, key) in [
+            ("user", "client-certificate-data"),
+            ("cluster", "certificate-authority-data"),
+        ] {
+            let pem = dir.path().join(kind);
+            fs::write(&pem, kubeconfig_field(&yaml, key)).unwrap();
+            let got = series(
+                &text,
+                "x509_cert_not_after",
+                &[
+                    ("filepath", path.to_str().unwrap()),
+                    ("embedded_kind", kind),
+                ],
+            );
+            assert_eq!(got, vec![openssl_not_after(&pem)], "{conf} {kind}");
+        }
+    }
+    for (name, renewable) in [
+        ("apiserver", "true"),
+        ("ca", "false"),
+        ("admin.conf", "true"),
+    ] {
+        assert!(
+            !series(
+                &text,
+                "kubepki_certificate_info",
+                &[("name", name), ("renewable", renewable)]
+            )
+            .is_empty(),
+            "kubepki_certificate_info for {name}:\n{text}"
+        );
+    }
+    assert!(text.contains("\nx509_read_errors 0\n"), "{text}");
+}
+
+/// The Events on this Node with `reason`.
+fn node_events(node: &Node, reason: &str) -> Vec<String> {
+    let out = node.kubectl_ok(&["get", "events", "-A", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == reason && e["involvedObject"]["name"] == NODE_NAME)
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Automatic renewal on the real node: with the renewal overlay applied, the agent renews the
+/// 3-hour certificates before they expire, restarts the static pods through the real kubelet
+/// one at a time (each healthy before the next), a client using admin.conf sees no
+/// authentication failure throughout, and the Node's Events tell the story.
+fn agent_renews_before_expiry(node: &Node) {
+    let apiserver = Path::new("/etc/kubernetes/pki/apiserver.crt");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert!(openssl_not_after(apiserver) - now < 3.0 * 3600.0);
+    let before = node.control_plane_containers();
+    let auth_failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = {
+        let (failures, calls) = (auth_failures.clone(), calls.clone());
+        let kubectl = node.kubectl(&["get", "--raw", "/api"]);
+        let program = kubectl.get_program().to_owned();
+        let args: Vec<_> = kubectl.get_args().map(|a| a.to_owned()).collect();
+        common::cluster::Background::spawn(move |stop| {
+            for _ in 0..4000 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let out = Command::new(&program)
+                    .args(&args)
+                    .env("KUBECONFIG", "/etc/kubernetes/admin.conf")
+                    .output()
+                    .unwrap();
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let err = stderr(&out);
+                if !out.status.success()
+                    && (err.contains("Unauthorized")
+                        || err.contains("x509")
+                        || err.contains("certificate")
+                        || err.contains("Forbidden"))
+                {
+                    failures.lock().unwrap().push(err);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    node.apply_kustomization("deploy/overlays/renewal");
+    let renewed = node.wait(
+        "the agent's CertificateRenewed Event",
+        Duration::from_secs(480),
+        || node_events(node, "CertificateRenewed").pop(),
+    );
+    eprintln!("    CertificateRenewed: {renewed}");
+    let mut client = client;
+    client.halt();
+    let failures = auth_failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "authentication failures with admin.conf during the renewal ({} of {} calls): {failures:?}",
+        failures.len(),
+        calls.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    // Renewed for the default year, and served.
+    let left =
+        openssl_not_after(apiserver) - time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert!(left > 300.0 * 86400.0, "apiserver.crt has {left}s left");
+    assert_eq!(
+        node.served_serial(&format!("{NODE_IP}:6443")),
+        cert_serial(apiserver),
+        "kube-apiserver serves the old certificate"
+    );
+    let after = node.control_plane_containers();
+    for ((c, old), (_, new)) in before.iter().zip(&after) {
+        assert_eq!(new.len(), 1, "{c}: running containers {new:?}");
+        if c != "etcd" {
+            assert_ne!(old, new, "{c} was not restarted by the agent");
+        }
+    }
+    // One at a time: each component healthy again before the next one's manifest moves out.
+    let logs = node.kubectl_ok(&[
+        "-n",
+        "kubepki-system",
+        "logs",
+        "daemonset/kubepki-agent-control-plane",
+        "--tail=-1",
+    ]);
+    let restart: Vec<&str> = logs.lines().filter(|l| l.contains("[restart] ")).collect();
+    let mut order = Vec::new();
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let out_at = restart
+            .iter()
+            .position(|l| l.contains(&format!("[restart] {c}: manifest moved out")))
+            .unwrap_or_else(|| panic!("no restart of {c} in the agent's log:\n{logs}"));
+        let healthy_at = restart
+            .iter()
+            .position(|l| l.contains(&format!("[restart] {c} is healthy again")))
+            .unwrap_or_else(|| panic!("{c} not healthy in the agent's log:\n{logs}"));
+        assert!(out_at < healthy_at);
+        order.push((out_at, healthy_at));
+    }
+    order.sort();
+    for w in order.windows(2) {
+        assert!(
+            w[0].1 < w[1].0,
+            "two restarts overlapped in the agent's log:\n{}",
+            restart.join("\n")
+        );
+    }
+    // The story, on the Node.
+    let expiring = node_events(node, "CertificateExpiring");
+    assert!(
+        expiring.iter().any(|m| m.contains("apiserver")),
+        "{expiring:?}"
+    );
+    node.wait(
+        "a StaticPodRestarted Event for each restarted component",
+        Duration::from_secs(60),
+        || {
+            let restarted = node_events(node, "StaticPodRestarted");
+            [
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ]
+            .iter()
+            .all(|c| restarted.iter().any(|m| m.contains(c)))
+            .then_some(())
+        },
+    );
+    assert!(node_events(node, "CertificateRenewalFailed").is_empty());
+    // Handed back after the settle time, with no failure recorded.
+    let lease = node.wait(
+        "the renewal Lease released",
+        Duration::from_secs(120),
+        || {
+            let out = node.kubectl_ok(&[
+                "-n",
+                "kubepki-system",
+                "get",
+                "lease",
+                "kubepki-renewal",
+                "-o",
+                "json",
+            ]);
+            let lease: serde_json::Value = serde_json::from_str(&out).unwrap();
+            lease["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty()
+                .then_some(lease)
+        },
+    );
+    assert!(
+        lease["metadata"]["annotations"]["kubepki.io/renewal-failed"].is_null(),
+        "{lease}"
     );
     let nodes = node.kubectl_ok(&["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.trim(), format!("node/{NODE_NAME}"));

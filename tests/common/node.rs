@@ -198,44 +198,53 @@ impl Node {
             .then(|| stdout(&out).trim().to_string())
     }
 
-    /// The kubepki controller as an operator installs it: the image built offline and loaded
-    /// into containerd, `deploy/` applied, both replicas available.
+    /// kubepki as an operator installs it: the image built offline and loaded into containerd,
+    /// `kubectl apply -k deploy/`, the controller's two replicas available and the agent
+    /// running on this (control-plane) node.
     pub fn deploy_controller(&self) {
         let image = self.script("kubepki-image.sh", &[env!("CARGO_BIN_EXE_kubepki")]);
         assert_eq!(
             image.lines().last().unwrap_or(""),
             "ghcr.io/kubepki/kubepki:0.1.0"
         );
-        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-        self.kubectl_ok(&[
-            "apply",
-            "-f",
-            deploy.join("namespace.yaml").to_str().unwrap(),
-        ]);
-        self.kubectl_ok(&[
-            "apply",
-            "-f",
-            deploy.join("kubepki-controller.yaml").to_str().unwrap(),
-        ]);
-        self.wait(
-            "the controller Deployment available",
-            Duration::from_secs(180),
-            || {
+        self.apply_kustomization("deploy");
+        for (what, kind, name, path) in [
+            (
+                "the controller Deployment available",
+                "deployment",
+                "kubepki-controller",
+                "{.status.availableReplicas}",
+            ),
+            (
+                "the control-plane agent DaemonSet ready",
+                "daemonset",
+                "kubepki-agent-control-plane",
+                "{.status.numberReady}",
+            ),
+        ] {
+            let want = if kind == "deployment" { "2" } else { "1" };
+            self.wait(what, Duration::from_secs(180), || {
                 let out = self
                     .kubectl(&[
                         "-n",
                         "kubepki-system",
                         "get",
-                        "deployment",
-                        "kubepki-controller",
+                        kind,
+                        name,
                         "-o",
-                        "jsonpath={.status.availableReplicas}",
+                        &format!("jsonpath={path}"),
                     ])
                     .output()
                     .unwrap();
-                (stdout(&out).trim() == "2").then_some(())
-            },
-        );
+                (stdout(&out).trim() == want).then_some(())
+            });
+        }
+    }
+
+    /// `kubectl apply -k <repo>/<dir>` (the kubectl of the node's version, with its kustomize).
+    pub fn apply_kustomization(&self, dir: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        self.kubectl_ok(&["apply", "-k", path.to_str().unwrap()]);
     }
 
     /// `what` until it returns Some, checking every second for at most `limit`.
