@@ -15,8 +15,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::PostParams;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::{Client, Resource};
 use kubepki_controller::lease::{self, Elector, Timing};
 use kubepki_pki::ops::scan::{Scanner, Snapshot, Watch};
@@ -129,7 +132,11 @@ struct ApiSide {
     nodes: Api<Node>,
     config_maps: Api<ConfigMap>,
     leases: Api<Lease>,
-    recorder: Recorder,
+    events: Api<K8sEvent>,
+    /// reportingInstance of the Events (the node).
+    instance: String,
+    /// Keeps the names of Events created in the same nanosecond apart.
+    sequence: std::sync::atomic::AtomicU32,
     /// Set once the API server refused an Event with no namespace for the (cluster-scoped)
     /// Node: older servers want it in "default".
     in_default: AtomicBool,
@@ -152,45 +159,74 @@ impl ApiSide {
             nodes: Api::all(client.clone()),
             config_maps: Api::namespaced(client.clone(), &cfg.namespace),
             leases: Api::namespaced(client.clone(), &cfg.namespace),
-            recorder: Recorder::new(
-                client,
-                Reporter {
-                    controller: REPORTER.into(),
-                    instance: Some(cfg.node_name.clone()),
-                },
-            ),
+            events: Api::namespaced(client, "default"),
+            instance: cfg.node_name.clone(),
+            sequence: std::sync::atomic::AtomicU32::new(0),
             in_default: AtomicBool::new(false),
             shared,
         }
     }
 
+    /// Records one Event on the Node. Each is its own object: kube-runtime's Recorder would
+    /// fold every Event of the same reason on the Node into one (it does not compare notes),
+    /// and each certificate must be named.
     async fn event(&self, node: &ObjectReference, type_: EventType, reason: &str, note: &str) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let node_name = node.name.clone().unwrap_or_default();
+        let mut regarding = node.clone();
+        if self.in_default.load(Ordering::Relaxed) {
+            regarding.namespace = Some("default".into());
+        }
+        let make = |regarding: ObjectReference| K8sEvent {
+            metadata: kube::api::ObjectMeta {
+                // Unique, as client-go's recorder names Events: object name and a time stamp.
+                name: Some(format!(
+                    "{node_name}.{:x}{n:04x}",
+                    now.as_nanosecond().unsigned_abs()
+                )),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(
+                match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            reason: Some(reason.into()),
+            action: Some("Watch".into()),
             // The Events API caps notes at 1 kB.
             note: Some(note.chars().take(1000).collect()),
-            action: "Watch".into(),
-            secondary: None,
+            regarding: Some(regarding),
+            reporting_controller: Some(REPORTER.into()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
         };
-        let mut reference = node.clone();
-        if self.in_default.load(Ordering::Relaxed) {
-            reference.namespace = Some("default".into());
-        }
         self.count("events");
-        let mut result = self.recorder.publish(&ev, &reference).await;
+        let mut result = self
+            .events
+            .create(&PostParams::default(), &make(regarding.clone()))
+            .await;
+        // API servers before 1.22 or so refuse an Event whose object has no namespace
+        // ("involvedObject.namespace does not match event.namespace"): name "default" there.
         if let Err(kube::Error::Api(s)) = &result
             && s.code == 422
-            && reference.namespace.is_none()
+            && regarding.namespace.is_none()
             && s.message.contains("namespace")
         {
             self.in_default.store(true, Ordering::Relaxed);
-            reference.namespace = Some("default".into());
+            regarding.namespace = Some("default".into());
             self.count("events");
-            result = self.recorder.publish(&ev, &reference).await;
+            result = self
+                .events
+                .create(&PostParams::default(), &make(regarding))
+                .await;
         }
         match result {
-            Ok(()) => info!(reason, note, "event"),
+            Ok(_) => info!(reason, note, "event"),
             Err(e) => warn!(reason, error = %e, "cannot record event"),
         }
     }
@@ -355,7 +391,14 @@ impl Agent {
             Arc::new(kubepki_controller::metrics::Metrics::new()),
             stop_rx,
         ));
-        let leading = tokio::time::timeout(self.cfg.check_interval, async {
+        // Long enough to take over a Lease whose holder died without handing it back: a fresh
+        // elector waits a whole lease duration from when it first sees the record.
+        let t = self.cfg.lease_timing;
+        let patience = self
+            .cfg
+            .check_interval
+            .max(t.lease_duration + t.retry_period * 3);
+        let leading = tokio::time::timeout(patience, async {
             loop {
                 if lead_rx.borrow().is_some_and(|t| Instant::now() < t) {
                     return true;
