@@ -126,6 +126,10 @@ ip -n "$KH_NETNS" link set lo up
 ip -n "$KH_NETNS" link add "$KH_IFACE" type bridge
 ip -n "$KH_NETNS" addr add "$KH_NODE_IP/32" dev "$KH_IFACE"
 ip -n "$KH_NETNS" link set "$KH_IFACE" up
+# A route for the Service CIDR, as a real node's default route gives: host-network pods (the
+# kubepki agent) reach the API server at 10.96.0.1, which kube-proxy rewrites; without a route
+# the connect fails before any rewriting.
+ip -n "$KH_NETNS" route add 10.96.0.0/12 dev "$KH_IFACE"
 
 # ---- 2. containerd ---------------------------------------------------------------------------
 step "containerd"

@@ -192,6 +192,12 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME", default_value = "kubepki-renewal")]
     pub lease_name: String,
 
+    /// How long the renewal Lease lasts without being renewed: a node waits this long before
+    /// taking over from one that stopped renewing it. Longer than an API server restart, so
+    /// that a node whose own restart cuts it off the API server still holds it.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub lease_duration: std::time::Duration,
+
     /// Also export x509_cert_expires_in_seconds and x509_cert_valid_since_seconds
     #[arg(long)]
     pub expose_relative_metrics: bool,

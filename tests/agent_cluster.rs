@@ -99,7 +99,14 @@ impl Node {
             .arg("--kubelet-pki-dir")
             .arg(self.dir.join("kubelet-pki"))
             .args(["--metrics-bind-address", &self.metrics])
-            .args(["--check-interval", "2s", "--settle-time", "3s"])
+            .args([
+                "--check-interval",
+                "2s",
+                "--settle-time",
+                "3s",
+                "--lease-duration",
+                "30s",
+            ])
             .args(["--restart-static-pods=false", "--namespace", NS])
             .args(["--log-format", "json"]);
         if renew {
@@ -837,7 +844,7 @@ fn one_at_a_time_phase(env: &mut Env) {
     let trio = ["cp1", "cp2", "cp3"];
     let before: Vec<_> = trio.iter().map(|n| env.node(n).files()).collect();
     for n in trio {
-        env.wait_logged(n, "renewal: Paused", Duration::from_secs(20));
+        env.wait_logged(n, "renewal paused by", Duration::from_secs(20));
     }
     // They had been paused since they started; three more checks each.
     for n in trio {
@@ -954,7 +961,7 @@ fn failure_phase(env: &mut Env) {
     // been before its renewal fails.
     env.kc_ok(&["annotate", "node", "cp4", &format!("{PAUSED}=true")]);
     env.start_agent("cp4", true);
-    env.wait_logged("cp4", "renewal: Paused", Duration::from_secs(20));
+    env.wait_logged("cp4", "renewal paused by", Duration::from_secs(20));
     wait_for(
         "Prometheus to scrape cp4's agent",
         Duration::from_secs(30),
@@ -1089,7 +1096,7 @@ fn failure_phase(env: &mut Env) {
         Some(0.0),
         "cp4: renewal_stopped after the annotation was removed"
     );
-    env.wait_logged("cp5", "renewal: Paused", Duration::from_secs(20));
+    env.wait_logged("cp5", "renewal paused by", Duration::from_secs(20));
     // Past cp4's settle time (the Lease is free again) and three more checks.
     wait_for("the Lease handed back", Duration::from_secs(20), 40, || {
         env.lease_holder().is_none().then_some(())

@@ -71,11 +71,16 @@ impl Agent {
                 args.manifests_dir.clone().into(),
             ]);
         }
+        // client-go's proportions (15s/10s/2s), scaled to the lease duration.
+        let d = args.lease_duration;
         let timing = Timing {
-            lease_duration: std::time::Duration::from_secs(30),
-            renew_deadline: std::time::Duration::from_secs(20),
-            retry_period: std::time::Duration::from_secs(4),
+            lease_duration: d,
+            renew_deadline: d.mul_f64(0.8),
+            retry_period: (d / 15).max(std::time::Duration::from_millis(500)),
         };
+        timing.validate().map_err(|e| {
+            anyhow::anyhow!(e.replace("--leader-elect-lease-duration", "--lease-duration"))
+        })?;
         Ok(Agent {
             client: (!args.no_api).then(|| args.client.clone()),
             log_format: args.log_format,

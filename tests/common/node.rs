@@ -278,6 +278,20 @@ impl Node {
                 ][..],
             ),
             ("pods", &["get", "pods", "-A", "-o", "wide"][..]),
+            (
+                "the control-plane agent's log",
+                &[
+                    "-n",
+                    "kubepki-system",
+                    "logs",
+                    "daemonset/kubepki-agent-control-plane",
+                    "--tail=40",
+                ][..],
+            ),
+            (
+                "events",
+                &["get", "events", "-A", "--sort-by=.lastTimestamp"][..],
+            ),
         ] {
             let out = self.kubectl(args).output();
             let text = out.map(|o| stdout(&o)).unwrap_or_default();

@@ -341,7 +341,13 @@ impl Agent {
                 "renewal stopped on every node: {} failed at {}: {} (remove the Lease annotation {FAILED_ANNOTATION} once fixed)",
                 f.node, f.time, f.error
             )),
-            other => self.log_state(format!("renewal: {other:?}")),
+            Renewal::NotDue { next } => self.log_state(format!(
+                "renewal on; nothing due{}",
+                next.map(|n| format!(" before {}", decide::stamp(n)))
+                    .unwrap_or_default()
+            )),
+            Renewal::Paused(who) => self.log_state(format!("renewal paused by {who}")),
+            Renewal::Off | Renewal::NothingRenewable => {}
         }
     }
 
