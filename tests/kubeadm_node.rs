@@ -472,8 +472,15 @@ fn agent_reports_every_certificate(node: &Node) {
 
 /// The Events on this Node with `reason`.
 fn node_events(node: &Node, reason: &str) -> Vec<String> {
-    let out = node.kubectl_ok(&["get", "events", "-A", "-o", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The API server may be restarting (the agent restarts it): no answer, no Events yet.
+    let out = node
+        .kubectl(&["get", "events", "-A", "-o", "json"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
     v["items"]
         .as_array()
         .into_iter()
@@ -616,16 +623,19 @@ fn agent_renews_before_expiry(node: &Node) {
         "the renewal Lease released",
         Duration::from_secs(120),
         || {
-            let out = node.kubectl_ok(&[
-                "-n",
-                "kubepki-system",
-                "get",
-                "lease",
-                "kubepki-renewal",
-                "-o",
-                "json",
-            ]);
-            let lease: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let out = node
+                .kubectl(&[
+                    "-n",
+                    "kubepki-system",
+                    "get",
+                    "lease",
+                    "kubepki-renewal",
+                    "-o",
+                    "json",
+                ])
+                .output()
+                .unwrap();
+            let lease: serde_json::Value = serde_json::from_str(&stdout(&out)).ok()?;
             lease["spec"]["holderIdentity"]
                 .as_str()
                 .unwrap_or("")
