@@ -16,6 +16,8 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: `kubectl logs` and journald show them raw.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // Its own report of a failed write is an errln!, which panics on a broken stderr.
         .log_internal_errors(false);
     match format {

@@ -28,7 +28,7 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub(super) async fn client(args: &KubeClientArgs) -> Result<Client> {
-    let config = match &args.kubeconfig {
+    let mut config = match &args.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
                 .with_context(|| format!("{}: cannot read kubeconfig", path.display()))?;
@@ -40,6 +40,11 @@ pub(super) async fn client(args: &KubeClientArgs) -> Result<Client> {
             "no kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config) and not in a cluster",
         )?,
     };
+    // The API server's audit log and request metrics name the client by it.
+    config.headers.push((
+        ureq::http::header::USER_AGENT,
+        ureq::http::HeaderValue::from_static(concat!("kubepki/", env!("CARGO_PKG_VERSION"))),
+    ));
     Client::try_from(config).context("cannot build the API client")
 }
 
