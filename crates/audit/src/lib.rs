@@ -4,7 +4,8 @@
 //!
 //! `finding` is the report every check shares; `pss` evaluates pods against the Pod Security
 //! Standards, the same way on every API server, whether or not it has the PodSecurity admission
-//! plugin.
+//! plugin; `scale` measures the cluster against the large-cluster limits and `zones` judges how
+//! it is spread over zones.
 
 /// An ordered enum of unit variants, each known by one name: as serialized, as `Display`s and as
 /// `FromStr` takes it (exactly, so that flags and labels mean one thing), plus `ALL` in order
@@ -66,7 +67,12 @@ macro_rules! named_enum {
 }
 
 pub mod finding;
+mod object;
 pub mod pss;
+pub mod scale;
+#[cfg(test)]
+mod testing;
+pub mod zones;
 
 pub use finding::{Finding, Severity};
 
