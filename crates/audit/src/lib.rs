@@ -5,7 +5,8 @@
 //! `finding` is the report every check shares; `pss` evaluates pods against the Pod Security
 //! Standards, the same way on every API server, whether or not it has the PodSecurity admission
 //! plugin; `scale` measures the cluster against the large-cluster limits and `zones` judges how
-//! it is spread over zones.
+//! it is spread over zones. `report` gathers the findings and renders them as text, JSON or
+//! SARIF.
 
 /// An ordered enum of unit variants, each known by one name: as serialized, as `Display`s and as
 /// `FromStr` takes it (exactly, so that flags and labels mean one thing), plus `ALL` in order
@@ -69,12 +70,14 @@ macro_rules! named_enum {
 pub mod finding;
 mod object;
 pub mod pss;
+pub mod report;
 pub mod scale;
 #[cfg(test)]
 mod testing;
 pub mod zones;
 
 pub use finding::{Finding, Severity};
+pub use report::{Report, exit_code};
 
 #[cfg(test)]
 mod tests {
