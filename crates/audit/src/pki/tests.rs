@@ -321,3 +321,30 @@ fn kubeconfigs_trusting_another_ca_are_reported() {
             .any(|f| f.id == "PKI-UNREADABLE" && f.object == object)
     );
 }
+
+/// kubeadm v1.20.2's own PKI, a few days after it was made: nothing to report but the modes of
+/// its key files, which the fixture's checkout decides (read-only here).
+#[test]
+fn kubeadms_pki_is_clean_but_for_the_fixtures_file_modes() {
+    let base =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/kubeadm-v1.20.2");
+    let layout = Layout::new(base.join("pki"), &base);
+    let policy = Policy {
+        key_owner_uid: std::fs::metadata(layout.ca_key(inventory::ca(CaId::Ca)))
+            .unwrap()
+            .uid(),
+        ..Policy::default()
+    };
+    let found = check(&layout, datetime!(2026-11-22 18:00 UTC), &policy);
+    let (modes, rest): (Vec<_>, Vec<_>) = found.iter().partition(|f| f.id == "PKI-KEY-MODE");
+    assert_eq!(rest, Vec::<&Finding>::new());
+    let wrong_modes = layout
+        .managed_files()
+        .into_iter()
+        .filter(|(p, k)| {
+            *k == FileKind::PrivateKey
+                && std::fs::metadata(p).is_ok_and(|m| m.mode() & 0o7777 != 0o600)
+        })
+        .count();
+    assert_eq!(modes.len(), wrong_modes);
+}
