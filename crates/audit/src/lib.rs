@@ -1,12 +1,15 @@
 //! kubepki-audit: the checks behind `kubepki audit`, which compares a cluster with the
-//! Kubernetes best-practice pages and reports what it finds. Everything here but `pki` is pure:
-//! the command reads the cluster, these functions judge what was read; `pki` reads the PKI's
-//! files itself, through kubepki-pki's inventory, and changes nothing.
+//! Kubernetes best-practice pages and reports what it finds. Everything here but `pki` and
+//! `node` is pure: the command reads the cluster, these functions judge what was read; `pki`
+//! reads the PKI's files itself, through kubepki-pki's inventory, and `node` the local node's
+//! files below a root directory; neither changes anything.
 //!
 //! `finding` is the report every check shares; `pss` evaluates pods against the Pod Security
 //! Standards, the same way on every API server, whether or not it has the PodSecurity admission
 //! plugin; `scale` measures the cluster against the large-cluster limits and `zones` judges how
-//! it is spread over zones; `pki` holds the certificates and keys to the PKI pages. `report` gathers the findings and renders them as text, JSON or
+//! it is spread over zones; `pki` holds the certificates and keys to the PKI pages; `node`
+//! checks the local node's prerequisites (kernel, cgroup controllers, swap, runtime socket) and
+//! the kubelet's version skew. `report` gathers the findings and renders them as text, JSON or
 //! SARIF.
 
 /// An ordered enum of unit variants, each known by one name: as serialized, as `Display`s and as
@@ -69,6 +72,7 @@ macro_rules! named_enum {
 }
 
 pub mod finding;
+pub mod node;
 mod object;
 pub mod pki;
 pub mod pss;
