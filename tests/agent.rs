@@ -1026,3 +1026,26 @@ fn concurrent_scrapes_each_see_every_certificate() {
         "responses missing certificate series (want {want} of each): {bad:#?}"
     );
 }
+
+/// A renewal window as long as the validity renewed certificates get would make every renewal
+/// due again at once (the control plane restarted every round): refused before anything runs.
+#[test]
+fn a_window_not_shorter_than_the_validity_is_refused() {
+    for args in [
+        vec!["--renew-before", "8760h"],
+        vec!["--renew-before", "48h", "--validity", "24h"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubepki"))
+            .arg("agent")
+            .args(["--kubeconfig", "/nonexistent/admin.conf"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("--renew-before") && err.contains("due again at once"),
+            "{args:?}: {err}"
+        );
+    }
+}

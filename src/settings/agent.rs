@@ -43,6 +43,19 @@ impl Agent {
         if args.renew_before.is_some_and(|d| d.is_zero()) {
             bail!("--renew-before must be more than 0 (leave it out to turn renewal off)");
         }
+        // `certs renew`'s default validity, unless --validity says otherwise.
+        let validity = args
+            .validity
+            .unwrap_or(std::time::Duration::from_secs(365 * 24 * 3600));
+        if let Some(b) = args.renew_before
+            && b >= validity
+        {
+            bail!(
+                "--renew-before {}s is not shorter than the validity of renewed certificates ({}s): every renewal would be due again at once",
+                b.as_secs(),
+                validity.as_secs()
+            );
+        }
         let metrics_addr = bind_address("--metrics-bind-address", &args.metrics_bind_address)?;
         // Renewal is `kubepki certs renew` run by this very binary, in its own process: the
         // same journaled, backed-up renewal and one-at-a-time restarts as the CLI.
@@ -102,6 +115,7 @@ impl Agent {
                 settle: args.settle_time,
                 renew_command: renew,
                 renew_timeout: args.renew_timeout,
+                validity,
                 namespace: args
                     .namespace
                     .or_else(|| std::env::var("POD_NAMESPACE").ok())

@@ -49,6 +49,9 @@ pub struct Config {
     /// `kubepki certs renew all ...` without `--expiring-within`, which the agent adds.
     pub renew_command: Vec<OsString>,
     pub renew_timeout: Duration,
+    /// The validity renewed certificates get: a window as long would make every renewal due
+    /// again at once.
+    pub validity: Duration,
     pub namespace: String,
     pub config_map: String,
     pub lease: String,
@@ -113,6 +116,7 @@ pub async fn run(client: Option<Client>, cfg: Config) -> anyhow::Result<()> {
         shared,
         announced: Announced::default(),
         node_ref: None,
+        unrecorded: None,
         last_state: String::new(),
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -266,6 +270,9 @@ struct Agent {
     announced: Announced,
     /// This node's Node, for Events (read at the first round that reaches the API server).
     node_ref: Option<ObjectReference>,
+    /// A failure not yet recorded on the Lease (the API server did not take it): it stops
+    /// renewal here until it is recorded, and is written again every round.
+    unrecorded: Option<Failure>,
     /// The last renewal state logged, so that an unchanged state is not logged every minute.
     last_state: String,
 }
@@ -324,8 +331,14 @@ impl Agent {
             self.shared.metrics.renewal_stopped.set(0);
             return self.log_state("renewal off".into());
         }
+        if let Some(f) = self.unrecorded.clone() {
+            match self.api.mark_failed(&self.cfg.lease, &f).await {
+                Ok(()) => self.unrecorded = None,
+                Err(e) => warn!(error = %e, "cannot record the failure on the renewal Lease yet"),
+            }
+        }
         let stopped = match self.api.stopped(&self.cfg.lease).await {
-            Ok(s) => s,
+            Ok(s) => s.or_else(|| self.unrecorded.clone()),
             Err(e) => {
                 warn!(error = %e, "cannot read the renewal Lease; no renewal this round");
                 return;
@@ -369,6 +382,15 @@ impl Agent {
         let data: Option<BTreeMap<String, String>> = cm.and_then(|c| c.data);
         let mut s = decide::apply_config(&self.cfg.flags, data.as_ref())
             .map_err(|e| format!("ConfigMap {}: {e}", self.cfg.config_map))?;
+        if let Some(b) = s.renew_before
+            && b >= self.cfg.validity
+        {
+            return Err(format!(
+                "renewBefore {} is not shorter than the validity of renewed certificates ({}): every renewal would be due again at once",
+                decide::short(b),
+                decide::short(self.cfg.validity)
+            ));
+        }
         let paused = node
             .metadata
             .annotations
@@ -433,6 +455,21 @@ impl Agent {
             }
             Err(e) => return warn!(error = %e, "cannot read the renewal Lease"),
         }
+        // Waiting for the Lease can take minutes: a pause or a change made meanwhile counts.
+        let node_now = match self.api.nodes.get(&self.cfg.node_name).await {
+            Ok(n) => n,
+            Err(e) => return warn!(error = %e, "cannot read this node's Node object"),
+        };
+        match self.settings(&node_now).await {
+            Ok(s) if s.paused_by.is_some() || s.renew_before != Some(before) => {
+                return self.log_state(
+                    "renewal settings changed while waiting for the Lease; deciding again next round"
+                        .into(),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return warn!(error = %e, "cannot read the agent's settings"),
+        }
         info!(node = %self.cfg.node_name, certificates = ?names, "renewing (holding the renewal Lease)");
         let mut cmd = tokio::process::Command::new(&self.cfg.renew_command[0]);
         cmd.args(&self.cfg.renew_command[1..])
@@ -486,6 +523,29 @@ impl Agent {
         for line in text.lines() {
             info!(target: "kubepki::renew", "{line}");
         }
+        // A renewal that leaves the same certificates due would repeat every round, restarting
+        // the control plane each time: that is a failure.
+        let (ok, text) = if ok {
+            let now = OffsetDateTime::now_utc();
+            let (snap, _) = self.shared.refresh(now, false);
+            let window = Settings {
+                renew_before: Some(before),
+                paused_by: None,
+            };
+            match decide::renewal(&window, None, &snap, now) {
+                Renewal::Due(still) => (
+                    false,
+                    format!(
+                        "{text}error: the renewal had no effect: {} still expire within {}",
+                        still.join(", "),
+                        decide::short(before)
+                    ),
+                ),
+                _ => (true, text),
+            }
+        } else {
+            (ok, text)
+        };
         let backup = text
             .lines()
             .find_map(|l| l.strip_prefix("[renew] the previous files are in "))
@@ -549,7 +609,8 @@ impl Agent {
             };
             error!(error = %failure.error, "renewal failed; stopping renewal on every node");
             if let Err(e) = self.api.mark_failed(&self.cfg.lease, &failure).await {
-                error!(error = %e, "cannot record the failure on the renewal Lease");
+                error!(error = %e, "cannot record the failure on the renewal Lease; retrying every round, no renewal here meanwhile");
+                self.unrecorded = Some(failure.clone());
             }
             self.shared.metrics.renewal_stopped.set(1);
             self.api
