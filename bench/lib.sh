@@ -1,0 +1,49 @@
+# Shared by the bench scripts that start servers (controller.sh, agent.sh): progress lines,
+# a scratch directory whose processes are stopped by PID on exit, ports, /proc readings.
+# Source it after `set -euo pipefail`; `bench_scratch PREFIX` makes $W and the exit trap.
+
+say() { printf '\n== %s  (%s, load %s)\n' "$*" "$(date -u +%H:%M:%S)" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
+
+PIDS=()
+cleanup() {
+  local p
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    p=${PIDS[i]}
+    kill "$p" 2>/dev/null || true
+  done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $W"; else rm -rf "$W"; fi
+}
+
+bench_scratch() { # PREFIX: W=/tmp/PREFIX.XXXXXX, removed (with every PID in PIDS stopped) on exit
+  W=$(mktemp -d "/tmp/$1.XXXXXX")
+  trap cleanup EXIT
+}
+
+stop() { # PID: SIGTERM, then SIGKILL after 10 s
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+
+free_port() { # [IP] (default $IP)
+  python3 -c "import socket; s=socket.socket(); s.bind(('${1:-$IP}', 0)); print(s.getsockname()[1])"
+}
+
+# CPU seconds (user+sys) and resident memory (MiB) of a running process.
+proc_cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
+proc_hwm() { awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+proc_rss() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+wait_until() { # SECONDS DESCRIPTION COMMAND...: polls every $WAIT_POLL seconds (0.5)
+  local secs=$1 what=$2
+  shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < end)) || { echo "timed out after ${secs}s waiting for $what" >&2; return 1; }
+    sleep "${WAIT_POLL:-0.5}"
+  done
+}
