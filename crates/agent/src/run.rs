@@ -648,16 +648,7 @@ async fn serve(addr: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<()> {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(shared);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    info!(%addr, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            error!(error = %e, "http server stopped");
-        }
-    });
-    Ok(())
+    kubepki_controller::http::serve_router(addr, app).await
 }
 
 async fn metrics_handler(State(s): State<Arc<Shared>>) -> impl IntoResponse {

@@ -18,6 +18,12 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(metrics);
+    serve_router(addr, app).await
+}
+
+/// Serves `app` (/metrics, /healthz, /readyz) on `addr`: bound now, so that a taken port fails
+/// start-up, then served in the background.
+pub async fn serve_router(addr: SocketAddr, app: Router) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;

@@ -7,7 +7,7 @@
 
 pub mod controller;
 pub mod facts;
-mod http;
+pub mod http;
 pub mod lease;
 pub mod metrics;
 pub mod rules;
