@@ -74,6 +74,14 @@ fn every_shell_gets_a_script_naming_the_commands() {
 fn man_pages_cover_every_command_and_flag() {
     let dir = tempfile::tempdir().unwrap();
     run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    // The synopsis names the command as typed, and offers no --version a subcommand refuses.
+    let page =
+        std::fs::read_to_string(dir.path().join("kubepki-certs-check-expiration.1")).unwrap();
+    assert!(
+        page.contains("kubepki certs check\\-expiration\\fR"),
+        "{page}"
+    );
+    assert!(!page.contains("\\-\\-version"), "{page}");
     let top = run(&["man"]);
     assert!(
         top.contains(".TH kubepki 1"),

@@ -25,17 +25,20 @@ pub fn man(dir: Option<&Path>) -> Result<ExitCode> {
     };
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mut written = 0;
-    page(cmd, "kubepki", dir, &mut written)?;
+    page(cmd, "kubepki", "kubepki", dir, &mut written)?;
     crate::out::outln!("wrote {written} man pages to {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cmd`'s page as `<name>.1`, then its subcommands' as `<name>-<sub>.1`.
-fn page(cmd: clap::Command, name: &str, dir: &Path, written: &mut usize) -> Result<()> {
+/// `cmd`'s page as `<name>.1`, then its subcommands' as `<name>-<sub>.1`. `bin` is the
+/// command line that runs it ("kubepki certs check-expiration").
+fn page(cmd: clap::Command, name: &str, bin: &str, dir: &Path, written: &mut usize) -> Result<()> {
+    // The version for the page footer only: subcommands have no --version flag.
     let cmd = cmd
         .display_name(name.to_string())
-        .bin_name(name.replace('-', " "))
-        .version(env!("CARGO_PKG_VERSION"));
+        .bin_name(bin.to_string())
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_version_flag(bin != "kubepki");
     let path = dir.join(format!("{name}.1"));
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
@@ -45,6 +48,7 @@ fn page(cmd: clap::Command, name: &str, dir: &Path, written: &mut usize) -> Resu
         page(
             sub.clone(),
             &format!("{name}-{}", sub.get_name()),
+            &format!("{bin} {}", sub.get_name()),
             dir,
             written,
         )?;

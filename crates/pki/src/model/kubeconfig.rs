@@ -297,8 +297,18 @@ pub fn read_client_key(path: &Path) -> Result<Vec<u8>> {
         .and_then(|u| u.user.client_key_data.clone())
         .filter(|d| !d.is_empty())
         .ok_or_else(|| Error::kubeconfig(path, KubeconfigProblem::NoEmbeddedKey(user.clone())))?;
-    B64.decode(data.trim())
-        .map_err(|e| Error::kubeconfig(path, KubeconfigProblem::KeyNotBase64(e)))
+    go_base64(&data).map_err(|e| Error::kubeconfig(path, KubeconfigProblem::KeyNotBase64(e)))
+}
+
+/// A `*-data` field as client-go decodes it: Go's base64.StdEncoding skips `\r` and `\n`, so
+/// a value folded over several lines (a YAML literal block) is the same value.
+fn go_base64(data: &str) -> std::result::Result<Vec<u8>, base64::DecodeError> {
+    let joined: String = data
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '\r' | '\n'))
+        .collect();
+    B64.decode(joined)
 }
 
 /// Reads the current context's cluster and client credentials.
@@ -327,7 +337,7 @@ pub fn parse_credentials(text: &str, path: &Path) -> Result<Credentials> {
                 what: &'static str|
      -> Result<Option<(Vec<u8>, Source)>> {
         if let Some(d) = data.as_deref().filter(|d| !d.is_empty()) {
-            let bytes = B64.decode(d.trim()).map_err(|source| {
+            let bytes = go_base64(d).map_err(|source| {
                 err(KubeconfigProblem::NotBase64 {
                     what,
                     user: user_name.clone(),
@@ -483,7 +493,7 @@ pub fn first_cluster_cas(text: &str, path: &Path) -> Result<Vec<crate::crypto::c
         .certificate_authority_data
         .as_deref()
         .ok_or_else(|| err(KubeconfigProblem::NoCaData(cluster.name.clone())))?;
-    let pem = B64.decode(data.trim()).map_err(|source| {
+    let pem = go_base64(data).map_err(|source| {
         err(KubeconfigProblem::NotBase64 {
             what: "certificate-authority",
             user: cluster.name.clone(),
@@ -610,7 +620,7 @@ pub fn embedded_pems(text: &str, path: &Path) -> Result<Vec<(EmbeddedKind, Strin
     for c in &kc.clusters {
         let data = c.cluster.certificate_authority_data.as_deref();
         if let Some(d) = data.filter(|d| !d.is_empty()) {
-            let pem = B64.decode(d.trim()).map_err(|source| {
+            let pem = go_base64(d).map_err(|source| {
                 bad(KubeconfigProblem::ClusterCaNotBase64 {
                     cluster: c.name.clone(),
                     source,
@@ -622,7 +632,7 @@ pub fn embedded_pems(text: &str, path: &Path) -> Result<Vec<(EmbeddedKind, Strin
     for u in &kc.users {
         let data = u.user.client_certificate_data.as_deref();
         if let Some(d) = data.filter(|d| !d.is_empty()) {
-            let pem = B64.decode(d.trim()).map_err(|source| {
+            let pem = go_base64(d).map_err(|source| {
                 bad(KubeconfigProblem::NotBase64 {
                     what: "client-certificate",
                     user: u.name.clone(),
@@ -651,6 +661,21 @@ fn current(kc: &AnyKubeconfig) -> std::result::Result<(String, String), Kubeconf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_folded_over_lines_reads_as_client_go_reads_it() {
+        let pem = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        let b64 = B64.encode(pem);
+        let (a, b) = b64.split_at(20);
+        let y = format!(
+            "clusters:\n- name: c\n  cluster:\n    certificate-authority-data: |\n      {a}\n      {b}\n"
+        );
+        let got = embedded_pems(&y, Path::new("/k/folded.conf")).unwrap();
+        assert_eq!(
+            got,
+            vec![(EmbeddedKind::Cluster, "c".to_string(), pem.to_vec())]
+        );
+    }
 
     #[test]
     fn an_alias_bomb_is_refused_with_a_reason_a_human_reads() {
