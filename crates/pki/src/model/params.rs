@@ -47,7 +47,7 @@ impl KubeVersion {
 }
 
 /// Everything that shapes a control-plane node's certificates.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterParams {
     pub cert_dir: PathBuf,
     pub kubeconfig_dir: PathBuf,
@@ -217,13 +217,8 @@ impl ClusterParams {
         let extra: &[String] = match rule {
             SanRule::None => return Ok((dns, ips)),
             SanRule::ApiServer => {
-                dns.extend([
-                    self.node_name.clone(),
-                    "kubernetes".into(),
-                    "kubernetes.default".into(),
-                    "kubernetes.default.svc".into(),
-                    format!("kubernetes.default.svc.{}", self.dns_domain),
-                ]);
+                dns.push(self.node_name.clone());
+                dns.extend(node_independent_sans(rule, &self.dns_domain).0);
                 ips.extend([self.service_vip()?, self.advertise_address]);
                 if let Some(ep) = &self.control_plane_endpoint {
                     let (host, _) = split_host_port(ep)?;
@@ -235,12 +230,11 @@ impl ClusterParams {
                 &self.apiserver_cert_sans
             }
             SanRule::EtcdServer | SanRule::EtcdPeer => {
-                dns.extend([self.node_name.clone(), "localhost".into()]);
-                ips.extend([
-                    self.advertise_address,
-                    IpAddr::from([127, 0, 0, 1]),
-                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-                ]);
+                let (fixed_dns, fixed_ips) = node_independent_sans(rule, &self.dns_domain);
+                dns.push(self.node_name.clone());
+                dns.extend(fixed_dns);
+                ips.push(self.advertise_address);
+                ips.extend(fixed_ips);
                 if rule == SanRule::EtcdServer {
                     &self.etcd_server_cert_sans
                 } else {
@@ -266,6 +260,33 @@ impl ClusterParams {
             }
         });
         Ok((dns, ips))
+    }
+}
+
+/// The SANs of `rule` that are the same on every node, in kubeadm's order: the API server's
+/// service names (`kubernetes`, `kubernetes.default`, `kubernetes.default.svc`,
+/// `kubernetes.default.svc.<dns_domain>`), etcd's `localhost`, `127.0.0.1` and `::1`. What
+/// depends on the node (its name, addresses, the service IP, the endpoint, extra SANs) is
+/// [`ClusterParams::leaf_template`]'s.
+pub fn node_independent_sans(rule: SanRule, dns_domain: &str) -> (Vec<String>, Vec<IpAddr>) {
+    match rule {
+        SanRule::None => (Vec::new(), Vec::new()),
+        SanRule::ApiServer => (
+            vec![
+                "kubernetes".into(),
+                "kubernetes.default".into(),
+                "kubernetes.default.svc".into(),
+                format!("kubernetes.default.svc.{dns_domain}"),
+            ],
+            Vec::new(),
+        ),
+        SanRule::EtcdServer | SanRule::EtcdPeer => (
+            vec!["localhost".into()],
+            vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+        ),
     }
 }
 
