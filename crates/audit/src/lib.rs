@@ -72,6 +72,7 @@ macro_rules! named_enum {
 }
 
 pub mod finding;
+pub mod namespaces;
 pub mod node;
 mod object;
 pub mod pki;

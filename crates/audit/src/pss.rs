@@ -57,6 +57,10 @@ pub struct Violation {
 pub struct Control {
     /// The admission plugin's name for it.
     pub id: &'static str,
+    /// The audit's finding id for a pod that violates it: `PSS-`, the level, then the id in
+    /// upper-case words joined by `-`, less the level's name where the id repeats it
+    /// (`capabilities_baseline`, `restrictedVolumes`). Stable API, like every finding id.
+    pub finding: &'static str,
     /// The lowest level that enforces it.
     pub level: Level,
     /// The rule, in one sentence.
@@ -68,6 +72,7 @@ pub struct Control {
 pub static CONTROLS: &[Control] = &[
     Control {
         id: "appArmorProfile",
+        finding: "PSS-BASELINE-APP-ARMOR-PROFILE",
         level: Level::Baseline,
         rule: "AppArmor profiles may only be RuntimeDefault or Localhost (annotations: \
                runtime/default or localhost/*); the default profile must not be disabled.",
@@ -75,6 +80,7 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "capabilities_baseline",
+        finding: "PSS-BASELINE-CAPABILITIES",
         level: Level::Baseline,
         rule: "Containers may add only capabilities of the runtime's default set: AUDIT_WRITE, \
                CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, \
@@ -83,24 +89,28 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "hostNamespaces",
+        finding: "PSS-BASELINE-HOST-NAMESPACES",
         level: Level::Baseline,
         rule: "Pods must not share the host's network, PID or IPC namespace.",
         check: host_namespaces,
     },
     Control {
         id: "hostPathVolumes",
+        finding: "PSS-BASELINE-HOST-PATH-VOLUMES",
         level: Level::Baseline,
         rule: "Pods must not mount hostPath volumes.",
         check: host_path_volumes,
     },
     Control {
         id: "hostPorts",
+        finding: "PSS-BASELINE-HOST-PORTS",
         level: Level::Baseline,
         rule: "Containers must not bind host ports.",
         check: host_ports,
     },
     Control {
         id: "hostProbesAndHostLifecycle",
+        finding: "PSS-BASELINE-HOST-PROBES-AND-HOST-LIFECYCLE",
         level: Level::Baseline,
         rule: "Probes and lifecycle handlers must not name a host: they may only reach the pod \
                itself.",
@@ -108,12 +118,14 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "privileged",
+        finding: "PSS-BASELINE-PRIVILEGED",
         level: Level::Baseline,
         rule: "Containers must not run privileged.",
         check: privileged,
     },
     Control {
         id: "procMount",
+        finding: "PSS-BASELINE-PROC-MOUNT",
         level: Level::Baseline,
         rule: "Containers must keep the default masked /proc, unless the pod has its own user \
                namespace (hostUsers: false).",
@@ -121,6 +133,7 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "seLinuxOptions",
+        finding: "PSS-BASELINE-SE-LINUX-OPTIONS",
         level: Level::Baseline,
         rule: "SELinux options may set no user or role, and only the types container_t, \
                container_init_t, container_kvm_t and container_engine_t.",
@@ -128,12 +141,14 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "seccompProfile_baseline",
+        finding: "PSS-BASELINE-SECCOMP-PROFILE",
         level: Level::Baseline,
         rule: "Seccomp profiles, where set, may only be RuntimeDefault or Localhost.",
         check: seccomp_profile_baseline,
     },
     Control {
         id: "sysctls",
+        finding: "PSS-BASELINE-SYSCTLS",
         level: Level::Baseline,
         rule: "Pods may set only the namespaced, isolated sysctls: kernel.shm_rmid_forced, \
                net.ipv4.ip_local_port_range, net.ipv4.ip_local_reserved_ports, \
@@ -145,18 +160,21 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "windowsHostProcess",
+        finding: "PSS-BASELINE-WINDOWS-HOST-PROCESS",
         level: Level::Baseline,
         rule: "Pods and containers must not run as Windows HostProcess containers.",
         check: windows_host_process,
     },
     Control {
         id: "allowPrivilegeEscalation",
+        finding: "PSS-RESTRICTED-ALLOW-PRIVILEGE-ESCALATION",
         level: Level::Restricted,
         rule: "Linux containers must set allowPrivilegeEscalation: false.",
         check: allow_privilege_escalation,
     },
     Control {
         id: "capabilities_restricted",
+        finding: "PSS-RESTRICTED-CAPABILITIES",
         level: Level::Restricted,
         rule: "Linux containers must drop ALL capabilities and may add back only \
                NET_BIND_SERVICE.",
@@ -164,12 +182,14 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "procMount_restricted",
+        finding: "PSS-RESTRICTED-PROC-MOUNT",
         level: Level::Restricted,
         rule: "Containers must keep the default masked /proc, even in a user namespace.",
         check: proc_mount_restricted,
     },
     Control {
         id: "restrictedVolumes",
+        finding: "PSS-RESTRICTED-VOLUMES",
         level: Level::Restricted,
         rule: "Volumes may only be configMap, csi, downwardAPI, emptyDir, ephemeral, image, \
                persistentVolumeClaim, projected or secret.",
@@ -177,6 +197,7 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "runAsNonRoot",
+        finding: "PSS-RESTRICTED-RUN-AS-NON-ROOT",
         level: Level::Restricted,
         rule: "The pod, or every container, must set runAsNonRoot: true, and none may set it \
                false, unless the pod has its own user namespace (hostUsers: false).",
@@ -184,6 +205,7 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "runAsUser",
+        finding: "PSS-RESTRICTED-RUN-AS-USER",
         level: Level::Restricted,
         rule: "Neither the pod nor a container may set runAsUser: 0, unless the pod has its own \
                user namespace (hostUsers: false).",
@@ -191,6 +213,7 @@ pub static CONTROLS: &[Control] = &[
     },
     Control {
         id: "seccompProfile_restricted",
+        finding: "PSS-RESTRICTED-SECCOMP-PROFILE",
         level: Level::Restricted,
         rule: "Linux pods must set a seccomp profile (RuntimeDefault or Localhost), at the pod \
                level or on every container.",

@@ -31,6 +31,22 @@ pub fn pod(namespace: &str, name: &str, node: Option<&str>, phase: &str, labels:
     }))
 }
 
+/// Complies with every control: restricted needs a few fields set, at the pod level where the
+/// API has them there.
+pub fn restricted_pod() -> Value {
+    json!({
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "web",
+            "image": "registry.example/web:1",
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        }],
+    })
+}
+
 /// A table's expected findings: (id, severity, object).
 pub type Want = &'static [(&'static str, Severity, &'static str)];
 

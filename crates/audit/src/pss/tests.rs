@@ -4,23 +4,8 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::testing::restricted_pod;
 use Level::{Baseline, Privileged, Restricted};
-
-/// Complies with every control: restricted needs a few fields set, at the pod level where the
-/// API has them there.
-fn restricted_pod() -> Value {
-    json!({
-        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": "web",
-            "image": "registry.example/web:1",
-            "securityContext": {
-                "allowPrivilegeEscalation": false,
-                "capabilities": {"drop": ["ALL"]},
-            },
-        }],
-    })
-}
 
 /// Merges `patch` into `base`: objects key by key, `null` removes a key, lists of objects with
 /// a `name` item by item on that name (others appended), anything else replaced.

@@ -1,0 +1,686 @@
+//! The Pod Security Standards as namespaces enforce them ("Enforcing Pod Security Standards"):
+//! which namespaces carry no `pod-security.kubernetes.io/enforce` label (an unlabelled namespace
+//! is "not yet evaluated"), enforce `privileged`, enforce without `warn` and `audit` at the same
+//! or a stricter level, carry values the admission plugin cannot parse, or pin a policy version
+//! older than the cluster's; and which running pods of each namespace would be rejected at
+//! `baseline` and at `restricted`.
+//!
+//! The pods are judged by [`crate::pss`], kubepki's own evaluation of the published controls at
+//! policy version [`pss::POLICY_VERSION`], whatever a namespace pins: so the answer is the same
+//! on API servers that predate the PodSecurity admission plugin or have it switched off.
+//!
+//! The audit reads paginated lists, so [`Namespaces`] takes one object at a time, namespaces and
+//! pods in any order, and keeps no pod: per namespace three counts, and per workload (the pods'
+//! controller, or a pod that has none) and control the number of its pods that violate it, a few
+//! of their names and the offending fields of the first. Pods of one controller share its
+//! template, so a Deployment of a thousand replicas is one finding per control, not a thousand.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::object;
+use crate::pss::{self, CONTROLS, Level, Violation};
+use crate::{Finding, Severity};
+
+/// Every label the admission plugin reads begins with it.
+const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
+
+/// How many pod names a per-control finding gives as examples.
+const EXAMPLES: usize = 3;
+
+/// How many offending fields a per-control finding spells out; the rest are counted.
+const FIELDS: usize = 4;
+
+const PAGE_UNLABELLED: &str = "Enforcing Pod Security Standards: configure every namespace with \
+                               a Pod Security level; an unlabelled namespace should only mean it \
+                               has not yet been evaluated.";
+const PAGE_PRIVILEGED: &str = "Enforcing Pod Security Standards: embrace least privilege; a \
+                               namespace that allows privileged workloads should need to, and \
+                               should restrict who may run them there.";
+const PAGE_MULTI_MODE: &str = "Enforcing Pod Security Standards: adopt a multi-mode strategy, \
+                               with warn and audit set to the level you enforce or a stricter \
+                               one, so that violations show before anything is rejected.";
+const PAGE_INVALID: &str = "Pod Security Admission: a mode label takes privileged, baseline or \
+                            restricted, and a <mode>-version label latest or v1.<minor>.";
+const PAGE_PINNED: &str = "Pod Security Admission: a <mode>-version label pins the policy to the \
+                           one a Kubernetes minor version shipped; review pinned versions when \
+                           the cluster is upgraded.";
+const PAGE_REJECTS: &str = "Enforcing Pod Security Standards: analyse the workloads of each \
+                            namespace against the Pod Security Standards to choose the level it \
+                            can enforce.";
+const PAGE_BASELINE: &str = "Pod Security Standards: the baseline profile prevents known \
+                             privilege escalations while allowing the default pod configuration.";
+const PAGE_RESTRICTED: &str = "Pod Security Standards: the restricted profile enforces current \
+                               pod-hardening best practice, at some cost to compatibility.";
+
+/// The three modes, in the order findings and commands name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Enforce,
+    Warn,
+    Audit,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::Enforce, Mode::Warn, Mode::Audit];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Audit => "audit",
+        }
+    }
+
+    fn level_label(self) -> String {
+        format!("{LABEL_PREFIX}{}", self.as_str())
+    }
+
+    fn version_label(self) -> String {
+        format!("{LABEL_PREFIX}{}-version", self.as_str())
+    }
+
+    /// What the admission plugin evaluates for a level it cannot parse (`PolicyToEvaluate`):
+    /// enforce fails closed, warn and audit fail open.
+    fn invalid_level(self) -> Level {
+        match self {
+            Mode::Enforce => Level::Restricted,
+            Mode::Warn | Mode::Audit => Level::Privileged,
+        }
+    }
+}
+
+/// A namespace's pod-security labels as the admission plugin resolves them.
+#[derive(Clone, Debug, Default)]
+struct Policy {
+    /// The level each mode evaluates, by [`Mode::ALL`] order; none where its label is absent
+    /// (the admission configuration's default applies, `privileged` unless configured).
+    levels: [Option<Level>; 3],
+}
+
+impl Policy {
+    fn level(&self, mode: Mode) -> Option<Level> {
+        self.levels[mode as usize]
+    }
+
+    /// The strictest level the namespace's labels ask for, in any mode: a pod violating a
+    /// control at or below it runs against the namespace's stated policy.
+    fn stated(&self) -> Option<Level> {
+        self.levels.iter().flatten().copied().max()
+    }
+
+    fn describe(&self) -> String {
+        let modes: Vec<String> = Mode::ALL
+            .iter()
+            .map(|&m| match self.level(m) {
+                Some(l) => format!("{}={l}", m.as_str()),
+                None => format!("{}=unset", m.as_str()),
+            })
+            .collect();
+        modes.join(", ")
+    }
+}
+
+/// A label the admission plugin cannot use, and what it does instead.
+struct BadLabel {
+    key: String,
+    value: String,
+    instead: &'static str,
+    /// The `kubectl label` argument that fixes it.
+    fix: String,
+}
+
+/// What is known of one namespace.
+#[derive(Default)]
+struct NamespaceSeen {
+    /// Its labels, once the namespace has been listed.
+    policy: Option<Policy>,
+    /// Findings of its labels alone, known when it was listed.
+    label_findings: Vec<Finding>,
+    /// Whether it enforces `privileged`, judged at the end against its pods.
+    enforces_privileged: bool,
+    running: u64,
+    rejected_baseline: u64,
+    rejected_restricted: u64,
+    /// By the finding's object (`replicaset ns/web`, `pod ns/db-0`).
+    workloads: BTreeMap<String, Workload>,
+}
+
+impl NamespaceSeen {
+    /// The strictest level at which none of its running pods would be rejected.
+    fn passing_level(&self) -> Level {
+        if self.rejected_baseline > 0 {
+            Level::Privileged
+        } else if self.rejected_restricted > 0 {
+            Level::Baseline
+        } else {
+            Level::Restricted
+        }
+    }
+
+    fn rejections(&self) -> String {
+        format!(
+            "of its {} running pods, {} would be rejected at baseline and {} at restricted",
+            self.running, self.rejected_baseline, self.rejected_restricted
+        )
+    }
+}
+
+/// The pods of one controller, or one bare pod, that violate some control.
+#[derive(Default)]
+struct Workload {
+    controls: Vec<ControlSeen>,
+}
+
+struct ControlSeen {
+    /// Its index into [`CONTROLS`].
+    control: usize,
+    pods: u64,
+    /// None for a bare pod: its name is the object's.
+    examples: Vec<String>,
+    /// `field=value, ...` of the first pod: the others share its template.
+    fields: String,
+}
+
+/// The namespace checks, fed one object at a time: [`Namespaces::add_namespace`] and
+/// [`Namespaces::add_pod`] in any order, then [`Namespaces::finish`]. Each object is to be added
+/// once.
+pub struct Namespaces {
+    cluster_minor: Option<u32>,
+    namespaces: BTreeMap<String, NamespaceSeen>,
+}
+
+impl Namespaces {
+    /// cluster_minor: the API server's minor version (v1.20.2 -> Some(20)); None when unknown.
+    pub fn new(cluster_minor: Option<u32>) -> Namespaces {
+        Namespaces {
+            cluster_minor,
+            namespaces: BTreeMap::new(),
+        }
+    }
+
+    pub fn add_namespace(&mut self, ns: &Namespace) {
+        let meta = &ns.metadata;
+        let name = object::name(meta).to_owned();
+        let (policy, bad) = resolve(meta);
+        let mut findings = Vec::new();
+        if !bad.is_empty() {
+            findings.push(invalid_labels(&name, &bad));
+        }
+        if let Some(f) = multi_mode(&name, &policy) {
+            findings.push(f);
+        }
+        if let Some(f) = self.pinned(&name, meta) {
+            findings.push(f);
+        }
+        let seen = self.namespace(&name);
+        seen.enforces_privileged = policy.level(Mode::Enforce) == Some(Level::Privileged);
+        seen.policy = Some(policy);
+        seen.label_findings = findings;
+    }
+
+    /// Skips pods that have terminated: they run nothing the policy could reject.
+    pub fn add_pod(&mut self, pod: &Pod) {
+        if object::terminated(pod) {
+            return;
+        }
+        let meta = &pod.metadata;
+        let ns = meta.namespace.as_deref().unwrap_or_default();
+        let violations = pod
+            .spec
+            .as_ref()
+            .map(|spec| pss::violations(spec, meta, Level::Restricted))
+            .unwrap_or_default();
+        let seen = self.namespace(ns);
+        seen.running += 1;
+        if violations.is_empty() {
+            return;
+        }
+        if violations.iter().any(|v| v.level == Level::Baseline) {
+            seen.rejected_baseline += 1;
+        }
+        seen.rejected_restricted += 1;
+
+        let (object, bare) = workload(meta, ns);
+        let workload = seen.workloads.entry(object).or_default();
+        let pod_name = object::name(meta);
+        // `violations` is in CONTROLS order: each control's violations are adjacent.
+        for (control, group) in by_control(&violations) {
+            let hit = match workload.controls.iter_mut().find(|c| c.control == control) {
+                Some(hit) => hit,
+                None => {
+                    workload.controls.push(ControlSeen {
+                        control,
+                        pods: 0,
+                        examples: Vec::new(),
+                        fields: fields(group),
+                    });
+                    workload.controls.last_mut().expect("just pushed")
+                }
+            };
+            hit.pods += 1;
+            if !bare && hit.examples.len() < EXAMPLES {
+                hit.examples.push(pod_name.to_owned());
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for (name, mut seen) in self.namespaces {
+            if let Some(policy) = &seen.policy {
+                if policy.level(Mode::Enforce).is_none() {
+                    findings.push(unlabelled(&name, &seen, policy));
+                }
+                if seen.enforces_privileged {
+                    findings.push(privileged(&name, &seen));
+                }
+            }
+            findings.append(&mut seen.label_findings);
+            if seen.rejected_restricted > 0 {
+                findings.push(Finding {
+                    id: "PSS-NAMESPACE-REJECTS",
+                    severity: Severity::Info,
+                    object: format!("namespace {name}"),
+                    message: format!(
+                        "{} (kubepki's evaluation at policy {})",
+                        seen.rejections(),
+                        pss::POLICY_VERSION
+                    ),
+                    page: PAGE_REJECTS,
+                    fix: format!(
+                        "change the pods named by the PSS-BASELINE-* and PSS-RESTRICTED-* \
+                         findings of namespace {name}, or move those that need more to a \
+                         namespace of their own; it can enforce {} as it is",
+                        seen.passing_level()
+                    ),
+                });
+            }
+            let stated = seen.policy.as_ref().and_then(Policy::stated);
+            let context = match &seen.policy {
+                None => format!("namespace {name} was not listed, so its labels are unknown"),
+                Some(p) => format!("namespace {name} has {}", p.describe()),
+            };
+            for (object, workload) in &seen.workloads {
+                for hit in &workload.controls {
+                    findings.push(rejected(object, hit, stated, &context));
+                }
+            }
+        }
+        findings
+    }
+
+    fn namespace(&mut self, name: &str) -> &mut NamespaceSeen {
+        // Copies the name only the first time, not once per pod.
+        if !self.namespaces.contains_key(name) {
+            self.namespaces
+                .insert(name.to_owned(), NamespaceSeen::default());
+        }
+        self.namespaces.get_mut(name).expect("just inserted")
+    }
+
+    /// The `-version` labels pinned to a minor older than the cluster's.
+    fn pinned(&self, name: &str, meta: &ObjectMeta) -> Option<Finding> {
+        let cluster = self.cluster_minor?;
+        let labels = meta.labels.as_ref()?;
+        let old: Vec<String> = Mode::ALL
+            .iter()
+            .filter_map(|m| {
+                let key = m.version_label();
+                let minor = parse_version(labels.get(&key)?)??;
+                (minor < cluster).then(|| format!("{key}=v1.{minor}"))
+            })
+            .collect();
+        if old.is_empty() {
+            return None;
+        }
+        let keys: Vec<String> = old
+            .iter()
+            .map(|l| format!("{}=latest", l.split('=').next().unwrap_or_default()))
+            .collect();
+        Some(Finding {
+            id: "PSS-NAMESPACE-VERSION-PINNED",
+            // The pinned policy is still enforced, only an older edition of it: something
+            // to review at each upgrade rather than a gap.
+            severity: Severity::Info,
+            object: format!("namespace {name}"),
+            message: format!(
+                "{} pins the policy older than the cluster's v1.{cluster}: the checks are those \
+                 of that version, without the changes since",
+                old.join(", ")
+            ),
+            page: PAGE_PINNED,
+            fix: format!(
+                "review the changes of the Pod Security Standards since, then \
+                 kubectl label --overwrite ns {name} {} (or pin v1.{cluster})",
+                keys.join(" ")
+            ),
+        })
+    }
+}
+
+/// The slice form of [`Namespaces`].
+pub fn namespaces(
+    namespaces: &[Namespace],
+    pods: &[Pod],
+    cluster_minor: Option<u32>,
+) -> Vec<Finding> {
+    let mut n = Namespaces::new(cluster_minor);
+    namespaces.iter().for_each(|ns| n.add_namespace(ns));
+    pods.iter().for_each(|p| n.add_pod(p));
+    n.finish()
+}
+
+/// The namespace's labels as `PolicyToEvaluate` resolves them, and those it cannot use.
+fn resolve(meta: &ObjectMeta) -> (Policy, Vec<BadLabel>) {
+    let mut policy = Policy::default();
+    let mut bad = Vec::new();
+    let Some(labels) = meta.labels.as_ref() else {
+        return (policy, bad);
+    };
+    for (i, mode) in Mode::ALL.into_iter().enumerate() {
+        // An empty value is a value: the plugin parses it, and fails.
+        if let Some(value) = labels.get(&mode.level_label()) {
+            policy.levels[i] = Some(value.parse().unwrap_or_else(|_| {
+                bad.push(BadLabel {
+                    key: mode.level_label(),
+                    value: value.clone(),
+                    instead: match mode.invalid_level() {
+                        Level::Restricted => "evaluates restricted instead (fails closed)",
+                        _ => "evaluates privileged instead (fails open: nothing is reported)",
+                    },
+                    fix: format!("{}=<privileged|baseline|restricted>", mode.level_label()),
+                });
+                mode.invalid_level()
+            }));
+        }
+        if let Some(value) = labels.get(&mode.version_label())
+            && parse_version(value).is_none()
+        {
+            bad.push(BadLabel {
+                key: mode.version_label(),
+                value: value.clone(),
+                instead: "evaluates latest instead",
+                fix: format!("{}=latest", mode.version_label()),
+            });
+        }
+    }
+    let known: Vec<String> = Mode::ALL
+        .iter()
+        .flat_map(|m| [m.level_label(), m.version_label()])
+        .collect();
+    for (key, value) in labels {
+        if key.starts_with(LABEL_PREFIX) && !known.contains(key) {
+            bad.push(BadLabel {
+                key: key.clone(),
+                value: value.clone(),
+                instead: "is no label the plugin reads and is ignored",
+                fix: format!("{key}-"),
+            });
+        }
+    }
+    (policy, bad)
+}
+
+/// A `-version` label's minor: `Some(None)` for `latest`, none for a value the plugin cannot
+/// parse (it accepts `latest` and `v1.<minor>` without leading zeros).
+fn parse_version(value: &str) -> Option<Option<u32>> {
+    if value == "latest" {
+        return Some(None);
+    }
+    let minor = value.strip_prefix("v1.")?;
+    let digits = !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (minor.len() > 1 && minor.starts_with('0')) {
+        return None;
+    }
+    // More digits than a u32 holds is still a valid label; no cluster is that new.
+    Some(Some(minor.parse().unwrap_or(u32::MAX)))
+}
+
+fn invalid_labels(name: &str, bad: &[BadLabel]) -> Finding {
+    let problems: Vec<String> = bad
+        .iter()
+        .map(|b| format!("{}={:?} {}", b.key, b.value, b.instead))
+        .collect();
+    let fixes: Vec<&str> = bad.iter().map(|b| b.fix.as_str()).collect();
+    Finding {
+        id: "PSS-NAMESPACE-INVALID-LEVEL",
+        // Either rejects pods the namespace meant to admit or silently reports nothing.
+        severity: Severity::Warning,
+        object: format!("namespace {name}"),
+        message: format!(
+            "{}; the PodSecurity admission plugin refuses such labels when a namespace is \
+             created or they are changed, so they predate the plugin or it is off",
+            problems.join("; ")
+        ),
+        page: PAGE_INVALID,
+        fix: format!("kubectl label --overwrite ns {name} {}", fixes.join(" ")),
+    }
+}
+
+/// Enforce set but warn or audit missing or less strict. Not judged under `enforce=privileged`,
+/// which PSS-NAMESPACE-PRIVILEGED reports with the warn and audit levels to set.
+fn multi_mode(name: &str, policy: &Policy) -> Option<Finding> {
+    let enforce = policy
+        .level(Mode::Enforce)
+        .filter(|&l| l > Level::Privileged)?;
+    let weak: Vec<String> = [Mode::Warn, Mode::Audit]
+        .into_iter()
+        .filter_map(|m| match policy.level(m) {
+            None => Some(format!("{} is unset", m.as_str())),
+            Some(l) if l < enforce => Some(format!("{}={l} is less strict", m.as_str())),
+            Some(_) => None,
+        })
+        .collect();
+    if weak.is_empty() {
+        return None;
+    }
+    Some(Finding {
+        id: "PSS-NAMESPACE-WARN-AUDIT",
+        // Enforce applies to pods alone; warn and audit also judge Deployments and other pod
+        // templates, so without them a workload whose pods will be rejected is accepted
+        // silently and its controller fails to create pods later.
+        severity: Severity::Warning,
+        object: format!("namespace {name}"),
+        message: format!(
+            "enforce={enforce} but {}: a workload whose pods enforce rejects is accepted \
+             without a warning or an audit annotation",
+            weak.join(" and ")
+        ),
+        page: PAGE_MULTI_MODE,
+        fix: format!(
+            "kubectl label --overwrite ns {name} pod-security.kubernetes.io/warn={target} \
+             pod-security.kubernetes.io/audit={target}",
+            target = Level::Restricted.max(enforce)
+        ),
+    })
+}
+
+/// The labels that ask for `level` in enforce and one level stricter in warn and audit, which
+/// then show what still stands between the namespace and the next level.
+fn label_command(name: &str, level: Level) -> String {
+    let next = match level {
+        Level::Privileged => Level::Baseline,
+        _ => Level::Restricted,
+    };
+    format!(
+        "kubectl label --overwrite ns {name} pod-security.kubernetes.io/enforce={level} \
+         pod-security.kubernetes.io/warn={next} pod-security.kubernetes.io/audit={next}"
+    )
+}
+
+fn unlabelled(name: &str, seen: &NamespaceSeen, policy: &Policy) -> Finding {
+    let passing = seen.passing_level();
+    let others = if policy.stated().is_some() {
+        format!(" ({})", policy.describe())
+    } else {
+        String::new()
+    };
+    let fix = if passing == Level::Privileged {
+        format!(
+            "fix the pods that the PSS-BASELINE-* findings of namespace {name} name, then {}; \
+             or, if they need privileged, {}",
+            label_command(name, Level::Baseline),
+            label_command(name, Level::Privileged)
+        )
+    } else {
+        label_command(name, passing)
+    };
+    Finding {
+        id: "PSS-NAMESPACE-UNLABELLED",
+        // Nothing is enforced, but nothing is known to be wrong either: the namespace has
+        // simply not been evaluated; kube-system and friends included, whose pods often need
+        // privileged and should say so.
+        severity: Severity::Warning,
+        object: format!("namespace {name}"),
+        message: format!(
+            "no pod-security.kubernetes.io/enforce label{others}: the namespace is not yet \
+             evaluated; {}, so the strictest level it can enforce is {passing}",
+            seen.rejections()
+        ),
+        page: PAGE_UNLABELLED,
+        fix,
+    }
+}
+
+fn privileged(name: &str, seen: &NamespaceSeen) -> Finding {
+    let passing = seen.passing_level();
+    let object = format!("namespace {name}");
+    if passing == Level::Privileged {
+        return Finding {
+            id: "PSS-NAMESPACE-PRIVILEGED",
+            // Some running pod needs it: a deliberate, documented exception is the page's
+            // advice, not a defect.
+            severity: Severity::Info,
+            object,
+            message: format!(
+                "enforce=privileged, which {} running pods need ({})",
+                seen.rejected_baseline,
+                seen.rejections()
+            ),
+            page: PAGE_PRIVILEGED,
+            fix: format!(
+                "keep in this namespace only the workloads that need privileged (the \
+                 PSS-BASELINE-* findings name them), limit who may create pods in it, and \
+                 see new violations: kubectl label --overwrite ns {name} \
+                 pod-security.kubernetes.io/warn=baseline pod-security.kubernetes.io/audit=baseline"
+            ),
+        };
+    }
+    Finding {
+        id: "PSS-NAMESPACE-PRIVILEGED",
+        severity: Severity::Warning,
+        object,
+        message: format!(
+            "enforce=privileged, which no running pod needs ({}): {passing} would admit them all",
+            seen.rejections()
+        ),
+        page: PAGE_PRIVILEGED,
+        fix: label_command(name, passing),
+    }
+}
+
+/// The finding's object for the pod's workload: its controller (`replicaset ns/web-5d8f`), or
+/// the pod itself; and whether it is the pod.
+fn workload(meta: &ObjectMeta, ns: &str) -> (String, bool) {
+    let controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    let (kind, name, bare) = match controller {
+        Some(o) => (o.kind.to_lowercase(), o.name.as_str(), false),
+        None => ("pod".to_owned(), object::name(meta), true),
+    };
+    let object = if ns.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {ns}/{name}")
+    };
+    (object, bare)
+}
+
+/// The violations grouped by control, as (index into [`CONTROLS`], its violations).
+fn by_control(violations: &[Violation]) -> Vec<(usize, &[Violation])> {
+    let mut groups = Vec::new();
+    let mut rest = violations;
+    while let Some(first) = rest.first() {
+        let len = rest
+            .iter()
+            .take_while(|v| v.control == first.control)
+            .count();
+        let (group, tail) = rest.split_at(len);
+        if let Some(i) = CONTROLS.iter().position(|c| c.id == first.control) {
+            groups.push((i, group));
+        }
+        rest = tail;
+    }
+    groups
+}
+
+/// `field=value` of the first few violations, the rest counted.
+fn fields(violations: &[Violation]) -> String {
+    let mut shown: Vec<String> = violations
+        .iter()
+        .take(FIELDS)
+        .map(|v| format!("{}={}", v.field, v.value))
+        .collect();
+    if violations.len() > FIELDS {
+        shown.push(format!("and {} more", violations.len() - FIELDS));
+    }
+    shown.join(", ")
+}
+
+fn rejected(object: &str, hit: &ControlSeen, stated: Option<Level>, context: &str) -> Finding {
+    let control = &CONTROLS[hit.control];
+    let level = control.level;
+    // At or below what the namespace's own labels ask for, the pod runs against its stated
+    // policy (it predates the label, or was exempted); above it, it is a step to take.
+    let severity = match stated {
+        Some(s) if s >= level => Severity::Error,
+        _ if level == Level::Baseline => Severity::Warning,
+        _ => Severity::Info,
+    };
+    let pods = if hit.examples.is_empty() {
+        "the running pod".to_owned()
+    } else {
+        let more = if hit.pods > hit.examples.len() as u64 {
+            ", ..."
+        } else {
+            ""
+        };
+        format!(
+            "{} running pod(s) ({}{more})",
+            hit.pods,
+            hit.examples.join(", ")
+        )
+    };
+    let against = if severity == Severity::Error {
+        "; it runs against the namespace's own policy (created before the label, or exempted)"
+    } else {
+        ""
+    };
+    Finding {
+        id: control.finding,
+        severity,
+        object: object.to_owned(),
+        message: format!(
+            "{pods} would be rejected at {level} by control {}: {}; {context}{against}",
+            control.id, hit.fields
+        ),
+        page: match level {
+            Level::Restricted => PAGE_RESTRICTED,
+            _ => PAGE_BASELINE,
+        },
+        fix: format!(
+            "change the pod template of {object} (for a ReplicaSet, its Deployment's): {} If it \
+             needs this, run it in a namespace that does not enforce {level}.",
+            control.rule
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;
