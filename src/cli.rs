@@ -93,6 +93,21 @@ ConfigMap's paused: \"true\" or the Node annotation kubepki.io/renewal-paused=tr
     )]
     Agent(AgentArgs),
 
+    /// Audit the cluster and this node against the Kubernetes best-practice pages (reads only).
+    #[command(
+        long_about = "Audit the cluster and this node against the Kubernetes best-practice pages, reading only (nothing in the cluster or on disk is changed).\n\n\
+Checks (--checks, default all):\n\
+  scale  the large-cluster limits: Pods per node, nodes, Pods and containers against 110, 5,000, 150,000 and 300,000 (lower them with the --max-* flags), with the headroom left; kubelets admitting more than 110 Pods; addons (every DaemonSet, the Deployments of kube-system) without CPU/memory requests and limits\n\
+  zones  nodes without topology.kubernetes.io/zone; control plane, API servers and etcd not spread over three zones; multi-replica Deployments and StatefulSets that do not spread over zones; PersistentVolumes without a zone\n\
+  pss    Pod Security Standards: namespaces without an enforce label, enforcing privileged, without warn/audit at the enforced level, pinned to an old version; and which running Pods each namespace would reject at baseline and at restricted, evaluated by kubepki itself (the same answer on API servers without the PodSecurity admission plugin)\n\
+  pki    the certificates of --cert-dir and --kubeconfig-dir: every one present, usages and SANs, no leaf outliving its CA, validity and key size against --max-leaf-validity and --min-rsa-bits, expiry within --expiring-within, the kubelet's serving certificate, key file modes and owners, kubeconfigs trusting another CA\n\
+  node   this machine as a node: kernel version, cgroup controllers, swap, the container runtime answering, the kubelet's version skew against the API server\n\n\
+scale, zones and pss read the cluster with paginated LISTs (--page-size) through --kubeconfig, $KUBECONFIG, ~/.kube/config or the in-cluster service account; they need list on nodes, namespaces, pods, daemonsets, deployments, statefulsets and persistentvolumes. pki and node read this machine's files; by default each is skipped, and the report says so, where its directory (the cert dir, the kubelet dir) does not exist.\n\n\
+Every finding has a stable id, a severity (info, warning, error, critical), the object or file, what is wrong, what the page says and the fix.",
+        after_help = "Exit status: 0 when no finding is at or above --fail-on (always without it), 1 when one is, 2 when the audit could not be made (unreadable config, API server unreachable, a LIST refused)."
+    )]
+    Audit(AuditArgs),
+
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(long_about = "Print a shell completion script for kubepki.\n\n\
 bash: `kubepki completion bash > /etc/bash_completion.d/kubepki`, or `source <(kubepki completion bash)` in ~/.bashrc.\n\
@@ -392,6 +407,26 @@ pub struct InitArgs {
     pub wait: bool,
 }
 
+/// The cluster's names that the API server's certificate carries: kubeadm init's flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SanArgs {
+    /// A stable address for the control plane: host or host:port (a DNS name or IP)
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub control_plane_endpoint: Option<String>,
+
+    /// The Service CIDR; its first address becomes a SAN of apiserver [default: 10.96.0.0/12]
+    #[arg(long, value_name = "CIDR")]
+    pub service_cidr: Option<String>,
+
+    /// The Service DNS domain [default: cluster.local]
+    #[arg(long, value_name = "DOMAIN")]
+    pub service_dns_domain: Option<String>,
+
+    /// Extra SANs for the apiserver certificate (IPs or DNS names), comma-separated
+    #[arg(long, value_name = "SANS", value_delimiter = ',')]
+    pub apiserver_cert_extra_sans: Vec<String>,
+}
+
 /// What a node's certificates must say: kubeadm init's flags.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
@@ -410,21 +445,8 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "PORT")]
     pub apiserver_bind_port: Option<u16>,
 
-    /// A stable address for the control plane: host or host:port (a DNS name or IP)
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub control_plane_endpoint: Option<String>,
-
-    /// The Service CIDR; its first address becomes a SAN of apiserver [default: 10.96.0.0/12]
-    #[arg(long, value_name = "CIDR")]
-    pub service_cidr: Option<String>,
-
-    /// The Service DNS domain [default: cluster.local]
-    #[arg(long, value_name = "DOMAIN")]
-    pub service_dns_domain: Option<String>,
-
-    /// Extra SANs for the apiserver certificate (IPs or DNS names), comma-separated
-    #[arg(long, value_name = "SANS", value_delimiter = ',')]
-    pub apiserver_cert_extra_sans: Vec<String>,
+    #[command(flatten)]
+    pub sans: SanArgs,
 
     /// Key algorithm for every new key [default: RSA-2048]
     #[arg(long, value_name = "ALG", value_parser = parse_alg)]
@@ -648,6 +670,104 @@ pub struct CheckExpirationArgs {
     /// pki/kubelet-client-current.pem, its serving certificate, and kubelet.conf's own
     #[arg(long, value_name = "DIR")]
     pub kubelet_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub client: KubeClientArgs,
+
+    #[command(flatten)]
+    pub dirs: DirArgs,
+
+    /// Checks to run, comma-separated [default: all]
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "CHECKS")]
+    pub checks: Vec<AuditCheck>,
+
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = AuditFormat::Text)]
+    pub output: AuditFormat,
+
+    /// Exit 1 when a finding is at this severity or worse: info, warning, error, critical
+    #[arg(long, value_name = "SEVERITY")]
+    pub fail_on: Option<kubepki_audit::Severity>,
+
+    /// Objects per LIST request
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+
+    /// Most Pods a node should run
+    #[arg(long, value_name = "N", default_value_t = kubepki_audit::scale::Limits::PAGE.pods_per_node)]
+    pub max_pods_per_node: u64,
+
+    /// Most nodes a cluster should have
+    #[arg(long, value_name = "N", default_value_t = kubepki_audit::scale::Limits::PAGE.nodes)]
+    pub max_nodes: u64,
+
+    /// Most Pods a cluster should have
+    #[arg(long, value_name = "N", default_value_t = kubepki_audit::scale::Limits::PAGE.pods)]
+    pub max_pods: u64,
+
+    /// Most containers a cluster should have
+    #[arg(long, value_name = "N", default_value_t = kubepki_audit::scale::Limits::PAGE.containers)]
+    pub max_containers: u64,
+
+    /// Warn when less than this percentage of a scale limit is left
+    #[arg(long, value_name = "PERCENT", default_value_t = kubepki_audit::scale::Limits::PAGE.warn_headroom_percent, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub headroom_warn: u64,
+
+    /// Longest validity a leaf certificate may have
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration)]
+    pub max_leaf_validity: std::time::Duration,
+
+    /// Smallest RSA key a certificate may have
+    #[arg(long, value_name = "BITS", default_value_t = 2048)]
+    pub min_rsa_bits: u32,
+
+    /// Report certificates that expire within this long
+    #[arg(long, value_name = "DURATION", default_value = "720h", value_parser = parse_duration)]
+    pub expiring_within: std::time::Duration,
+
+    /// This node's name, for the node checks and the SANs its certificates need [default: hostname]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// The IP address the API server advertises: with it (or --config), the pki check requires
+    /// every SAN kubeadm gives this node's certificates; without, only those every node's have
+    #[arg(long, value_name = "IP")]
+    pub apiserver_advertise_address: Option<std::net::IpAddr>,
+
+    #[command(flatten)]
+    pub sans: SanArgs,
+
+    /// The kubelet's directory: its config.yaml, kubeadm-flags.env and pki/ [default: /var/lib/kubelet]
+    #[arg(long, value_name = "DIR")]
+    pub kubelet_dir: Option<PathBuf>,
+
+    /// The container runtime's endpoint [default: the kubelet's, else unix:///run/containerd/containerd.sock]
+    #[arg(long, value_name = "ENDPOINT")]
+    pub container_runtime_endpoint: Option<String>,
+
+    /// Read the node's /proc and /sys below this directory (for tests and chroots)
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub node_root: PathBuf,
+}
+
+/// A part of `kubepki audit`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AuditCheck {
+    Scale,
+    Zones,
+    Pss,
+    Pki,
+    Node,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Sarif,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

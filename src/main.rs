@@ -52,6 +52,7 @@ fn run(s: Settings) -> anyhow::Result<ExitCode> {
         Command::RotateKubelet(c) => cmd::rotate::kubelet(&c, now),
         Command::RotateTokens(c) => cmd::rotate::tokens(&c),
         Command::Agent(c) => cmd::agent::run(c),
+        Command::Audit(c) => cmd::audit::run(&c, now),
         Command::Completion(shell) => cmd::docs::completion(shell),
         Command::Man(dir) => cmd::docs::man(dir.as_deref()),
     }
@@ -59,7 +60,7 @@ fn run(s: Settings) -> anyhow::Result<ExitCode> {
 
 /// The error and its causes, "a: b: c", leaving out a cause whose text the message already
 /// carries (many library errors print their source in their own message too).
-fn error_chain(e: &anyhow::Error) -> String {
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
     let mut msg = e.to_string();
     for cause in e.chain().skip(1) {
         let c = cause.to_string();

@@ -668,11 +668,10 @@ fn an_rsa_1024_leaf() {
         },
     );
     let crt = d.join("pki/apiserver-etcd-client.crt");
-    // kubepki-pki does not read an RSA modulus of a size kubeadm does not support: such a key
-    // is reported as unsupported (a warning), not by its size (crates/audit/src/pki.rs).
-    let v = audit_broken(d, &[("PKI-KEY-SIZE", "warning", &crt)]);
+    // Judged by its modulus against --min-rsa-bits (2048): an error.
+    let v = audit_broken(d, &[("PKI-KEY-SIZE", "error", &crt)]);
     let m = message(&v, "PKI-KEY-SIZE", &crt);
-    assert!(m.contains("neither RSA-2048/3072/4096 nor ECDSA"), "{m}");
+    assert_eq!(m, "an RSA key of 1024 bits, fewer than the policy's 2048");
 }
 
 #[test]

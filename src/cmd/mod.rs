@@ -1,4 +1,5 @@
 pub mod agent;
+pub mod audit;
 pub mod certs;
 pub mod controller;
 pub mod csr;

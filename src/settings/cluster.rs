@@ -55,7 +55,7 @@ impl GenerateCsr {
 /// Every field of the node's parameters, each from its flag, else the config file, else
 /// kubeadm's default (the node name and advertise address are found on this machine). Extra
 /// SANs are the config's and then the flag's.
-fn params(
+pub(super) fn params(
     args: &ClusterArgs,
     cert_validity: Option<Duration>,
     ca_validity: Option<Duration>,
@@ -82,13 +82,14 @@ fn params(
         advertise_address,
         bind_port: pick(args.apiserver_bind_port, c.bind_port, || DEFAULT_BIND_PORT),
         control_plane_endpoint: args
+            .sans
             .control_plane_endpoint
             .clone()
             .or(c.control_plane_endpoint),
-        service_subnet: pick(args.service_cidr.clone(), c.service_subnet, || {
+        service_subnet: pick(args.sans.service_cidr.clone(), c.service_subnet, || {
             DEFAULT_SERVICE_SUBNET.into()
         }),
-        dns_domain: pick(args.service_dns_domain.clone(), c.dns_domain, || {
+        dns_domain: pick(args.sans.service_dns_domain.clone(), c.dns_domain, || {
             DEFAULT_DNS_DOMAIN.into()
         }),
         cluster_name: c
@@ -97,7 +98,7 @@ fn params(
         apiserver_cert_sans: c
             .apiserver_cert_sans
             .into_iter()
-            .chain(nonempty(&args.apiserver_cert_extra_sans))
+            .chain(nonempty(&args.sans.apiserver_cert_extra_sans))
             .collect(),
         etcd_server_cert_sans: c.etcd_server_cert_sans,
         etcd_peer_cert_sans: c.etcd_peer_cert_sans,

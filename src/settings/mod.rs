@@ -13,6 +13,7 @@
 //! error reported is the same.
 
 pub mod agent;
+pub mod audit;
 pub mod certs;
 pub mod cluster;
 pub mod controller;
@@ -61,6 +62,7 @@ pub enum Command {
     RotateKubelet(rotate::RotateKubelet),
     RotateTokens(rotate::RotateTokens),
     Agent(agent::Agent),
+    Audit(audit::Audit),
     Completion(clap_complete::Shell),
     Man(Option<std::path::PathBuf>),
 }
@@ -118,6 +120,7 @@ impl Settings {
                 Command::CsrApprove(controller::CsrApprove::resolve(a)?)
             }
             K::Agent(a) => Command::Agent(agent::Agent::resolve(a)?),
+            K::Audit(a) => Command::Audit(audit::Audit::resolve(a)?),
             K::Completion { shell } => Command::Completion(shell),
             K::Man { dir } => Command::Man(dir),
         };

@@ -6,7 +6,9 @@
 //!
 //! `finding` is the report every check shares; `pss` evaluates pods against the Pod Security
 //! Standards, the same way on every API server, whether or not it has the PodSecurity admission
-//! plugin; `scale` measures the cluster against the large-cluster limits and `zones` judges how
+//! plugin, and `namespaces` judges each namespace's labels and the running pods they would
+//! reject; `cluster` is the one module that talks to the API server (paginated LISTs fed page
+//! by page into the accumulators); `scale` measures the cluster against the large-cluster limits and `zones` judges how
 //! it is spread over zones; `pki` holds the certificates and keys to the PKI pages; `node`
 //! checks the local node's prerequisites (kernel, cgroup controllers, swap, runtime socket) and
 //! the kubelet's version skew. `report` gathers the findings and renders them as text, JSON or
@@ -71,6 +73,7 @@ macro_rules! named_enum {
     };
 }
 
+pub mod cluster;
 pub mod finding;
 pub mod namespaces;
 pub mod node;

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{Finding, Severity};
 
@@ -115,6 +115,111 @@ impl Default for NodeOptions {
             min_kernel: None,
             fail_swap_on: true,
             runtime_endpoint: None,
+        }
+    }
+}
+
+/// What the node checks need of the kubelet's configuration: `None` where it says nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeletSettings {
+    pub fail_swap_on: Option<bool>,
+    pub runtime_endpoint: Option<String>,
+}
+
+/// The part of a KubeletConfiguration read here; the rest is ignored.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KubeletConfigFile {
+    fail_swap_on: Option<bool>,
+    container_runtime_endpoint: Option<String>,
+}
+
+const PAGE_KUBELET_CONFIG: &str = "Validating node setup: the node's kubelet must be configured \
+                                   readably, so that its settings can be validated.";
+
+/// Reads the kubelet's `<dir>/config.yaml` (its KubeletConfiguration) and `<dir>/kubeadm-flags.env`
+/// (the flags kubeadm passes it, which win over the file, as the kubelet's flags do). A missing
+/// file says nothing; one that cannot be read or parsed is a `NODE-KUBELET-CONFIG` finding
+/// (warning), and what it would have said stays unknown.
+pub fn kubelet_settings(dir: &Path) -> (KubeletSettings, Vec<Finding>) {
+    let mut settings = KubeletSettings::default();
+    let mut findings = Vec::new();
+    let mut bad = |path: &Path, what: String| {
+        findings.push(Finding {
+            id: "NODE-KUBELET-CONFIG",
+            severity: Severity::Warning,
+            object: path.display().to_string(),
+            message: what,
+            page: PAGE_KUBELET_CONFIG,
+            fix: "repair the file (kubeadm writes it at join; `kubeadm upgrade node phase \
+                  kubelet-config` writes config.yaml again)"
+                .to_owned(),
+        })
+    };
+    let config = dir.join("config.yaml");
+    match read_text(&config) {
+        Ok(None) => {}
+        Ok(Some(text)) => match serde_saphyr::from_str::<Option<KubeletConfigFile>>(&text) {
+            Ok(Some(c)) => {
+                settings.fail_swap_on = c.fail_swap_on;
+                settings.runtime_endpoint = c.container_runtime_endpoint;
+            }
+            Ok(None) => {}
+            Err(e) => bad(
+                &config,
+                kubepki_pki::format::yaml::YamlError::new(&e).to_string(),
+            ),
+        },
+        Err(e) => bad(&config, e),
+    }
+    let flags = dir.join("kubeadm-flags.env");
+    match read_text(&flags) {
+        Ok(None) => {}
+        Ok(Some(text)) => {
+            let words = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("KUBELET_KUBEADM_ARGS="))
+                .flat_map(|v| v.trim_matches(['"', '\'']).split_whitespace());
+            let mut words = words.peekable();
+            while let Some(word) = words.next() {
+                let (name, value) = match word.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_owned())),
+                    None => (word, None),
+                };
+                let flag = name.trim_start_matches('-');
+                match flag {
+                    "container-runtime-endpoint" => {
+                        settings.runtime_endpoint = value
+                            .or_else(|| words.next_if(|w| !w.starts_with('-')).map(str::to_owned))
+                    }
+                    // A Go bool flag takes its value only after `=`, parsed by strconv.ParseBool.
+                    "fail-swap-on" => {
+                        let off = ["0", "f", "F", "false", "FALSE", "False"];
+                        settings.fail_swap_on =
+                            Some(value.is_none_or(|v| !off.contains(&v.as_str())))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(e) => bad(&flags, e),
+    }
+    (settings, findings)
+}
+
+/// A small text file's contents, `None` when it does not exist; the error says what is wrong.
+fn read_text(path: &Path) -> Result<Option<String>, String> {
+    match kubepki_pki::fsio::read_regular(path, 1 << 20) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| "not UTF-8 text".to_owned()),
+        Err(kubepki_pki::fsio::ReadFailure::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(kubepki_pki::fsio::ReadFailure::Io(e)) => Err(format!("cannot be read: {e}")),
+        Err(kubepki_pki::fsio::ReadFailure::NotRegular) => Err("not a regular file".to_owned()),
+        Err(kubepki_pki::fsio::ReadFailure::TooLarge(_)) => {
+            Err("larger than 1 MiB; not a kubelet configuration".to_owned())
         }
     }
 }
@@ -291,7 +396,8 @@ impl LocalNode {
     }
 
     /// The container runtime endpoint (`unix:///path` or a bare path, read below the root) is
-    /// a socket; it is not connected to. `NODE-RUNTIME-ENDPOINT-MISSING` (error) where nothing
+    /// a socket that accepts a connection (nothing is sent). `NODE-RUNTIME-NOT-ANSWERING` (error)
+    /// where it refuses, `NODE-RUNTIME-ENDPOINT-MISSING` (error) where nothing
     /// is there or the endpoint names no path, `NODE-RUNTIME-ENDPOINT-NOT-SOCKET` (error) where something else is, and
     /// `NODE-RUNTIME-ENDPOINT-UNCHECKED` (info) for an endpoint that is no unix socket
     /// (`tcp://`, `npipe://`).
@@ -322,7 +428,19 @@ impl LocalNode {
                 "start the container runtime, or point the kubelet's \
                  containerRuntimeEndpoint at its socket",
             ),
-            Ok(m) if m.file_type().is_socket() => return None,
+            // Connecting only: a listening runtime accepts, a socket left by a stopped one
+            // refuses. Nothing is sent.
+            Ok(m) if m.file_type().is_socket() => {
+                match std::os::unix::net::UnixStream::connect(self.under_root(path)) {
+                    Ok(_) => return None,
+                    Err(e) => (
+                        "NODE-RUNTIME-NOT-ANSWERING",
+                        format!("nothing answers on the runtime endpoint {shown}: {e}"),
+                        "start the container runtime (systemctl start containerd), or point \
+                         the kubelet's containerRuntimeEndpoint at the socket it listens on",
+                    ),
+                }
+            }
             Ok(_) => (
                 "NODE-RUNTIME-ENDPOINT-NOT-SOCKET",
                 format!("the runtime endpoint {shown} is not a socket"),
@@ -403,9 +521,10 @@ impl LocalNode {
         format!("/{}", path.trim_start_matches('/'))
     }
 
-    /// A file's text, `None` where it cannot be read (missing, unreadable, not UTF-8).
+    /// A file's text, `None` where it cannot be read (missing, unreadable, not UTF-8, not a
+    /// regular file, over 1 MiB): a FIFO or device put in place of a /proc file cannot hang it.
     fn read(&self, path: &str) -> Option<String> {
-        fs::read_to_string(self.under_root(path)).ok()
+        read_text(&self.under_root(path)).ok().flatten()
     }
 }
 
@@ -425,7 +544,7 @@ fn enabled_v1(text: &str) -> Vec<String> {
 }
 
 /// `(major, minor)` of a Kubernetes version with or without its `v`.
-fn minor_version(version: &str) -> Option<(u32, u32)> {
+pub(crate) fn minor_version(version: &str) -> Option<(u32, u32)> {
     let v = version.trim();
     major_minor(v.strip_prefix('v').unwrap_or(v))
 }

@@ -8,9 +8,8 @@
 //! kubepki-pki's inventory), since the PKI is files; it only reads them. A file that cannot be
 //! read is itself a finding (PKI-UNREADABLE), and the rest is still checked.
 //!
-//! Key size: kubepki-pki exposes a certificate's key as [`KeyAlgorithm`] (RSA-2048/3072/4096,
-//! ECDSA P-256/P-384), not the RSA modulus size, so an RSA key of any other size (1024 bits,
-//! say) is reported as a key kubeadm does not support rather than by its size.
+//! Key size: an RSA key by its modulus' size against `--min-rsa-bits`; ECDSA P-256/P-384 pass;
+//! any other key is one kubeadm does not issue.
 //!
 //! SANs: with the node's parameters ([`Policy::node`]) a serving certificate must carry every
 //! SAN `kubepki init` (and kubeadm) would give it, computed by kubepki-pki's own rules; without
@@ -25,7 +24,6 @@ use std::time::Duration;
 use kubepki_pki::crypto::cert::Certificate;
 use kubepki_pki::crypto::check::missing_sans;
 use kubepki_pki::crypto::files;
-use kubepki_pki::crypto::key::KeyAlgorithm;
 use kubepki_pki::fsio;
 use kubepki_pki::model::inventory::{self, CaId, SanRule, Usage};
 use kubepki_pki::model::kubeconfig::{EmbeddedKind, embedded_pems};
@@ -158,13 +156,13 @@ pub fn check(layout: &Layout, now: OffsetDateTime, policy: &Policy) -> Vec<Findi
                     "{} is valid for {} days, more than the policy's {}",
                     item.name(),
                     validity.whole_days(),
-                    humantime::format_duration(policy.max_leaf_validity)
+                    hours(policy.max_leaf_validity)
                 ),
                 page: PAGE_VALIDITY,
                 fix: format!(
                     "renew {} with a validity of at most {}",
                     item.name(),
-                    humantime::format_duration(policy.max_leaf_validity)
+                    hours(policy.max_leaf_validity)
                 ),
             });
         }
@@ -210,34 +208,24 @@ fn unreadable(path: &Path, e: &dyn std::fmt::Display) -> Finding {
 }
 
 /// RSA's size for the algorithms kubeadm supports; `None` for ECDSA.
-fn rsa_bits(alg: KeyAlgorithm) -> Option<u32> {
-    match alg {
-        KeyAlgorithm::Rsa2048 => Some(2048),
-        KeyAlgorithm::Rsa3072 => Some(3072),
-        KeyAlgorithm::Rsa4096 => Some(4096),
-        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => None,
-    }
-}
-
 fn key_size(out: &mut Vec<Finding>, path: &Path, cert: &Certificate, policy: &Policy) {
     let fix = format!(
         "renew it with an RSA key of at least {} bits or an ECDSA key (kubeadm's encryptionAlgorithm)",
         policy.min_rsa_bits
     );
-    let (severity, message) = match cert.key_algorithm {
-        Some(alg) => match rsa_bits(alg) {
-            Some(bits) if bits < policy.min_rsa_bits => (
-                Severity::Error,
-                format!(
-                    "an RSA key of {bits} bits, fewer than the policy's {}",
-                    policy.min_rsa_bits
-                ),
+    let (severity, message) = match (cert.rsa_bits(), cert.key_algorithm) {
+        (Some(bits), _) if bits < policy.min_rsa_bits => (
+            Severity::Error,
+            format!(
+                "an RSA key of {bits} bits, fewer than the policy's {}",
+                policy.min_rsa_bits
             ),
-            _ => return,
-        },
-        None => (
+        ),
+        // Within policy: kubeadm's sizes, or a larger RSA key it would not issue but Go reads.
+        (Some(_), _) | (None, Some(_)) => return,
+        (None, None) => (
             Severity::Warning,
-            "a key that is neither RSA-2048/3072/4096 nor ECDSA P-256/P-384 (its size is not read)"
+            "a key that is neither RSA nor ECDSA P-256/P-384, which kubeadm does not issue"
                 .to_owned(),
         ),
     };
@@ -290,7 +278,7 @@ fn expiry_fixed_by(
                 "expires on {}, in {} days (horizon {})",
                 cert.not_after.date(),
                 left.whole_days(),
-                humantime::format_duration(policy.expiry_horizon)
+                hours(policy.expiry_horizon)
             ),
         )
     } else {
@@ -759,3 +747,11 @@ fn kubeconfig_ca(out: &mut Vec<Finding>, path: &Path, cluster_ca: Option<&Certif
 
 #[cfg(test)]
 mod tests;
+
+/// A policy's duration as its flag is written (`8760h`), or in seconds below an hour.
+fn hours(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s => format!("{s}s"),
+    }
+}

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::scale::{ScaleReport, Usage};
 use crate::{Finding, Severity};
 
 /// The SARIF schema the output declares.
@@ -17,12 +18,25 @@ pub const SARIF_VERSION: &str = "2.1.0";
 pub const INFORMATION_URI: &str = "https://github.com/kubepki/kubepki";
 
 /// Everything one audit found, in the order the checks reported it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
     pub findings: Vec<Finding>,
     /// The version of kubepki that made the report (SARIF's `tool.driver.version`).
     #[serde(rename = "kubepkiVersion")]
     pub version: String,
+    /// The cluster against the large-cluster limits, when the scale check ran: the values
+    /// themselves, not only the findings about them.
+    pub scale: Option<ScaleReport>,
+    /// Checks that did not run, and why: a report is complete only with none.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A check the audit did not run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// `scale`, `zones`, `pss`, `pki` or `node`.
+    pub check: &'static str,
+    pub reason: String,
 }
 
 /// How many findings of each severity, as JSON output states them.
@@ -40,6 +54,8 @@ impl Report {
         Report {
             findings,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            scale: None,
+            skipped: Vec::new(),
         }
     }
 
@@ -73,11 +89,12 @@ impl Report {
     /// One table per severity present, most severe first, each headed `CRITICAL (n)` and with
     /// the columns ID, OBJECT, MESSAGE and FIX; "No findings." when there are none.
     pub fn to_text(&self) -> String {
+        let mut out = self.preamble();
         let sorted = self.sorted();
         if sorted.is_empty() {
-            return "No findings.\n".to_owned();
+            out.push_str("No findings.\n");
+            return out;
         }
-        let mut out = String::new();
         for &severity in Severity::ALL.iter().rev() {
             let group: Vec<&Finding> = sorted
                 .iter()
@@ -87,7 +104,7 @@ impl Report {
             if group.is_empty() {
                 continue;
             }
-            if !out.is_empty() {
+            if !out.is_empty() && !out.ends_with("\n\n") {
                 out.push('\n');
             }
             out.push_str(&format!(
@@ -114,6 +131,41 @@ impl Report {
         out
     }
 
+    /// The scale table and the skipped checks, each followed by a blank line; empty when
+    /// there are neither.
+    fn preamble(&self) -> String {
+        let mut out = String::new();
+        if let Some(scale) = &self.scale {
+            let mut rows = vec![[
+                "SCALE".to_owned(),
+                "CURRENT".into(),
+                "LIMIT".into(),
+                "HEADROOM".into(),
+            ]];
+            let row = |what: String, u: &Usage| {
+                let headroom = u
+                    .headroom_percent
+                    .map_or("-".to_owned(), |p| format!("{p:.1} %"));
+                [what, u.current.to_string(), u.limit.to_string(), headroom]
+            };
+            rows.push(row("nodes".into(), &scale.nodes));
+            rows.push(row("pods".into(), &scale.pods));
+            rows.push(row("containers".into(), &scale.containers));
+            for n in &scale.worst_nodes {
+                rows.push(row(format!("pods on node {}", one_line(&n.node)), &n.usage));
+            }
+            out.push_str(&table(&rows));
+            out.push('\n');
+        }
+        for s in &self.skipped {
+            out.push_str(&format!("Skipped {}: {}\n", s.check, one_line(&s.reason)));
+        }
+        if !self.skipped.is_empty() {
+            out.push('\n');
+        }
+        out
+    }
+
     /// `{"kubepkiVersion", "summary": {critical, error, warning, info}, "findings": [{id,
     /// severity, object, message, page, fix}]}`, pretty-printed, findings in [`Report::sorted`]
     /// order. The field names are an interface: never renamed.
@@ -121,6 +173,8 @@ impl Report {
         let v = json!({
             "kubepkiVersion": self.version,
             "summary": self.summary(),
+            "scale": self.scale,
+            "skipped": self.skipped,
             "findings": self.sorted(),
         });
         format!("{v:#}\n")
@@ -170,6 +224,7 @@ impl Report {
                     "rules": rules,
                 }},
                 "results": results,
+                "properties": {"scale": self.scale, "skipped": self.skipped},
             }],
         })
     }

@@ -216,11 +216,15 @@ fn runtime_endpoint() {
     let node = local(&dir);
     fs::create_dir_all(dir.path().join("run/containerd")).unwrap();
     let _listener = UnixListener::bind(dir.path().join("run/containerd/containerd.sock")).unwrap();
+    // A socket whose listener is gone, as a stopped runtime leaves it.
+    drop(UnixListener::bind(dir.path().join("run/stale.sock")).unwrap());
+    const STALE: Want = &[("NODE-RUNTIME-NOT-ANSWERING", Error, NODE)];
     const MISSING: Want = &[("NODE-RUNTIME-ENDPOINT-MISSING", Error, NODE)];
     const NOT_SOCKET: Want = &[("NODE-RUNTIME-ENDPOINT-NOT-SOCKET", Error, NODE)];
     const UNCHECKED: Want = &[("NODE-RUNTIME-ENDPOINT-UNCHECKED", Info, NODE)];
-    let cases: [(&str, Want); 8] = [
+    let cases: [(&str, Want); 9] = [
         ("unix:///run/containerd/containerd.sock", &[]),
+        ("unix:///run/stale.sock", STALE),
         ("/run/containerd/containerd.sock", &[]),
         ("unix:///run/crio/crio.sock", MISSING),
         ("", MISSING),
@@ -311,4 +315,66 @@ fn check_runs_every_file_check() {
         ("NODE-CGROUP-UNKNOWN", Warning, NODE),
     ];
     assert_found("empty root", &local(&empty).check(&lenient), want, SETUP);
+}
+
+#[test]
+fn kubelet_settings_from_config_and_flags() {
+    use super::{KubeletSettings, kubelet_settings};
+    let dir = tempfile::tempdir().unwrap();
+    let read = || kubelet_settings(dir.path());
+    assert_eq!(
+        read(),
+        (KubeletSettings::default(), vec![]),
+        "no files, no settings"
+    );
+
+    fs::write(
+        dir.path().join("config.yaml"),
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfailSwapOn: false\ncontainerRuntimeEndpoint: unix:///run/crio/crio.sock\n",
+    )
+    .unwrap();
+    let (s, f) = read();
+    assert!(f.is_empty());
+    assert_eq!(s.fail_swap_on, Some(false));
+    assert_eq!(
+        s.runtime_endpoint.as_deref(),
+        Some("unix:///run/crio/crio.sock")
+    );
+
+    // kubeadm v1.20's flags file, whose flags win over the file.
+    fs::write(
+        dir.path().join("kubeadm-flags.env"),
+        "KUBELET_KUBEADM_ARGS=\"--container-runtime=remote --container-runtime-endpoint=/run/containerd/containerd.sock --fail-swap-on=true --pod-infra-container-image=k8s.gcr.io/pause:3.2\"\n",
+    )
+    .unwrap();
+    let (s, _) = read();
+    assert_eq!(s.fail_swap_on, Some(true));
+    assert_eq!(
+        s.runtime_endpoint.as_deref(),
+        Some("/run/containerd/containerd.sock")
+    );
+    fs::write(
+        dir.path().join("kubeadm-flags.env"),
+        "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint unix:///x.sock --fail-swap-on=F\"\n",
+    )
+    .unwrap();
+    let (s, _) = read();
+    assert_eq!(s.fail_swap_on, Some(false));
+    assert_eq!(s.runtime_endpoint.as_deref(), Some("unix:///x.sock"));
+
+    // A broken file is a finding naming it, without its contents.
+    fs::write(
+        dir.path().join("config.yaml"),
+        "failSwapOn: [secret-token\n",
+    )
+    .unwrap();
+    let (_, f) = read();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].id, "NODE-KUBELET-CONFIG");
+    assert!(f[0].object.ends_with("config.yaml"));
+    assert!(!f[0].message.contains("secret"), "{}", f[0].message);
+    fs::remove_file(dir.path().join("config.yaml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("config.yaml")).unwrap();
+    let (_, f) = read();
+    assert_eq!(f[0].message, "not a regular file");
 }

@@ -1,4 +1,5 @@
 use super::*;
+use kubepki_pki::crypto::key::KeyAlgorithm;
 use std::os::unix::fs::PermissionsExt;
 
 use kubepki_pki::crypto::issue::CertTemplate;

@@ -37,6 +37,8 @@ fn small() -> Report {
             ),
         ],
         version: "0.1.0".into(),
+        scale: None,
+        skipped: Vec::new(),
     }
 }
 
@@ -91,6 +93,8 @@ fn json_has_stable_field_names_and_sorted_findings() {
         v["summary"],
         json!({"critical": 2, "error": 1, "warning": 1, "info": 1})
     );
+    assert_eq!(v["scale"], Value::Null);
+    assert_eq!(v["skipped"], json!([]));
     let findings = v["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 5);
     assert_eq!(
@@ -260,5 +264,37 @@ fn paths_are_percent_encoded() {
     assert_eq!(
         location("pki/ca.key")["physicalLocation"]["artifactLocation"]["uri"],
         "pki/ca.key"
+    );
+}
+
+#[test]
+fn scale_and_skipped_checks_are_reported_in_every_format() {
+    use crate::scale::{Limits, scale};
+    let (report, _) = scale(&[], &[], &Default::default(), &Limits::PAGE);
+    let mut r = small();
+    r.scale = Some(report);
+    r.skipped = vec![crate::report::Skipped {
+        check: "pki",
+        reason: "/etc/kubernetes/pki does not exist".into(),
+    }];
+    let text = r.to_text();
+    assert!(text.starts_with("SCALE"), "{text}");
+    assert!(
+        text.contains("\nnodes       0        5000    100.0 %\n"),
+        "{text}"
+    );
+    assert!(text.contains("does not exist\n\nCRITICAL (2)\n"), "{text}");
+    assert!(
+        text.contains("Skipped pki: /etc/kubernetes/pki does not exist"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+    assert_eq!(v["scale"]["pods"]["limit"], 150_000);
+    assert_eq!(v["skipped"][0]["check"], "pki");
+    let sarif = r.to_sarif_value();
+    assert_eq!(sarif["runs"][0]["properties"]["skipped"][0]["check"], "pki");
+    assert_eq!(
+        sarif["runs"][0]["properties"]["scale"]["nodes"]["limit"],
+        5000
     );
 }

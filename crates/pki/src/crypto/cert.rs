@@ -83,6 +83,8 @@ enum PublicKey {
     /// PKCS#1 RSAPublicKey DER.
     Rsa {
         pkcs1: Vec<u8>,
+        /// The modulus' size.
+        bits: u32,
     },
     /// An uncompressed point on a named curve.
     Ec {
@@ -153,6 +155,15 @@ fn malformed(what: &str) -> CertError {
 }
 
 impl Certificate {
+    /// The RSA modulus' size in bits, of any RSA key (`key_algorithm` names only the sizes
+    /// kubeadm issues); `None` for other keys.
+    pub fn rsa_bits(&self) -> Option<u32> {
+        match self.public_key {
+            PublicKey::Rsa { bits, .. } => Some(bits),
+            _ => None,
+        }
+    }
+
     /// Parses one DER certificate as Go's `x509.ParseCertificate` does (see the module doc).
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
         let mut input = Der(der);
@@ -963,6 +974,7 @@ fn parse_public_key(spki: &[u8]) -> Result<(PublicKey, Option<KeyAlgorithm>), Ce
             Ok((
                 PublicKey::Rsa {
                     pkcs1: bits.to_vec(),
+                    bits: u32::try_from(size).unwrap_or(u32::MAX),
                 },
                 alg,
             ))
