@@ -1,9 +1,11 @@
 //! The Pod Security Standards as namespaces enforce them ("Enforcing Pod Security Standards"):
 //! which namespaces carry no `pod-security.kubernetes.io/enforce` label (an unlabelled namespace
 //! is "not yet evaluated"), enforce `privileged`, enforce without `warn` and `audit` at the same
-//! or a stricter level, carry values the admission plugin cannot parse, or pin a policy version
-//! older than the cluster's; and which running pods of each namespace would be rejected at
-//! `baseline` and at `restricted`.
+//! or a stricter level (a missing `warn` label is none: the plugin defaults warn to enforce's
+//! level), carry values the admission plugin cannot parse, or pin a policy version older than
+//! the cluster's; and which running pods of each namespace would be rejected at `baseline` and
+//! at `restricted`. A pod's finding is an error only where the namespace enforces the control's
+//! level: warn and audit reject nothing, so at their level it is at most a warning.
 //!
 //! The pods are judged by [`crate::pss`], kubepki's own evaluation of the published controls at
 //! policy version [`pss::POLICY_VERSION`], whatever a namespace pins: so the answer is the same
@@ -96,8 +98,11 @@ impl Mode {
 #[derive(Clone, Debug, Default)]
 struct Policy {
     /// The level each mode evaluates, by [`Mode::ALL`] order; none where its label is absent
-    /// (the admission configuration's default applies, `privileged` unless configured).
+    /// (the admission configuration's default applies, `privileged` unless configured). Warn
+    /// without a label of its own evaluates enforce's level, as `PolicyToEvaluate` defaults it.
     levels: [Option<Level>; 3],
+    /// Whether warn's level is enforce's by that default.
+    warn_defaulted: bool,
 }
 
 impl Policy {
@@ -105,16 +110,22 @@ impl Policy {
         self.levels[mode as usize]
     }
 
-    /// The strictest level the namespace's labels ask for, in any mode: a pod violating a
-    /// control at or below it runs against the namespace's stated policy.
-    fn stated(&self) -> Option<Level> {
-        self.levels.iter().flatten().copied().max()
+    /// The modes that only report, warn and audit, whose level is `level` or stricter: the
+    /// namespace asks for `level` there, but a pod violating it is still admitted.
+    fn announcing(&self, level: Level) -> Vec<Mode> {
+        [Mode::Warn, Mode::Audit]
+            .into_iter()
+            .filter(|&m| self.level(m).is_some_and(|l| l >= level))
+            .collect()
     }
 
     fn describe(&self) -> String {
         let modes: Vec<String> = Mode::ALL
             .iter()
             .map(|&m| match self.level(m) {
+                Some(l) if m == Mode::Warn && self.warn_defaulted => {
+                    format!("warn={l} (enforce's, by default)")
+                }
                 Some(l) => format!("{}={l}", m.as_str()),
                 None => format!("{}=unset", m.as_str()),
             })
@@ -298,14 +309,13 @@ impl Namespaces {
                     ),
                 });
             }
-            let stated = seen.policy.as_ref().and_then(Policy::stated);
             let context = match &seen.policy {
                 None => format!("namespace {name} was not listed, so its labels are unknown"),
                 Some(p) => format!("namespace {name} has {}", p.describe()),
             };
             for (object, workload) in &seen.workloads {
                 for hit in &workload.controls {
-                    findings.push(rejected(object, hit, stated, &context));
+                    findings.push(rejected(object, hit, seen.policy.as_ref(), &context));
                 }
             }
         }
@@ -407,6 +417,21 @@ fn resolve(meta: &ObjectMeta) -> (Policy, Vec<BadLabel>) {
             });
         }
     }
+    // PolicyToEvaluate defaults an absent warn level to enforce's when enforce parsed and is
+    // stricter than the default (`privileged` unless the admission configuration says
+    // otherwise); audit has no such default.
+    let enforce_parsed = labels
+        .get(&Mode::Enforce.level_label())
+        .is_some_and(|v| v.parse::<Level>().is_ok());
+    if enforce_parsed && !labels.contains_key(&Mode::Warn.level_label()) {
+        let enforce = policy
+            .level(Mode::Enforce)
+            .filter(|&l| l > Level::Privileged);
+        if let Some(enforce) = enforce {
+            policy.levels[Mode::Warn as usize] = Some(enforce);
+            policy.warn_defaulted = true;
+        }
+    }
     let known: Vec<String> = Mode::ALL
         .iter()
         .flat_map(|m| [m.level_label(), m.version_label()])
@@ -460,20 +485,35 @@ fn invalid_labels(name: &str, bad: &[BadLabel]) -> Finding {
     }
 }
 
-/// Enforce set but warn or audit missing or less strict. Not judged under `enforce=privileged`,
-/// which PSS-NAMESPACE-PRIVILEGED reports with the warn and audit levels to set.
+/// Enforce set but warn explicitly less strict, or audit missing or less strict. A missing
+/// warn label is no gap: the plugin then warns at enforce's level. Not judged under
+/// `enforce=privileged`, which PSS-NAMESPACE-PRIVILEGED reports with the warn and audit levels
+/// to set.
 fn multi_mode(name: &str, policy: &Policy) -> Option<Finding> {
     let enforce = policy
         .level(Mode::Enforce)
         .filter(|&l| l > Level::Privileged)?;
-    let weak: Vec<String> = [Mode::Warn, Mode::Audit]
-        .into_iter()
-        .filter_map(|m| match policy.level(m) {
-            None => Some(format!("{} is unset", m.as_str())),
-            Some(l) if l < enforce => Some(format!("{}={l} is less strict", m.as_str())),
-            Some(_) => None,
-        })
-        .collect();
+    let target = Level::Restricted.max(enforce);
+    let mut weak = Vec::new();
+    let mut labels = Vec::new();
+    for mode in [Mode::Warn, Mode::Audit] {
+        let what = match policy.level(mode) {
+            Some(l) if l >= enforce => continue,
+            Some(l) => format!("{}={l} is less strict", mode.as_str()),
+            // Only when enforce's value is invalid: the plugin defaults warn to a valid one.
+            None if mode == Mode::Warn => {
+                "warn is unset, and not defaulted to an enforce level the plugin cannot parse"
+                    .to_owned()
+            }
+            None => "audit is unset".to_owned(),
+        };
+        let unnoticed = match mode {
+            Mode::Warn => "creating a workload whose pods enforce rejects draws no warning",
+            _ => "such workloads leave no annotation in the audit log",
+        };
+        weak.push(format!("{what}, so {unnoticed}"));
+        labels.push(format!("{}={target}", mode.level_label()));
+    }
     if weak.is_empty() {
         return None;
     }
@@ -481,20 +521,12 @@ fn multi_mode(name: &str, policy: &Policy) -> Option<Finding> {
         id: "PSS-NAMESPACE-WARN-AUDIT",
         // Enforce applies to pods alone; warn and audit also judge Deployments and other pod
         // templates, so without them a workload whose pods will be rejected is accepted
-        // silently and its controller fails to create pods later.
+        // unnoticed and its controller fails to create pods later.
         severity: Severity::Warning,
         object: format!("namespace {name}"),
-        message: format!(
-            "enforce={enforce} but {}: a workload whose pods enforce rejects is accepted \
-             without a warning or an audit annotation",
-            weak.join(" and ")
-        ),
+        message: format!("enforce={enforce} but {}", weak.join("; and ")),
         page: PAGE_MULTI_MODE,
-        fix: format!(
-            "kubectl label --overwrite ns {name} pod-security.kubernetes.io/warn={target} \
-             pod-security.kubernetes.io/audit={target}",
-            target = Level::Restricted.max(enforce)
-        ),
+        fix: format!("kubectl label --overwrite ns {name} {}", labels.join(" ")),
     })
 }
 
@@ -513,7 +545,7 @@ fn label_command(name: &str, level: Level) -> String {
 
 fn unlabelled(name: &str, seen: &NamespaceSeen, policy: &Policy) -> Finding {
     let passing = seen.passing_level();
-    let others = if policy.stated().is_some() {
+    let others = if policy.levels.iter().any(Option::is_some) {
         format!(" ({})", policy.describe())
     } else {
         String::new()
@@ -633,15 +665,20 @@ fn fields(violations: &[Violation]) -> String {
     shown.join(", ")
 }
 
-fn rejected(object: &str, hit: &ControlSeen, stated: Option<Level>, context: &str) -> Finding {
+fn rejected(object: &str, hit: &ControlSeen, policy: Option<&Policy>, context: &str) -> Finding {
     let control = &CONTROLS[hit.control];
     let level = control.level;
-    // At or below what the namespace's own labels ask for, the pod runs against its stated
-    // policy (it predates the label, or was exempted); above it, it is a step to take.
-    let severity = match stated {
-        Some(s) if s >= level => Severity::Error,
-        _ if level == Level::Baseline => Severity::Warning,
-        _ => Severity::Info,
+    // Only enforce rejects: at or below the level it evaluates, the pod runs against the
+    // namespace's own policy (it predates the label, or was exempted). Warn and audit at that
+    // level only announce it: such a pod is admitted with a warning and an audit annotation.
+    let enforce = policy.and_then(|p| p.level(Mode::Enforce));
+    let announcing = policy.map(|p| p.announcing(level)).unwrap_or_default();
+    let severity = if enforce.is_some_and(|e| e >= level) {
+        Severity::Error
+    } else if level == Level::Baseline || !announcing.is_empty() {
+        Severity::Warning
+    } else {
+        Severity::Info
     };
     let pods = if hit.examples.is_empty() {
         "the running pod".to_owned()
@@ -658,9 +695,18 @@ fn rejected(object: &str, hit: &ControlSeen, stated: Option<Level>, context: &st
         )
     };
     let against = if severity == Severity::Error {
-        "; it runs against the namespace's own policy (created before the label, or exempted)"
+        "; it runs against the policy the namespace enforces (created before the label, or \
+         exempted)"
+            .to_owned()
+    } else if !announcing.is_empty() {
+        let modes: Vec<&str> = announcing.iter().map(|m| m.as_str()).collect();
+        format!(
+            "; the namespace asks for {level} only in {}, which reject nothing: such a pod \
+             draws a warning or an audit annotation",
+            modes.join(" and ")
+        )
     } else {
-        ""
+        String::new()
     };
     Finding {
         id: control.finding,

@@ -1,5 +1,5 @@
 //! The namespace checks' tables: labels alone, then pods against every control, grouping,
-//! severity by the namespace's stated policy, and the order and shape of what is fed.
+//! severity by the level the namespace enforces, and the order and shape of what is fed.
 
 use serde_json::{Value, json};
 
@@ -125,9 +125,27 @@ fn namespace_labels() {
             &[("PSS-NAMESPACE-UNLABELLED", Warning, "namespace n")],
         ),
         (
-            "enforce alone",
+            "enforce alone: warn defaults to it, audit does not",
             json!({ENFORCE: "restricted"}),
             &[("PSS-NAMESPACE-WARN-AUDIT", Warning, "namespace n")],
+        ),
+        (
+            "enforce and audit, no warn: warn defaults to enforce",
+            json!({ENFORCE: "baseline", AUDIT: "baseline"}),
+            &[],
+        ),
+        (
+            "audit less strict than enforce",
+            json!({ENFORCE: "restricted", WARN: "restricted", AUDIT: "baseline"}),
+            &[("PSS-NAMESPACE-WARN-AUDIT", Warning, "namespace n")],
+        ),
+        (
+            "invalid enforce: warn is not defaulted to it",
+            json!({ENFORCE: "strict", AUDIT: "restricted"}),
+            &[
+                ("PSS-NAMESPACE-INVALID-LEVEL", Warning, "namespace n"),
+                ("PSS-NAMESPACE-WARN-AUDIT", Warning, "namespace n"),
+            ],
         ),
         (
             "warn less strict than enforce",
@@ -240,6 +258,38 @@ fn label_messages_say_what_the_plugin_does() {
 }
 
 #[test]
+fn warn_audit_names_only_the_modes_to_fix() {
+    let cases = [
+        (
+            "warn unset is enforce's",
+            json!({ENFORCE: "baseline"}),
+            &["audit is unset"][..],
+            &["warn is", "warning"][..],
+            "pod-security.kubernetes.io/audit=restricted",
+        ),
+        (
+            "warn weaker, audit fine",
+            json!({ENFORCE: "restricted", WARN: "privileged", AUDIT: "restricted"}),
+            &["warn=privileged is less strict", "draws no warning"],
+            &["audit"],
+            "pod-security.kubernetes.io/warn=restricted",
+        ),
+    ];
+    for (case, labels, says, not, fix) in cases {
+        let f = namespaces(&[ns("n", labels)], &[], Some(30));
+        let f = find(&f, "PSS-NAMESPACE-WARN-AUDIT");
+        for s in says {
+            assert!(f.message.contains(s), "{case}: {s}: {f:?}");
+        }
+        for s in not {
+            assert!(!f.message.contains(s), "{case}: {s}: {f:?}");
+        }
+        assert!(f.fix.ends_with(fix), "{case}: {f:?}");
+        assert!(!f.message.contains("without a warning"), "{case}: {f:?}");
+    }
+}
+
+#[test]
 fn no_pinned_version_finding_without_the_cluster_version() {
     let labels = json!({ENFORCE: "baseline", WARN: "baseline", AUDIT: "baseline",
                         "pod-security.kubernetes.io/enforce-version": "v1.22"});
@@ -322,17 +372,26 @@ fn each_control_rejects_a_violating_pod_at_its_level() {
 }
 
 #[test]
-fn severity_follows_the_strictest_stated_level() {
+fn severity_follows_the_enforced_level() {
     let host = violating("hostNamespaces").unwrap();
     let root = violating("runAsNonRoot").unwrap();
     let cases: Vec<(&str, Value, Want)> = vec![
         (
-            "enforce baseline, warn restricted: restricted is stated",
+            "enforce baseline, warn and audit restricted: restricted is only announced",
             json!({ENFORCE: "baseline", WARN: "restricted", AUDIT: "restricted"}),
             &[
                 ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
                 ("PSS-BASELINE-HOST-NAMESPACES", Error, "pod n/host"),
-                ("PSS-RESTRICTED-RUN-AS-NON-ROOT", Error, "pod n/root"),
+                ("PSS-RESTRICTED-RUN-AS-NON-ROOT", Warning, "pod n/root"),
+            ],
+        ),
+        (
+            "audit restricted alone",
+            json!({ENFORCE: "baseline", WARN: "baseline", AUDIT: "restricted"}),
+            &[
+                ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
+                ("PSS-BASELINE-HOST-NAMESPACES", Error, "pod n/host"),
+                ("PSS-RESTRICTED-RUN-AS-NON-ROOT", Warning, "pod n/root"),
             ],
         ),
         (
@@ -342,6 +401,36 @@ fn severity_follows_the_strictest_stated_level() {
                 ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
                 ("PSS-BASELINE-HOST-NAMESPACES", Error, "pod n/host"),
                 ("PSS-RESTRICTED-RUN-AS-NON-ROOT", Info, "pod n/root"),
+            ],
+        ),
+        (
+            "enforce restricted alone: warn defaults to it",
+            json!({ENFORCE: "restricted"}),
+            &[
+                ("PSS-NAMESPACE-WARN-AUDIT", Warning, "namespace n"),
+                ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
+                ("PSS-BASELINE-HOST-NAMESPACES", Error, "pod n/host"),
+                ("PSS-RESTRICTED-RUN-AS-NON-ROOT", Error, "pod n/root"),
+            ],
+        ),
+        (
+            "invalid enforce evaluates restricted",
+            json!({ENFORCE: "strict", WARN: "restricted", AUDIT: "restricted"}),
+            &[
+                ("PSS-NAMESPACE-INVALID-LEVEL", Warning, "namespace n"),
+                ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
+                ("PSS-BASELINE-HOST-NAMESPACES", Error, "pod n/host"),
+                ("PSS-RESTRICTED-RUN-AS-NON-ROOT", Error, "pod n/root"),
+            ],
+        ),
+        (
+            "warn and audit restricted without enforce: nothing is rejected",
+            json!({WARN: "restricted", AUDIT: "restricted"}),
+            &[
+                ("PSS-NAMESPACE-UNLABELLED", Warning, "namespace n"),
+                ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
+                ("PSS-BASELINE-HOST-NAMESPACES", Warning, "pod n/host"),
+                ("PSS-RESTRICTED-RUN-AS-NON-ROOT", Warning, "pod n/root"),
             ],
         ),
         (
@@ -360,8 +449,45 @@ fn severity_follows_the_strictest_stated_level() {
             running("n", "host", host.clone()),
             running("n", "root", root.clone()),
         ];
-        check(case, &namespaces(&[ns("n", labels)], &pods, None), want);
+        let findings = namespaces(&[ns("n", labels)], &pods, None);
+        check(case, &findings, want);
+        for f in &findings {
+            let against = f
+                .message
+                .contains("against the policy the namespace enforces");
+            assert_eq!(against, f.severity == Error, "{case}: {f:?}");
+            if f.severity == Warning && f.id.starts_with("PSS-RESTRICTED") {
+                assert!(f.message.contains("reject nothing"), "{case}: {f:?}");
+            }
+        }
     }
+}
+
+/// Labelling an unlabelled namespace as its UNLABELLED fix says turns none of its pods'
+/// findings into errors: restricted is then only warned about and audited.
+#[test]
+fn following_the_unlabelled_fix_makes_no_error() {
+    let plain = json!({"containers": [{"name": "c", "image": "registry.example/c:1"}]});
+    let pods = [running("n", "p", plain)];
+    let before = namespaces(&[ns("n", json!({}))], &pods, Some(30));
+    let fix = &find(&before, "PSS-NAMESPACE-UNLABELLED").fix;
+    assert!(
+        fix.contains("enforce=baseline")
+            && fix.contains("warn=restricted")
+            && fix.contains("audit=restricted"),
+        "{fix}"
+    );
+    let restricted = |findings: &[Finding]| -> Vec<Severity> {
+        findings
+            .iter()
+            .filter(|f| f.id.starts_with("PSS-RESTRICTED-"))
+            .map(|f| f.severity)
+            .collect()
+    };
+    assert_eq!(restricted(&before), [Info; 4], "{before:#?}");
+    let labels = json!({ENFORCE: "baseline", WARN: "restricted", AUDIT: "restricted"});
+    let after = namespaces(&[ns("n", labels)], &pods, Some(30));
+    assert_eq!(restricted(&after), [Warning; 4], "{after:#?}");
 }
 
 #[test]
