@@ -460,8 +460,10 @@ fn parse_version(value: &str) -> Option<Option<u32>> {
     if !digits || (minor.len() > 1 && minor.starts_with('0')) {
         return None;
     }
-    // More digits than a u32 holds is still a valid label; no cluster is that new.
-    Some(Some(minor.parse().unwrap_or(u32::MAX)))
+    // strconv.Atoi (a 64-bit int on the platforms the API server ships for) refuses what
+    // overflows it, and the label with it; what fits is valid, and no cluster is that new.
+    let minor: i64 = minor.parse().ok()?;
+    Some(Some(u32::try_from(minor).unwrap_or(u32::MAX)))
 }
 
 fn invalid_labels(name: &str, bad: &[BadLabel]) -> Finding {

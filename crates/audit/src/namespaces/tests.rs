@@ -187,6 +187,18 @@ fn namespace_labels() {
             &[("PSS-NAMESPACE-INVALID-LEVEL", Warning, "namespace n")],
         ),
         (
+            "version overflowing the plugin's int",
+            json!({ENFORCE: "baseline", WARN: "baseline", AUDIT: "baseline",
+                   "pod-security.kubernetes.io/enforce-version": "v1.99999999999999999999"}),
+            &[("PSS-NAMESPACE-INVALID-LEVEL", Warning, "namespace n")],
+        ),
+        (
+            "version beyond u32 yet within the plugin's int",
+            json!({ENFORCE: "baseline", WARN: "baseline", AUDIT: "baseline",
+                   "pod-security.kubernetes.io/enforce-version": "v1.9223372036854775807"}),
+            &[],
+        ),
+        (
             "version without v",
             json!({ENFORCE: "baseline", WARN: "baseline", AUDIT: "baseline",
                    "pod-security.kubernetes.io/warn-version": "1.30"}),
@@ -286,6 +298,27 @@ fn warn_audit_names_only_the_modes_to_fix() {
         }
         assert!(f.fix.ends_with(fix), "{case}: {f:?}");
         assert!(!f.message.contains("without a warning"), "{case}: {f:?}");
+    }
+}
+
+#[test]
+fn versions_parse_as_the_plugin_parses_them() {
+    let cases = [
+        ("latest", Some(None)),
+        ("v1.0", Some(Some(0))),
+        ("v1.36", Some(Some(36))),
+        ("v1.4294967296", Some(Some(u32::MAX))),
+        ("v1.9223372036854775807", Some(Some(u32::MAX))),
+        ("v1.9223372036854775808", None),
+        ("v1.99999999999999999999", None),
+        ("v1.", None),
+        ("v1.01", None),
+        ("v1.+1", None),
+        ("v2.0", None),
+        ("Latest", None),
+    ];
+    for (value, want) in cases {
+        assert_eq!(parse_version(value), want, "{value}");
     }
 }
 
