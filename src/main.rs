@@ -23,11 +23,16 @@ use crate::settings::{Command, Settings};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // `audit --fail-on` exits 1 for findings, so an audit that cannot be made says 2.
+    let failure = match cli.command {
+        cli::Command::Audit(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     match settings::Settings::resolve(cli).and_then(run) {
         Ok(code) => code,
         Err(e) => {
             errln!("error: {}", error_chain(&e));
-            ExitCode::FAILURE
+            failure
         }
     }
 }

@@ -825,8 +825,18 @@ fn an_audit_that_cannot_be_made_exits_2_naming_the_path() {
     let d = dir.path();
     let before = snapshot(d);
     let a_file = d.join("pki/ca.crt");
-    let cases: [(&[&str], &str); 3] = [
+    let elsewhere = scratch();
+    let bad_config = elsewhere.path().join("bad-kubeadm.yaml");
+    fs::write(&bad_config, "garbage: [\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
         (&["--cert-dir", "/nonexistent"], "/nonexistent"),
+        // A --config that cannot be read or parsed: the audit cannot be made (2), which
+        // --fail-on's findings (1) must not be mistaken for.
+        (&["--config", "/nonexistent.yaml"], "/nonexistent.yaml"),
+        (
+            &["--config", bad_config.to_str().unwrap()],
+            bad_config.to_str().unwrap(),
+        ),
         (
             &[
                 "--cert-dir",
@@ -1268,4 +1278,45 @@ fn the_schemas_reject_what_they_must() {
             "the SARIF schema accepts {what}"
         );
     }
+}
+
+/// A relative cert dir whose name has a space and shell syntax: findings name files by absolute
+/// path (SARIF gives them as file locations, not API objects), and the advised commands quote
+/// them so that they can be pasted.
+#[test]
+fn a_path_with_spaces_is_a_file_and_quoted() {
+    let dir = broken();
+    let d = dir.path();
+    let odd = d.join("sp ace;x");
+    fs::create_dir(&odd).unwrap();
+    copy_tree(&d.join("pki"), &odd.join("pki"));
+    chmod(&odd.join("pki/apiserver.key"), 0o644);
+    let mut c = kubepki();
+    c.current_dir(d)
+        .args(["audit", "--checks", "pki", "-o", "sarif"])
+        .args(["--cert-dir", "sp ace;x/pki", "--kubeconfig-dir", "."])
+        .arg("--kubelet-dir")
+        .arg(d.join("no-kubelet"));
+    let a = run_audit(&c);
+    assert_eq!(a.code, 0, "{}", stderr(&a.out));
+    let v = a.json();
+    let key = odd.join("pki/apiserver.key");
+    let result = v["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "PKI-KEY-MODE")
+        .unwrap_or_else(|| panic!("no PKI-KEY-MODE: {v:#}"))
+        .clone();
+    let uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a file location: {result:#}"));
+    assert_eq!(
+        uri,
+        format!("file://{}", key.display())
+            .replace(' ', "%20")
+            .replace(';', "%3B")
+    );
+    let fix = result["properties"]["fix"].as_str().unwrap();
+    assert_eq!(fix, format!("chmod 0600 '{}'", key.display()));
 }

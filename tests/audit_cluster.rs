@@ -112,6 +112,7 @@ fn cron_job(conf: &Path) {
             "ClusterRole",
             "ClusterRoleBinding",
             "CronJob",
+            "Namespace",
             "ServiceAccount"
         ]
         .map(String::from)

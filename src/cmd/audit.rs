@@ -59,12 +59,21 @@ fn audit(a: &Audit, now: OffsetDateTime) -> Result<Report> {
     if let Some(local) = &a.pki {
         match present(local, "pki", "the cert dir")? {
             None => {
-                findings.extend(pki::check(&a.layout, now, &a.policy));
+                // Findings name files by absolute path: they are read by people and tools
+                // (SARIF) that did not run the audit from this directory.
+                let layout = a.layout.absolute().with_context(|| {
+                    format!(
+                        "{}: cannot resolve the cert dir",
+                        a.layout.cert_dir.display()
+                    )
+                })?;
+                findings.extend(pki::check(&layout, now, &a.policy));
                 // The kubelet's serving certificate, judged against the cluster CA.
-                let ca = files::read_cert(&a.layout.ca_cert(inventory::ca(CaId::Ca)))
+                let ca = files::read_cert(&layout.ca_cert(inventory::ca(CaId::Ca)))
                     .ok()
                     .flatten();
-                let kubelet_pki = a.kubelet_dir.join("pki");
+                let kubelet_pki = std::path::absolute(a.kubelet_dir.join("pki"))
+                    .context("cannot resolve the kubelet dir")?;
                 findings.extend(pki::kubelet_serving(
                     &kubelet_pki,
                     ca.as_ref(),

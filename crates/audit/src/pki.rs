@@ -653,7 +653,7 @@ fn key_file(out: &mut Vec<Finding>, path: &Path, policy: &Policy) {
             object: path.display().to_string(),
             message: format!("mode {mode:04o}, not 0600"),
             page: PAGE_KEY_MODE,
-            fix: format!("chmod 0600 {}", path.display()),
+            fix: format!("chmod 0600 {}", shell_word(path)),
         });
     }
     if meta.uid() != policy.key_owner_uid {
@@ -663,7 +663,7 @@ fn key_file(out: &mut Vec<Finding>, path: &Path, policy: &Policy) {
             object: path.display().to_string(),
             message: format!("owned by uid {}, not {}", meta.uid(), policy.key_owner_uid),
             page: PAGE_KEY_OWNER,
-            fix: format!("chown {} {}", policy.key_owner_uid, path.display()),
+            fix: format!("chown {} {}", policy.key_owner_uid, shell_word(path)),
         });
     }
 }
@@ -747,6 +747,12 @@ fn kubeconfig_ca(out: &mut Vec<Finding>, path: &Path, cluster_ca: Option<&Certif
 
 #[cfg(test)]
 mod tests;
+
+/// A path as one shell word, so that an advised command can be pasted.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    shlex::try_quote(&text).map_or_else(|_| format!("{text:?}"), |q| q.into_owned())
+}
 
 /// A policy's duration as its flag is written (`8760h`), or in seconds below an hour.
 fn hours(d: Duration) -> String {

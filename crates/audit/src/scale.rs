@@ -64,7 +64,7 @@ pub struct Workloads {
 pub struct Usage {
     pub current: u64,
     pub limit: u64,
-    /// How much of the limit is left, in percent of it, to one decimal; negative once the
+    /// How much of the limit is left, in percent of it, cut to one decimal; negative once the
     /// limit is exceeded; none for a zero limit, of which no share can be taken.
     pub headroom_percent: Option<f64>,
 }
@@ -72,8 +72,10 @@ pub struct Usage {
 impl Usage {
     pub fn new(current: u64, limit: u64) -> Usage {
         let headroom_percent = (limit > 0).then(|| {
-            let left = (limit as f64 - current as f64) / limit as f64 * 100.0;
-            (left * 10.0).round() / 10.0
+            // In tenths of a percent, in integers, cut toward zero: 9.996 % shown as 10.0 %
+            // would contradict "under 10 %".
+            let tenths = (i128::from(limit) - i128::from(current)) * 1000 / i128::from(limit);
+            tenths as f64 / 10.0
         });
         Usage {
             current,

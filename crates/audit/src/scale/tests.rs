@@ -61,8 +61,8 @@ fn the_small_cluster_is_counted_as_the_page_counts() {
     assert_eq!(
         worst,
         [
-            ("n1", 4, Some(96.4)),
-            ("n2", 2, Some(98.2)),
+            ("n1", 4, Some(96.3)),
+            ("n2", 2, Some(98.1)),
             ("n3", 0, Some(100.0))
         ]
     );
@@ -176,7 +176,9 @@ fn headroom_arithmetic_is_safe_at_the_edges() {
         (max, 0, None, true, false),
         (0, 110, Some(100.0), false, false),
         (99, 110, Some(10.0), false, false),
-        (100, 110, Some(9.1), false, true),
+        (100, 110, Some(9.0), false, true),
+        // 9.996 %: cut, so that a warning under 10 % never shows 10.0 %.
+        (2251, 2501, Some(9.9), false, true),
         (110, 110, Some(0.0), false, true),
         (111, 110, Some(-0.9), true, false),
         (220, 110, Some(-100.0), true, false),
@@ -508,11 +510,11 @@ fn the_report_serializes_flat() {
     assert_eq!(
         serde_json::to_value(&report).unwrap_or_default(),
         json!({
-            "nodes": {"current": 1, "limit": 5000, "headroom_percent": 100.0},
-            "pods": {"current": 1, "limit": 150_000, "headroom_percent": 100.0},
-            "containers": {"current": 1, "limit": 300_000, "headroom_percent": 100.0},
+            "nodes": {"current": 1, "limit": 5000, "headroom_percent": 99.9},
+            "pods": {"current": 1, "limit": 150_000, "headroom_percent": 99.9},
+            "containers": {"current": 1, "limit": 300_000, "headroom_percent": 99.9},
             "worst_nodes": [
-                {"node": "n1", "current": 1, "limit": 110, "headroom_percent": 99.1, "capacity": null},
+                {"node": "n1", "current": 1, "limit": 110, "headroom_percent": 99.0, "capacity": null},
             ],
             "terminated_pods": 0,
         })
