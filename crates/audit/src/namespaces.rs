@@ -7,9 +7,16 @@
 //! at `restricted`. A pod's finding is an error only where the namespace enforces the control's
 //! level: warn and audit reject nothing, so at their level it is at most a warning.
 //!
-//! The pods are judged by [`crate::pss`], kubepki's own evaluation of the published controls at
-//! policy version [`pss::POLICY_VERSION`], whatever a namespace pins: so the answer is the same
-//! on API servers that predate the PodSecurity admission plugin or have it switched off.
+//! The pods are judged by [`crate::pss`], kubepki's own evaluation of the published controls, at
+//! the policy version the cluster's PodSecurity admission plugin evaluates for the namespace's
+//! enforce mode: the older of the cluster's minor and the namespace's `enforce-version` pin
+//! (`latest` is the cluster's own). On API servers older than v1.23, which enable no such plugin
+//! by default, or of unknown version, every namespace is judged at the newest policy kubepki
+//! knows, [`pss::POLICY_VERSION`], whatever it pins: so the answer is the same on API servers
+//! that predate the plugin. The UNLABELLED fix's level is judged at the version enforce will
+//! use once labelled, so following it rejects no running pod. A pin counts for the pods added
+//! after their namespace (the audit lists namespaces first); those added before are judged
+//! unpinned.
 //!
 //! The audit reads paginated lists, so [`Namespaces`] takes one object at a time, namespaces and
 //! pods in any order, and keeps no pod: per namespace three counts, and per workload (the pods'
@@ -28,6 +35,10 @@ use crate::{Finding, Severity};
 
 /// Every label the admission plugin reads begins with it.
 const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
+
+/// The first Kubernetes minor whose API servers enable the PodSecurity admission plugin by
+/// default (beta in 1.23; alpha, off by default, in 1.22).
+const PLUGIN_MINOR: u32 = 23;
 
 /// How many pod names a per-control finding gives as examples.
 const EXAMPLES: usize = 3;
@@ -103,6 +114,8 @@ struct Policy {
     levels: [Option<Level>; 3],
     /// Whether warn's level is enforce's by that default.
     warn_defaulted: bool,
+    /// The minor the enforce-version label pins; none when absent, `latest` or invalid.
+    enforce_version: Option<u32>,
 }
 
 impl Policy {
@@ -152,6 +165,8 @@ struct NamespaceSeen {
     label_findings: Vec<Finding>,
     /// Whether it enforces `privileged`, judged at the end against its pods.
     enforces_privileged: bool,
+    /// The policy version its pods are judged at: the one its enforce mode evaluates.
+    minor: u32,
     running: u64,
     rejected_baseline: u64,
     rejected_restricted: u64,
@@ -226,7 +241,12 @@ impl Namespaces {
         if let Some(f) = self.pinned(&name, meta) {
             findings.push(f);
         }
+        let minor = self.policy_minor(policy.enforce_version);
         let seen = self.namespace(&name);
+        // Its pods are judged as they come; those added before it were judged unpinned.
+        if seen.running == 0 {
+            seen.minor = minor;
+        }
         seen.enforces_privileged = policy.level(Mode::Enforce) == Some(Level::Privileged);
         seen.policy = Some(policy);
         seen.label_findings = findings;
@@ -239,12 +259,12 @@ impl Namespaces {
         }
         let meta = &pod.metadata;
         let ns = meta.namespace.as_deref().unwrap_or_default();
+        let seen = self.namespace(ns);
         let violations = pod
             .spec
             .as_ref()
-            .map(|spec| pss::violations(spec, meta, Level::Restricted))
+            .map(|spec| pss::violations(spec, meta, Level::Restricted, seen.minor))
             .unwrap_or_default();
-        let seen = self.namespace(ns);
         seen.running += 1;
         if violations.is_empty() {
             return;
@@ -281,9 +301,10 @@ impl Namespaces {
     pub fn finish(self) -> Vec<Finding> {
         let mut findings = Vec::new();
         for (name, mut seen) in self.namespaces {
+            let version = policy_reason(self.cluster_minor, seen.minor);
             if let Some(policy) = &seen.policy {
                 if policy.level(Mode::Enforce).is_none() {
-                    findings.push(unlabelled(&name, &seen, policy));
+                    findings.push(unlabelled(&name, &seen, policy, &version));
                 }
                 if seen.enforces_privileged {
                     findings.push(privileged(&name, &seen));
@@ -295,11 +316,7 @@ impl Namespaces {
                     id: "PSS-NAMESPACE-REJECTS",
                     severity: Severity::Info,
                     object: format!("namespace {name}"),
-                    message: format!(
-                        "{} (kubepki's evaluation at policy {})",
-                        seen.rejections(),
-                        pss::POLICY_VERSION
-                    ),
+                    message: format!("{} (kubepki's evaluation at {version})", seen.rejections()),
                     page: PAGE_REJECTS,
                     fix: format!(
                         "change the pods named by the PSS-BASELINE-* and PSS-RESTRICTED-* \
@@ -313,6 +330,7 @@ impl Namespaces {
                 None => format!("namespace {name} was not listed, so its labels are unknown"),
                 Some(p) => format!("namespace {name} has {}", p.describe()),
             };
+            let context = format!("{context}; judged at {version}");
             for (object, workload) in &seen.workloads {
                 for hit in &workload.controls {
                     findings.push(rejected(object, hit, seen.policy.as_ref(), &context));
@@ -325,10 +343,26 @@ impl Namespaces {
     fn namespace(&mut self, name: &str) -> &mut NamespaceSeen {
         // Copies the name only the first time, not once per pod.
         if !self.namespaces.contains_key(name) {
-            self.namespaces
-                .insert(name.to_owned(), NamespaceSeen::default());
+            let seen = NamespaceSeen {
+                minor: self.policy_minor(None),
+                ..NamespaceSeen::default()
+            };
+            self.namespaces.insert(name.to_owned(), seen);
         }
         self.namespaces.get_mut(name).expect("just inserted")
+    }
+
+    /// The policy version the cluster's PodSecurity admission plugin evaluates for an enforce
+    /// mode pinned to `pinned` (none: `latest`): the older of the cluster's minor and the pin,
+    /// at most the newest kubepki knows. Clusters older than [`PLUGIN_MINOR`], or of unknown
+    /// version, get the newest: they have no plugin of their own to agree with.
+    fn policy_minor(&self, pinned: Option<u32>) -> u32 {
+        match self.cluster_minor {
+            Some(cluster) if cluster >= PLUGIN_MINOR => {
+                pinned.unwrap_or(cluster).min(cluster).min(pss::LATEST)
+            }
+            _ => pss::LATEST,
+        }
     }
 
     /// The `-version` labels pinned to a minor older than the cluster's.
@@ -371,6 +405,26 @@ impl Namespaces {
     }
 }
 
+/// Why a namespace's pods are judged at policy `minor` on a cluster of `cluster_minor`: the
+/// version and its reason, for the messages.
+fn policy_reason(cluster_minor: Option<u32>, minor: u32) -> String {
+    let why = match cluster_minor {
+        None => "the newest kubepki knows, as the API server's version is unknown".to_owned(),
+        Some(c) if c < PLUGIN_MINOR => format!(
+            "the newest kubepki knows, as v1.{c} API servers enable no PodSecurity admission \
+             plugin by default"
+        ),
+        Some(c) if minor < c.min(pss::LATEST) => {
+            format!("as the namespace's enforce-version pins it on this v1.{c} cluster")
+        }
+        Some(c) if c > pss::LATEST => format!(
+            "the newest kubepki knows; this v1.{c} cluster's plugin may judge by a newer one"
+        ),
+        Some(c) => format!("what enforce evaluates on this v1.{c} cluster"),
+    };
+    format!("policy v1.{minor}, {why}")
+}
+
 /// The slice form of [`Namespaces`].
 pub fn namespaces(
     namespaces: &[Namespace],
@@ -406,15 +460,17 @@ fn resolve(meta: &ObjectMeta) -> (Policy, Vec<BadLabel>) {
                 mode.invalid_level()
             }));
         }
-        if let Some(value) = labels.get(&mode.version_label())
-            && parse_version(value).is_none()
-        {
-            bad.push(BadLabel {
-                key: mode.version_label(),
-                value: value.clone(),
-                instead: "evaluates latest instead",
-                fix: format!("{}=latest", mode.version_label()),
-            });
+        if let Some(value) = labels.get(&mode.version_label()) {
+            match parse_version(value) {
+                Some(minor) if mode == Mode::Enforce => policy.enforce_version = minor,
+                Some(_) => {}
+                None => bad.push(BadLabel {
+                    key: mode.version_label(),
+                    value: value.clone(),
+                    instead: "evaluates latest instead",
+                    fix: format!("{}=latest", mode.version_label()),
+                }),
+            }
         }
     }
     // PolicyToEvaluate defaults an absent warn level to enforce's when enforce parsed and is
@@ -545,7 +601,7 @@ fn label_command(name: &str, level: Level) -> String {
     )
 }
 
-fn unlabelled(name: &str, seen: &NamespaceSeen, policy: &Policy) -> Finding {
+fn unlabelled(name: &str, seen: &NamespaceSeen, policy: &Policy, version: &str) -> Finding {
     let passing = seen.passing_level();
     let others = if policy.levels.iter().any(Option::is_some) {
         format!(" ({})", policy.describe())
@@ -571,7 +627,7 @@ fn unlabelled(name: &str, seen: &NamespaceSeen, policy: &Policy) -> Finding {
         object: format!("namespace {name}"),
         message: format!(
             "no pod-security.kubernetes.io/enforce label{others}: the namespace is not yet \
-             evaluated; {}, so the strictest level it can enforce is {passing}",
+             evaluated; {} at {version}, so the strictest level it can enforce is {passing}",
             seen.rejections()
         ),
         page: PAGE_UNLABELLED,

@@ -1,15 +1,20 @@
 //! The Pod Security Standards, evaluated by kubepki itself: which controls of the baseline and
 //! restricted profiles a pod violates, with the same verdict as the PodSecurity admission plugin
-//! at policy version [`POLICY_VERSION`] (the version `latest` means on the newest released API
-//! server), so that the answer does not depend on whether the API server has that plugin.
+//! at a given policy version, so that the answer does not depend on whether the API server has
+//! that plugin. The policy is versioned as the plugin versions its checks (each check's
+//! `MinimumVersion`s): a control exists from [`Control::since`], and some rules changed later
+//! (the sysctls and SELinux types allowed, the relaxations for pods with their own user
+//! namespace, the exemption of Windows pods). Versions are minors of Kubernetes 1.x; the newest
+//! known is [`LATEST`] ([`POLICY_VERSION`]), what `latest` means on the newest released API
+//! server, and a newer one is judged as it.
 //!
 //! Each control reports every offending field, not just the first, and attributes it to the
 //! lowest level that forbids it: a capability outside the default set is a `capabilities_baseline`
 //! violation even when evaluating at `restricted`, where the admission plugin would name its
 //! stricter `capabilities_restricted` check instead. So the violations at `restricted` always
 //! include those at `baseline`, and a pod is rejected at a level exactly when it has a violation
-//! at or below it. (The admission plugin's restricted checks for capabilities and seccomp exempt
-//! Windows pods wholesale, so it admits at `restricted` a Windows pod that adds a capability
+//! at or below it. (From policy v1.25 the admission plugin's restricted checks for capabilities and
+//! seccomp exempt Windows pods wholesale, so it admits at `restricted` a Windows pod that adds a capability
 //! outside the default set or sets an unconfined seccomp profile, which `baseline` rejects; the
 //! API server refuses both fields on Windows pods, so no such pod exists to be judged.)
 //!
@@ -26,7 +31,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-/// The policy version implemented: the newest released one (Kubernetes 1.36).
+/// The newest policy version implemented, as the minor of the Kubernetes release that shipped
+/// it: the newest released one, 1.36.
+pub const LATEST: u32 = 36;
+
+/// [`LATEST`] as the `-version` labels spell it.
 pub const POLICY_VERSION: &str = "v1.36";
 
 named_enum! {
@@ -63,7 +72,9 @@ pub struct Control {
     pub finding: &'static str,
     /// The lowest level that enforces it.
     pub level: Level,
-    /// The rule, in one sentence.
+    /// The first policy version that has it.
+    pub since: u32,
+    /// The rule, in one sentence, with the policy versions at which it changed.
     pub rule: &'static str,
     check: fn(&Pod<'_>, &mut Out<'_>),
 }
@@ -74,6 +85,7 @@ pub static CONTROLS: &[Control] = &[
         id: "appArmorProfile",
         finding: "PSS-BASELINE-APP-ARMOR-PROFILE",
         level: Level::Baseline,
+        since: 0,
         rule: "AppArmor profiles may only be RuntimeDefault or Localhost (annotations: \
                runtime/default or localhost/*); the default profile must not be disabled.",
         check: app_armor_profile,
@@ -82,6 +94,7 @@ pub static CONTROLS: &[Control] = &[
         id: "capabilities_baseline",
         finding: "PSS-BASELINE-CAPABILITIES",
         level: Level::Baseline,
+        since: 0,
         rule: "Containers may add only capabilities of the runtime's default set: AUDIT_WRITE, \
                CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE, SETFCAP, \
                SETGID, SETPCAP, SETUID and SYS_CHROOT.",
@@ -91,6 +104,7 @@ pub static CONTROLS: &[Control] = &[
         id: "hostNamespaces",
         finding: "PSS-BASELINE-HOST-NAMESPACES",
         level: Level::Baseline,
+        since: 0,
         rule: "Pods must not share the host's network, PID or IPC namespace.",
         check: host_namespaces,
     },
@@ -98,6 +112,7 @@ pub static CONTROLS: &[Control] = &[
         id: "hostPathVolumes",
         finding: "PSS-BASELINE-HOST-PATH-VOLUMES",
         level: Level::Baseline,
+        since: 0,
         rule: "Pods must not mount hostPath volumes.",
         check: host_path_volumes,
     },
@@ -105,6 +120,7 @@ pub static CONTROLS: &[Control] = &[
         id: "hostPorts",
         finding: "PSS-BASELINE-HOST-PORTS",
         level: Level::Baseline,
+        since: 0,
         rule: "Containers must not bind host ports.",
         check: host_ports,
     },
@@ -112,14 +128,16 @@ pub static CONTROLS: &[Control] = &[
         id: "hostProbesAndHostLifecycle",
         finding: "PSS-BASELINE-HOST-PROBES-AND-HOST-LIFECYCLE",
         level: Level::Baseline,
-        rule: "Probes and lifecycle handlers must not name a host: they may only reach the pod \
-               itself.",
+        since: 34,
+        rule: "From policy v1.34, probes and lifecycle handlers must not name a host: they may \
+               only reach the pod itself.",
         check: host_probes_and_host_lifecycle,
     },
     Control {
         id: "privileged",
         finding: "PSS-BASELINE-PRIVILEGED",
         level: Level::Baseline,
+        since: 0,
         rule: "Containers must not run privileged.",
         check: privileged,
     },
@@ -127,41 +145,48 @@ pub static CONTROLS: &[Control] = &[
         id: "procMount",
         finding: "PSS-BASELINE-PROC-MOUNT",
         level: Level::Baseline,
-        rule: "Containers must keep the default masked /proc, unless the pod has its own user \
-               namespace (hostUsers: false).",
+        since: 0,
+        rule: "Containers must keep the default masked /proc, unless (from policy v1.35) the pod \
+               has its own user namespace (hostUsers: false).",
         check: proc_mount_baseline,
     },
     Control {
         id: "seLinuxOptions",
         finding: "PSS-BASELINE-SE-LINUX-OPTIONS",
         level: Level::Baseline,
+        since: 0,
         rule: "SELinux options may set no user or role, and only the types container_t, \
-               container_init_t, container_kvm_t and container_engine_t.",
+               container_init_t, container_kvm_t and (from policy v1.31) container_engine_t.",
         check: se_linux_options,
     },
     Control {
         id: "seccompProfile_baseline",
         finding: "PSS-BASELINE-SECCOMP-PROFILE",
         level: Level::Baseline,
-        rule: "Seccomp profiles, where set, may only be RuntimeDefault or Localhost.",
+        since: 0,
+        rule: "Seccomp profiles, where set, may only be RuntimeDefault or Localhost (before \
+               policy v1.19, the seccomp annotations: runtime/default, docker/default or \
+               localhost/*).",
         check: seccomp_profile_baseline,
     },
     Control {
         id: "sysctls",
         finding: "PSS-BASELINE-SYSCTLS",
         level: Level::Baseline,
+        since: 0,
         rule: "Pods may set only the namespaced, isolated sysctls: kernel.shm_rmid_forced, \
-               net.ipv4.ip_local_port_range, net.ipv4.ip_local_reserved_ports, \
-               net.ipv4.tcp_syncookies, net.ipv4.ping_group_range, \
-               net.ipv4.ip_unprivileged_port_start, net.ipv4.tcp_keepalive_time, \
-               net.ipv4.tcp_fin_timeout, net.ipv4.tcp_keepalive_intvl, \
-               net.ipv4.tcp_keepalive_probes, net.ipv4.tcp_rmem and net.ipv4.tcp_wmem.",
+               net.ipv4.ip_local_port_range, net.ipv4.tcp_syncookies, net.ipv4.ping_group_range \
+               and net.ipv4.ip_unprivileged_port_start; from policy v1.27 also \
+               net.ipv4.ip_local_reserved_ports; from v1.29 net.ipv4.tcp_keepalive_time, \
+               net.ipv4.tcp_fin_timeout, net.ipv4.tcp_keepalive_intvl and \
+               net.ipv4.tcp_keepalive_probes; from v1.32 net.ipv4.tcp_rmem and net.ipv4.tcp_wmem.",
         check: sysctls,
     },
     Control {
         id: "windowsHostProcess",
         finding: "PSS-BASELINE-WINDOWS-HOST-PROCESS",
         level: Level::Baseline,
+        since: 0,
         rule: "Pods and containers must not run as Windows HostProcess containers.",
         check: windows_host_process,
     },
@@ -169,28 +194,34 @@ pub static CONTROLS: &[Control] = &[
         id: "allowPrivilegeEscalation",
         finding: "PSS-RESTRICTED-ALLOW-PRIVILEGE-ESCALATION",
         level: Level::Restricted,
-        rule: "Linux containers must set allowPrivilegeEscalation: false.",
+        since: 8,
+        rule: "From policy v1.8, containers must set allowPrivilegeEscalation: false (from \
+               v1.25, those of Linux pods only).",
         check: allow_privilege_escalation,
     },
     Control {
         id: "capabilities_restricted",
         finding: "PSS-RESTRICTED-CAPABILITIES",
         level: Level::Restricted,
-        rule: "Linux containers must drop ALL capabilities and may add back only \
-               NET_BIND_SERVICE.",
+        since: 22,
+        rule: "From policy v1.22, containers must drop ALL capabilities and may add back only \
+               NET_BIND_SERVICE (from v1.25, those of Linux pods only).",
         check: capabilities_restricted,
     },
     Control {
         id: "procMount_restricted",
         finding: "PSS-RESTRICTED-PROC-MOUNT",
         level: Level::Restricted,
-        rule: "Containers must keep the default masked /proc, even in a user namespace.",
+        since: 35,
+        rule: "From policy v1.35, containers must keep the default masked /proc even in a user \
+               namespace (before, baseline forbade it everywhere).",
         check: proc_mount_restricted,
     },
     Control {
         id: "restrictedVolumes",
         finding: "PSS-RESTRICTED-VOLUMES",
         level: Level::Restricted,
+        since: 0,
         rule: "Volumes may only be configMap, csi, downwardAPI, emptyDir, ephemeral, image, \
                persistentVolumeClaim, projected or secret.",
         check: restricted_volumes,
@@ -199,35 +230,46 @@ pub static CONTROLS: &[Control] = &[
         id: "runAsNonRoot",
         finding: "PSS-RESTRICTED-RUN-AS-NON-ROOT",
         level: Level::Restricted,
+        since: 0,
         rule: "The pod, or every container, must set runAsNonRoot: true, and none may set it \
-               false, unless the pod has its own user namespace (hostUsers: false).",
+               false, unless (from policy v1.35) the pod has its own user namespace (hostUsers: \
+               false).",
         check: run_as_non_root,
     },
     Control {
         id: "runAsUser",
         finding: "PSS-RESTRICTED-RUN-AS-USER",
         level: Level::Restricted,
-        rule: "Neither the pod nor a container may set runAsUser: 0, unless the pod has its own \
-               user namespace (hostUsers: false).",
+        since: 23,
+        rule: "From policy v1.23, neither the pod nor a container may set runAsUser: 0, unless \
+               (from v1.35) the pod has its own user namespace (hostUsers: false).",
         check: run_as_user,
     },
     Control {
         id: "seccompProfile_restricted",
         finding: "PSS-RESTRICTED-SECCOMP-PROFILE",
         level: Level::Restricted,
-        rule: "Linux pods must set a seccomp profile (RuntimeDefault or Localhost), at the pod \
-               level or on every container.",
+        since: 19,
+        rule: "From policy v1.19, pods must set a seccomp profile (RuntimeDefault or \
+               Localhost), at the pod level or on every container (from v1.25, Linux pods only).",
         check: seccomp_profile_restricted,
     },
 ];
 
-/// Every field of the pod that the controls of `level` and below forbid, in the order of
-/// [`CONTROLS`]. Empty means the admission plugin would admit the pod at `level`; `privileged`
-/// forbids nothing.
-pub fn violations(spec: &PodSpec, metadata: &ObjectMeta, level: Level) -> Vec<Violation> {
-    let pod = Pod::new(spec, metadata);
+/// Every field of the pod that the controls of `level` and below forbid at policy `version`
+/// (a minor of Kubernetes 1.x; newer than [`LATEST`] is judged as [`LATEST`], so pass
+/// [`LATEST`] for `latest`), in the order of [`CONTROLS`]. Empty means the admission plugin
+/// would admit the pod at `level` and `version`; `privileged` forbids nothing.
+pub fn violations(
+    spec: &PodSpec,
+    metadata: &ObjectMeta,
+    level: Level,
+    version: u32,
+) -> Vec<Violation> {
+    let pod = Pod::new(spec, metadata, version.min(LATEST));
     let mut found = Vec::new();
-    for control in CONTROLS.iter().filter(|c| c.level <= level) {
+    let applies = |c: &&Control| c.level <= level && c.since <= pod.version;
+    for control in CONTROLS.iter().filter(applies) {
         (control.check)(
             &pod,
             &mut Out {
@@ -256,30 +298,42 @@ const BASELINE_CAPABILITIES: [&str; 13] = [
     "SYS_CHROOT",
 ];
 
-// Policy v1.37 adds net.ipv4.tcp_slow_start_after_idle and net.ipv4.tcp_notsent_lowat; no
-// released API server accepts them yet.
-const SAFE_SYSCTLS: [&str; 12] = [
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
+/// The sysctls allowed, each with the policy version that allows it (check_sysctls.go:
+/// sysctlsAllowedV1Dot0, V1Dot27, V1Dot29, V1Dot32). Policy v1.37 adds
+/// net.ipv4.tcp_slow_start_after_idle and net.ipv4.tcp_notsent_lowat; no released API server
+/// accepts them yet.
+const SAFE_SYSCTLS: [(&str, u32); 12] = [
+    ("kernel.shm_rmid_forced", 0),
+    ("net.ipv4.ip_local_port_range", 0),
+    ("net.ipv4.tcp_syncookies", 0),
+    ("net.ipv4.ping_group_range", 0),
+    ("net.ipv4.ip_unprivileged_port_start", 0),
+    ("net.ipv4.ip_local_reserved_ports", 27),
+    ("net.ipv4.tcp_keepalive_time", 29),
+    ("net.ipv4.tcp_fin_timeout", 29),
+    ("net.ipv4.tcp_keepalive_intvl", 29),
+    ("net.ipv4.tcp_keepalive_probes", 29),
+    ("net.ipv4.tcp_rmem", 32),
+    ("net.ipv4.tcp_wmem", 32),
 ];
 
-const SELINUX_TYPES: [&str; 5] = [
-    "",
-    "container_t",
-    "container_init_t",
-    "container_kvm_t",
-    "container_engine_t",
+/// The SELinux types allowed, each with the policy version that allows it
+/// (check_seLinuxOptions.go: selinuxAllowedTypes1_0, 1_31).
+const SELINUX_TYPES: [(&str, u32); 5] = [
+    ("", 0),
+    ("container_t", 0),
+    ("container_init_t", 0),
+    ("container_kvm_t", 0),
+    ("container_engine_t", 31),
 ];
+
+/// Whether `name` is in one of those lists at policy `version`.
+fn allowed_at(list: &[(&str, u32)], name: &str, version: u32) -> bool {
+    list.iter().any(|&(n, since)| n == name && since <= version)
+}
+
+const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
+const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
 
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
@@ -297,16 +351,19 @@ fn is_true(v: Option<&bool>) -> bool {
     v == Some(&true)
 }
 
-/// The pod as the controls see it: every container of all three kinds in one list.
+/// The pod as the controls see it: every container of all three kinds in one list, and the
+/// policy version it is judged at.
 struct Pod<'a> {
     spec: &'a PodSpec,
     meta: &'a ObjectMeta,
     containers: Vec<ContainerView<'a>>,
+    version: u32,
 }
 
 /// What the controls read of a container; regular, init and ephemeral containers are
 /// different types with these same fields.
 struct ContainerView<'a> {
+    name: &'a str,
     /// `spec.containers[web]`.
     at: String,
     sc: Option<&'a SecurityContext>,
@@ -324,6 +381,7 @@ impl<'a> ContainerView<'a> {
 macro_rules! container_view {
     ($list:literal, $c:expr) => {
         ContainerView {
+            name: $c.name.as_str(),
             at: format!(concat!("spec.", $list, "[{}]"), $c.name),
             sc: $c.security_context.as_ref(),
             ports: $c.ports.as_deref().unwrap_or_default(),
@@ -338,7 +396,7 @@ macro_rules! container_view {
 }
 
 impl<'a> Pod<'a> {
-    fn new(spec: &'a PodSpec, meta: &'a ObjectMeta) -> Self {
+    fn new(spec: &'a PodSpec, meta: &'a ObjectMeta, version: u32) -> Self {
         let init = spec.init_containers.iter().flatten();
         let regular = spec.containers.iter();
         let ephemeral = spec.ephemeral_containers.iter().flatten();
@@ -353,6 +411,7 @@ impl<'a> Pod<'a> {
             spec,
             meta,
             containers,
+            version,
         }
     }
 
@@ -360,16 +419,17 @@ impl<'a> Pod<'a> {
         self.spec.security_context.as_ref()
     }
 
-    /// `spec.os.name: windows`: the Linux-only restricted rules do not apply (the API server
-    /// rejects Linux-only security fields on such pods anyway).
+    /// `spec.os.name: windows`, from policy v1.25: the Linux-only restricted rules do not
+    /// apply (the API server rejects Linux-only security fields on such pods anyway).
     fn windows(&self) -> bool {
-        self.spec.os.as_ref().is_some_and(|os| os.name == "windows")
+        self.version >= 25 && self.spec.os.as_ref().is_some_and(|os| os.name == "windows")
     }
 
-    /// `spec.hostUsers: false`: the pod has its own user namespace, so root in it and an
-    /// unmasked /proc are not root and /proc of the host.
+    /// `spec.hostUsers: false`, from policy v1.35: the pod has its own user namespace, so root
+    /// in it and an unmasked /proc are not root and /proc of the host. (Older policies relaxed
+    /// only behind the alpha UserNamespacesPodSecurityStandards feature gate, off by default.)
     fn user_namespace(&self) -> bool {
-        self.spec.host_users == Some(false)
+        self.version >= 35 && self.spec.host_users == Some(false)
     }
 
     /// A field that both the pod's and the containers' security contexts have: the pod's value
@@ -575,7 +635,7 @@ fn se_linux_options(pod: &Pod<'_>, out: &mut Out<'_>) {
     );
     for (at, opts) in options {
         let kind = opts.type_.as_deref().unwrap_or_default();
-        if !SELINUX_TYPES.contains(&kind) {
+        if !allowed_at(&SELINUX_TYPES, kind, pod.version) {
             out.push(format!("{at}.seLinuxOptions.type"), kind);
         }
         for (name, value) in [("user", &opts.user), ("role", &opts.role)] {
@@ -586,14 +646,38 @@ fn se_linux_options(pod: &Pod<'_>, out: &mut Out<'_>) {
     }
 }
 
-// The seccomp annotations are not read: the policy stopped judging them when the fields came
-// (Kubernetes 1.19), and the kubelet no longer applies them.
+// Policy v1.19 judges the fields, which came then, instead of the annotations; the kubelet no
+// longer applies the annotations.
 fn seccomp_profile_baseline(pod: &Pod<'_>, out: &mut Out<'_>) {
+    if pod.version < 19 {
+        return seccomp_annotations(pod, out);
+    }
     let types = pod.setters(
         |s| s.seccomp_profile.as_ref().map(|p| &p.type_),
         |s| s.seccomp_profile.as_ref().map(|p| &p.type_),
     );
     unconfining_profiles(out, types, "seccompProfile");
+}
+
+/// The seccomp annotations of the pod and of its containers (by name) that do not confine.
+fn seccomp_annotations(pod: &Pod<'_>, out: &mut Out<'_>) {
+    let Some(annotations) = pod.meta.annotations.as_ref() else {
+        return;
+    };
+    let mut check = |key: &str| {
+        let confines = |v: &&String| {
+            v.as_str() == "runtime/default"
+                || v.as_str() == "docker/default"
+                || v.starts_with("localhost/")
+        };
+        if let Some(value) = annotations.get(key).filter(|v| !confines(v)) {
+            out.push(format!("metadata.annotations[{key}]"), value);
+        }
+    };
+    check(SECCOMP_POD_ANNOTATION);
+    for c in &pod.containers {
+        check(&format!("{SECCOMP_CONTAINER_ANNOTATION_PREFIX}{}", c.name));
+    }
 }
 
 fn seccomp_profile_restricted(pod: &Pod<'_>, out: &mut Out<'_>) {
@@ -618,7 +702,7 @@ fn seccomp_profile_restricted(pod: &Pod<'_>, out: &mut Out<'_>) {
 fn sysctls(pod: &Pod<'_>, out: &mut Out<'_>) {
     let sysctls = pod.security_context().and_then(|s| s.sysctls.as_deref());
     for (i, sysctl) in sysctls.unwrap_or_default().iter().enumerate() {
-        if !SAFE_SYSCTLS.contains(&sysctl.name.as_str()) {
+        if !allowed_at(&SAFE_SYSCTLS, &sysctl.name, pod.version) {
             out.push(
                 format!("spec.securityContext.sysctls[{i}].name"),
                 &sysctl.name,

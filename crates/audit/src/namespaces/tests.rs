@@ -708,3 +708,182 @@ fn scale() {
     let findings = n.finish();
     eprintln!("{} findings in {:?}", findings.len(), start.elapsed());
 }
+
+/// Pods are judged at the version the cluster's plugin evaluates for the namespace's enforce:
+/// the older of the cluster's minor and the pin; the newest known before v1.23 or unknown.
+#[test]
+fn pods_are_judged_at_the_version_enforce_evaluates() {
+    let mut rmem = restricted_pod();
+    rmem["securityContext"]["sysctls"] = json!([{"name": "net.ipv4.tcp_rmem", "value": "1"}]);
+    let probe = violating("hostProbesAndHostLifecycle").unwrap();
+    let pin = |v: &str| {
+        json!({ENFORCE: "baseline", WARN: "baseline", AUDIT: "baseline",
+               "pod-security.kubernetes.io/enforce-version": v})
+    };
+    let sysctls: Want = &[
+        ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
+        ("PSS-BASELINE-SYSCTLS", Error, "pod n/p"),
+    ];
+    let probes: Want = &[
+        ("PSS-NAMESPACE-REJECTS", Info, "namespace n"),
+        (
+            "PSS-BASELINE-HOST-PROBES-AND-HOST-LIFECYCLE",
+            Error,
+            "pod n/p",
+        ),
+    ];
+    // (case, cluster minor, labels, pod spec, findings, what every finding says)
+    type Case<'a> = (&'a str, Option<u32>, Value, &'a Value, Want, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "tcp_rmem at v1.31",
+            Some(31),
+            all_modes("baseline"),
+            &rmem,
+            sysctls,
+            "policy v1.31, what enforce",
+        ),
+        (
+            "tcp_rmem at v1.32",
+            Some(32),
+            all_modes("baseline"),
+            &rmem,
+            &[],
+            "",
+        ),
+        (
+            "tcp_rmem, pinned v1.31 on v1.36",
+            Some(36),
+            pin("v1.31"),
+            &rmem,
+            sysctls,
+            "enforce-version pins",
+        ),
+        (
+            "tcp_rmem, pinned latest on v1.36",
+            Some(36),
+            pin("latest"),
+            &rmem,
+            &[],
+            "",
+        ),
+        (
+            "tcp_rmem, pinned newer than v1.31",
+            Some(31),
+            pin("v1.40"),
+            &rmem,
+            sysctls,
+            "policy v1.31",
+        ),
+        (
+            "tcp_rmem, pinned v1.31 before the plugin",
+            Some(20),
+            pin("v1.31"),
+            &rmem,
+            &[],
+            "",
+        ),
+        (
+            "tcp_rmem, unknown cluster",
+            None,
+            all_modes("baseline"),
+            &rmem,
+            &[],
+            "",
+        ),
+        (
+            "host probe at v1.33",
+            Some(33),
+            all_modes("baseline"),
+            &probe,
+            &[],
+            "",
+        ),
+        (
+            "host probe at v1.34",
+            Some(34),
+            all_modes("baseline"),
+            &probe,
+            probes,
+            "policy v1.34",
+        ),
+        (
+            "host probe on v1.22",
+            Some(22),
+            all_modes("baseline"),
+            &probe,
+            probes,
+            "v1.22 API servers",
+        ),
+        (
+            "host probe, unknown cluster",
+            None,
+            all_modes("baseline"),
+            &probe,
+            probes,
+            "version is unknown",
+        ),
+        (
+            "host probe on v1.40",
+            Some(40),
+            all_modes("baseline"),
+            &probe,
+            probes,
+            "policy v1.36, the newest",
+        ),
+    ];
+    for (case, cluster, labels, spec, want, says) in cases {
+        let findings = namespaces(
+            &[ns("n", labels)],
+            &[running("n", "p", spec.clone())],
+            cluster,
+        );
+        let findings: Vec<Finding> = findings
+            .into_iter()
+            .filter(|f| f.id != "PSS-NAMESPACE-VERSION-PINNED")
+            .collect();
+        check(case, &findings, want);
+        for f in &findings {
+            assert!(f.message.contains(says), "{case}: {f:?}");
+        }
+    }
+}
+
+/// The UNLABELLED fix's level is judged at the version enforce will use once labelled.
+#[test]
+fn unlabelled_fix_is_judged_at_the_clusters_latest() {
+    let mut rmem = restricted_pod();
+    rmem["securityContext"]["sysctls"] = json!([{"name": "net.ipv4.tcp_rmem", "value": "1"}]);
+    let probe = violating("hostProbesAndHostLifecycle").unwrap();
+    let cases = [
+        ("tcp_rmem on v1.31", Some(31), &rmem, "enforce=privileged"),
+        ("tcp_rmem on v1.32", Some(32), &rmem, "enforce=restricted"),
+        (
+            "tcp_rmem before the plugin",
+            Some(20),
+            &rmem,
+            "enforce=restricted",
+        ),
+        (
+            "host probe on v1.33",
+            Some(33),
+            &probe,
+            "enforce=restricted",
+        ),
+        (
+            "host probe on v1.34",
+            Some(34),
+            &probe,
+            "enforce=privileged",
+        ),
+    ];
+    for (case, cluster, spec, level) in cases {
+        let findings = namespaces(
+            &[ns("n", json!({}))],
+            &[running("n", "p", spec.clone())],
+            cluster,
+        );
+        let f = find(&findings, "PSS-NAMESPACE-UNLABELLED");
+        assert!(f.fix.contains(level), "{case}: {f:?}");
+    }
+}

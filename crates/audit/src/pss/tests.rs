@@ -97,7 +97,7 @@ fn run(control: &str, cases: &[Case]) {
     for case in cases {
         let (spec, meta) = pod(case);
         for &level in Level::ALL {
-            let got: Vec<_> = violations(&spec, &meta, level)
+            let got: Vec<_> = violations(&spec, &meta, level, LATEST)
                 .into_iter()
                 .map(|v| (v.control, v.level, v.field, v.value))
                 .collect();
@@ -127,7 +127,7 @@ fn the_restricted_pod_complies_at_every_level() {
     for case in &cases {
         let (spec, meta) = pod(case);
         for &level in Level::ALL {
-            assert_eq!(violations(&spec, &meta, level), []);
+            assert_eq!(violations(&spec, &meta, level, LATEST), []);
         }
     }
 }
@@ -143,7 +143,7 @@ fn a_pod_with_every_allowed_value_complies_with_restricted() {
             "appArmorProfile": {"type": "RuntimeDefault"},
             "seLinuxOptions": {"type": "container_t", "level": "s0:c123,c456"},
             "windowsOptions": {"hostProcess": false},
-            "sysctls": SAFE_SYSCTLS.iter().map(|n| json!({"name": n, "value": "1"})).collect::<Vec<_>>(),
+            "sysctls": SAFE_SYSCTLS.iter().map(|(n, _)| json!({"name": n, "value": "1"})).collect::<Vec<_>>(),
         },
         "initContainers": [{
             "name": "setup",
@@ -202,7 +202,7 @@ fn a_pod_with_every_allowed_value_complies_with_restricted() {
         expect: &[],
     };
     let (spec, meta) = pod(&c);
-    assert_eq!(violations(&spec, &meta, Restricted), []);
+    assert_eq!(violations(&spec, &meta, Restricted, LATEST), []);
 }
 
 #[test]
@@ -218,8 +218,8 @@ fn privileged_forbids_nothing() {
         &[],
     );
     let (spec, meta) = pod(&c);
-    assert_eq!(violations(&spec, &meta, Privileged), []);
-    assert!(!violations(&spec, &meta, Baseline).is_empty());
+    assert_eq!(violations(&spec, &meta, Privileged, LATEST), []);
+    assert!(!violations(&spec, &meta, Baseline, LATEST).is_empty());
 }
 
 #[test]
@@ -1090,8 +1090,8 @@ fn an_unconfigured_pod_fails_only_restricted() {
         &[],
     );
     let (spec, meta) = pod(&c);
-    assert_eq!(violations(&spec, &meta, Baseline), []);
-    let got: Vec<_> = violations(&spec, &meta, Restricted)
+    assert_eq!(violations(&spec, &meta, Baseline, LATEST), []);
+    let got: Vec<_> = violations(&spec, &meta, Restricted, LATEST)
         .into_iter()
         .map(|v| (v.control, v.level, v.value))
         .collect();
@@ -1131,4 +1131,253 @@ fn controls_are_listed_as_the_admission_plugin_orders_them() {
 fn levels_are_ordered() {
     assert_eq!(Level::ALL, [Privileged, Baseline, Restricted]);
     assert!(Privileged < Baseline && Baseline < Restricted);
+}
+
+/// A pod and the controls it violates at `restricted` at each policy version given.
+struct Gate {
+    name: &'static str,
+    /// Merged into [`restricted_pod`].
+    spec: Value,
+    annotations: &'static [(&'static str, &'static str)],
+    at: &'static [(u32, &'static [&'static str])],
+}
+
+fn gate(name: &'static str, spec: Value, at: &'static [(u32, &'static [&'static str])]) -> Gate {
+    Gate {
+        name,
+        spec,
+        annotations: &[],
+        at,
+    }
+}
+
+/// Each rule that changed, on both sides of the version it changed at (each check's
+/// `Versions: []VersionedCheck{{MinimumVersion: ...}}` in the plugin's policy/check_*.go).
+#[test]
+fn rules_change_at_the_versions_the_plugin_changes_them() {
+    let sysctl =
+        |name: &str| json!({"securityContext": {"sysctls": [{"name": name, "value": "1"}]}});
+    let user_ns = |sc: Value| json!({"hostUsers": false, "containers": [{"name": "web", "securityContext": sc}]});
+    let windows = json!({
+        "os": {"name": "windows"},
+        "securityContext": {"seccompProfile": null},
+        "containers": [{"name": "web", "securityContext": null}],
+    });
+    let gates = [
+        gate(
+            "reserved ports sysctl",
+            sysctl("net.ipv4.ip_local_reserved_ports"),
+            &[(26, &["sysctls"]), (27, &[])],
+        ),
+        gate(
+            "keepalive sysctl",
+            sysctl("net.ipv4.tcp_keepalive_time"),
+            &[(28, &["sysctls"]), (29, &[])],
+        ),
+        gate(
+            "fin timeout sysctl",
+            sysctl("net.ipv4.tcp_fin_timeout"),
+            &[(28, &["sysctls"]), (29, &[])],
+        ),
+        gate(
+            "tcp_rmem sysctl",
+            sysctl("net.ipv4.tcp_rmem"),
+            &[(31, &["sysctls"]), (32, &[]), (LATEST, &[])],
+        ),
+        gate(
+            "v1.37's sysctl, newer versions judged as the newest known",
+            sysctl("net.ipv4.tcp_slow_start_after_idle"),
+            &[
+                (LATEST, &["sysctls"]),
+                (37, &["sysctls"]),
+                (u32::MAX, &["sysctls"]),
+            ],
+        ),
+        gate(
+            "container_engine_t",
+            json!({"securityContext": {"seLinuxOptions": {"type": "container_engine_t"}}}),
+            &[(30, &["seLinuxOptions"]), (31, &[])],
+        ),
+        gate(
+            "host probe",
+            json!({"containers": [{"name": "web", "livenessProbe": {"httpGet": {"port": 80, "host": "10.0.0.1"}}}]}),
+            &[(33, &[]), (34, &["hostProbesAndHostLifecycle"])],
+        ),
+        gate(
+            "Unmasked /proc in a user namespace",
+            user_ns(json!({"procMount": "Unmasked"})),
+            &[(34, &["procMount"]), (35, &["procMount_restricted"])],
+        ),
+        gate(
+            "runAsNonRoot false in a user namespace",
+            user_ns(json!({"runAsNonRoot": false})),
+            &[(34, &["runAsNonRoot"]), (35, &[])],
+        ),
+        gate(
+            "root in a user namespace",
+            user_ns(json!({"runAsUser": 0})),
+            &[(22, &[]), (34, &["runAsUser"]), (35, &[])],
+        ),
+        gate(
+            "root",
+            web(json!({"runAsUser": 0})),
+            &[(22, &[]), (23, &["runAsUser"]), (LATEST, &["runAsUser"])],
+        ),
+        gate(
+            "no drop ALL",
+            web(json!({"capabilities": null})),
+            &[(21, &[]), (22, &["capabilities_restricted"])],
+        ),
+        gate(
+            "adds a default capability",
+            web(json!({"capabilities": {"add": ["CHOWN"]}})),
+            &[(21, &[]), (22, &["capabilities_restricted"])],
+        ),
+        gate(
+            "adds SYS_ADMIN",
+            web(json!({"capabilities": {"add": ["SYS_ADMIN"]}})),
+            &[
+                (21, &["capabilities_baseline"]),
+                (22, &["capabilities_baseline"]),
+            ],
+        ),
+        gate(
+            "windows pod without Linux fields",
+            windows,
+            &[
+                (
+                    24,
+                    &[
+                        "allowPrivilegeEscalation",
+                        "capabilities_restricted",
+                        "seccompProfile_restricted",
+                    ],
+                ),
+                (25, &[]),
+            ],
+        ),
+        gate(
+            "no seccomp profile",
+            json!({"securityContext": {"seccompProfile": null}}),
+            &[(18, &[]), (19, &["seccompProfile_restricted"])],
+        ),
+        gate(
+            "unconfined seccomp field",
+            json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}),
+            &[(18, &[]), (19, &["seccompProfile_baseline"])],
+        ),
+        Gate {
+            name: "unconfined seccomp annotations",
+            spec: json!({"securityContext": {"seccompProfile": null}}),
+            annotations: &[
+                ("seccomp.security.alpha.kubernetes.io/pod", "unconfined"),
+                ("container.seccomp.security.alpha.kubernetes.io/web", ""),
+                (
+                    "container.seccomp.security.alpha.kubernetes.io/gone",
+                    "unconfined",
+                ),
+            ],
+            at: &[
+                (18, &["seccompProfile_baseline"]),
+                (19, &["seccompProfile_restricted"]),
+            ],
+        },
+        Gate {
+            name: "confining seccomp annotations",
+            spec: json!({"securityContext": {"seccompProfile": null}}),
+            annotations: &[
+                ("seccomp.security.alpha.kubernetes.io/pod", "docker/default"),
+                (
+                    "container.seccomp.security.alpha.kubernetes.io/web",
+                    "localhost/a.json",
+                ),
+            ],
+            at: &[(18, &[])],
+        },
+        gate(
+            "allowPrivilegeEscalation unset",
+            web(json!({"allowPrivilegeEscalation": null})),
+            &[(7, &[]), (8, &["allowPrivilegeEscalation"])],
+        ),
+        gate(
+            "the restricted pod",
+            json!({}),
+            &[(0, &[]), (23, &[]), (LATEST, &[])],
+        ),
+    ];
+    for g in &gates {
+        let c = Case {
+            name: g.name,
+            spec: g.spec.clone(),
+            annotations: g.annotations,
+            expect: &[],
+        };
+        let (spec, meta) = pod(&c);
+        for &(version, want) in g.at {
+            let mut got: Vec<_> = violations(&spec, &meta, Restricted, version)
+                .iter()
+                .map(|v| v.control)
+                .collect();
+            got.dedup();
+            assert_eq!(got, want, "{} at v1.{version}", g.name);
+            // At baseline, only the baseline controls of those.
+            let baseline: Vec<_> = violations(&spec, &meta, Baseline, version)
+                .into_iter()
+                .map(|v| v.level)
+                .collect();
+            assert!(baseline.iter().all(|&l| l == Baseline), "{}", g.name);
+        }
+    }
+}
+
+#[test]
+fn the_unconfined_seccomp_annotations_are_named() {
+    let c = Case {
+        name: "annotations",
+        spec: json!({"securityContext": {"seccompProfile": null}}),
+        annotations: &[
+            ("seccomp.security.alpha.kubernetes.io/pod", "unconfined"),
+            ("container.seccomp.security.alpha.kubernetes.io/web", ""),
+        ],
+        expect: &[],
+    };
+    let (spec, meta) = pod(&c);
+    let got: Vec<_> = violations(&spec, &meta, Baseline, 18)
+        .into_iter()
+        .map(|v| (v.field, v.value))
+        .collect();
+    let want = [
+        (
+            "metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]",
+            "unconfined",
+        ),
+        (
+            "metadata.annotations[container.seccomp.security.alpha.kubernetes.io/web]",
+            "",
+        ),
+    ]
+    .map(|(f, v)| (f.to_owned(), v.to_owned()));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn controls_exist_from_the_versions_the_plugin_added_them() {
+    let since: Vec<_> = CONTROLS
+        .iter()
+        .filter(|c| c.since > 0)
+        .map(|c| (c.id, c.since))
+        .collect();
+    assert_eq!(
+        since,
+        [
+            ("hostProbesAndHostLifecycle", 34),
+            ("allowPrivilegeEscalation", 8),
+            ("capabilities_restricted", 22),
+            ("procMount_restricted", 35),
+            ("runAsUser", 23),
+            ("seccompProfile_restricted", 19),
+        ]
+    );
+    assert_eq!(POLICY_VERSION, format!("v1.{LATEST}"));
+    assert!(CONTROLS.iter().all(|c| c.since <= LATEST));
 }
