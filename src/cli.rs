@@ -692,7 +692,8 @@ pub struct AuditArgs {
     #[arg(long, value_name = "SEVERITY")]
     pub fail_on: Option<kubepki_audit::Severity>,
 
-    /// Objects per LIST request
+    /// Objects per LIST request (a larger page means fewer requests but more memory: the audit
+    /// keeps about three pages in flight)
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
 
