@@ -43,6 +43,11 @@ const PLUGIN_MINOR: u32 = 23;
 /// How many pod names a per-control finding gives as examples.
 const EXAMPLES: usize = 3;
 
+/// How many pods without a controller a namespace's findings name one by one; the pods beyond
+/// them share one finding per control, on the namespace, so that a namespace of thousands of
+/// bare batch pods cannot flood the report (pods of a controller share one already).
+pub const BARE_PODS_NAMED: usize = 50;
+
 /// How many offending fields a per-control finding spells out; the rest are counted.
 const FIELDS: usize = 4;
 
@@ -170,8 +175,11 @@ struct NamespaceSeen {
     running: u64,
     rejected_baseline: u64,
     rejected_restricted: u64,
-    /// By the finding's object (`replicaset ns/web`, `pod ns/db-0`).
+    /// By the finding's object (`replicaset ns/web`, `pod ns/db-0`, and `namespace ns` for
+    /// the bare pods beyond [`BARE_PODS_NAMED`]).
     workloads: BTreeMap<String, Workload>,
+    /// Bare pods with findings of their own so far.
+    bare_named: usize,
 }
 
 impl NamespaceSeen {
@@ -274,7 +282,16 @@ impl Namespaces {
         }
         seen.rejected_restricted += 1;
 
-        let (object, bare) = workload(meta, ns);
+        let (mut object, mut bare) = workload(meta, ns);
+        if bare {
+            if seen.bare_named < BARE_PODS_NAMED {
+                seen.bare_named += 1;
+            } else {
+                // Folded: named by example, like a controller's pods.
+                object = format!("namespace {ns}");
+                bare = false;
+            }
+        }
         let workload = seen.workloads.entry(object).or_default();
         let pod_name = object::name(meta);
         // `violations` is in CONTROLS order: each control's violations are adjacent.
@@ -740,6 +757,17 @@ fn rejected(object: &str, hit: &ControlSeen, policy: Option<&Policy>, context: &
     };
     let pods = if hit.examples.is_empty() {
         "the running pod".to_owned()
+    } else if object.starts_with("namespace ") {
+        format!(
+            "{} more running pod(s) without a controller ({}{})",
+            hit.pods,
+            hit.examples.join(", "),
+            if hit.pods > hit.examples.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            }
+        )
     } else {
         let more = if hit.pods > hit.examples.len() as u64 {
             ", ..."

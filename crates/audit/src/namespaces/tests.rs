@@ -606,6 +606,44 @@ fn pods_of_one_controller_are_one_finding() {
 }
 
 #[test]
+fn bare_pods_beyond_the_named_ones_share_a_finding() {
+    use super::BARE_PODS_NAMED;
+    let host = violating("hostNamespaces").unwrap();
+    let total = BARE_PODS_NAMED + 30;
+    let pods: Vec<Pod> = (0..total)
+        .map(|i| running("batch", &format!("job-{i:03}"), host.clone()))
+        .collect();
+    let findings = namespaces(&[], &pods, None);
+    let per_control: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.id == "PSS-BASELINE-HOST-NAMESPACES")
+        .collect();
+    // The first ones by name, one finding each; the other 30 in one, on the namespace.
+    assert_eq!(per_control.len(), BARE_PODS_NAMED + 1);
+    let folded: Vec<&&Finding> = per_control
+        .iter()
+        .filter(|f| f.object == "namespace batch")
+        .collect();
+    assert_eq!(folded.len(), 1);
+    assert!(
+        folded[0].message.starts_with(&format!(
+            "30 more running pod(s) without a controller (job-{BARE_PODS_NAMED:03}, "
+        )),
+        "{}",
+        folded[0].message
+    );
+    // Every pod is still counted.
+    let rejects = find(&findings, "PSS-NAMESPACE-REJECTS");
+    assert!(
+        rejects
+            .message
+            .contains(&format!("of its {total} running pods, {total} would")),
+        "{}",
+        rejects.message
+    );
+}
+
+#[test]
 fn terminated_pods_are_ignored() {
     let host = violating("hostNamespaces").unwrap();
     let pods = [
