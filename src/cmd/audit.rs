@@ -159,7 +159,10 @@ fn read_cluster(a: &Audit) -> Result<ClusterAudit> {
         }
     };
     let read = runtime()?.block_on(async {
-        let client = client(&a.client).await?;
+        let client = client(&a.client).await.context(
+            "cannot reach the cluster for its checks (to audit only this machine's files: \
+             --checks pki,node)",
+        )?;
         cluster::audit(client, &a.cluster, &progress)
             .await
             .context("cannot audit the cluster")
