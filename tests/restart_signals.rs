@@ -44,6 +44,15 @@ fn renew_restart(d: &Path, cwd: &Path, manifests: &Path, hold: &str) -> Command 
     c
 }
 
+/// One test of this file at a time: the SIGKILL test's burst of runs and fsyncs would otherwise
+/// stall the processes whose reaction time the others measure (seen once in CI: a SIGTERMed run
+/// not done within 10 s).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A child kubepki, SIGKILLed by PID on drop if still running.
 struct Running(Option<Child>);
 
@@ -63,15 +72,20 @@ impl Running {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s).unwrap();
     }
 
-    /// Waits (bounded) for the exit; (status, stdout, stderr).
+    /// Waits (bounded) for the exit; (status, stdout, stderr). On a timeout, what the process
+    /// had printed says where it was.
     fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
         let mut child = self.0.take().unwrap();
         let t = Instant::now();
         while child.try_wait().unwrap().is_none() {
             if t.elapsed() > limit {
                 let _ = child.kill();
-                let _ = child.wait();
-                panic!("kubepki did not exit within {limit:?} of the signal");
+                let o = child.wait_with_output().unwrap();
+                panic!(
+                    "kubepki did not exit within {limit:?} of the signal\n--- stdout\n{}\n--- stderr\n{}",
+                    stdout(&o),
+                    stderr(&o)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -106,6 +120,7 @@ fn wait_moved_out(manifest: &Path, run: &mut Running) {
 
 #[test]
 fn a_termination_signal_puts_the_manifest_back_then_exits_128_plus_n() {
+    let _serial = serial();
     let t0 = Instant::now();
     for (sig, code) in [
         (Signal::SIGTERM, 143),
@@ -122,6 +137,7 @@ fn a_termination_signal_puts_the_manifest_back_then_exits_128_plus_n() {
         wait_moved_out(&manifest, &mut run);
         let sent = Instant::now();
         run.signal(sig);
+        eprintln!("sending {sig}");
         let (status, out, err) = run.finish(Duration::from_secs(10));
         let what = format!("{sig}: {status}\n--- stdout\n{out}\n--- stderr\n{err}");
         assert_eq!(status.code(), Some(code), "{what}");
@@ -163,6 +179,7 @@ fn a_termination_signal_puts_the_manifest_back_then_exits_128_plus_n() {
 /// A signal the run inherited as ignored (nohup's SIGHUP) stays ignored, during the hold too.
 #[test]
 fn an_ignored_signal_stays_ignored() {
+    let _serial = serial();
     let tmp = fresh();
     let d = tmp.path();
     let manifests = d.join("manifests");
@@ -184,6 +201,7 @@ fn an_ignored_signal_stays_ignored() {
 
 #[test]
 fn after_sigkill_the_next_run_puts_the_manifest_back_where_it_was() {
+    let _serial = serial();
     let t0 = Instant::now();
     let tmp = fresh();
     let d = tmp.path();
@@ -228,6 +246,7 @@ fn after_sigkill_the_next_run_puts_the_manifest_back_where_it_was() {
 /// point, the next writing run leaves the manifest in place, byte for byte.
 #[test]
 fn killed_after_any_operation_the_manifest_ends_up_in_place() {
+    let _serial = serial();
     let t0 = Instant::now();
     let template = fresh();
     let mut held_seen = 0;
