@@ -15,7 +15,7 @@ mod common;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,20 +44,24 @@ fn renew_restart(d: &Path, cwd: &Path, manifests: &Path, hold: &str) -> Command 
     c
 }
 
-/// One test of this file at a time: the SIGKILL test's burst of runs and fsyncs would otherwise
-/// stall the processes whose reaction time the others measure (seen once in CI: a SIGTERMed run
-/// not done within 10 s).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A child kubepki, SIGKILLed by PID on drop if still running.
 struct Running(Option<Child>);
 
 impl Running {
     fn spawn(mut cmd: Command) -> Running {
+        // The signals this file sends act on the child whatever the test run inherited: under
+        // `nohup` SIGHUP arrives ignored, and kubepki rightly keeps an inherited ignore (a
+        // SIGHUPped run then waited out its hold, and the test its 10 s).
+        // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+                    nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)
+                        .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -120,7 +124,6 @@ fn wait_moved_out(manifest: &Path, run: &mut Running) {
 
 #[test]
 fn a_termination_signal_puts_the_manifest_back_then_exits_128_plus_n() {
-    let _serial = serial();
     let t0 = Instant::now();
     for (sig, code) in [
         (Signal::SIGTERM, 143),
@@ -179,7 +182,6 @@ fn a_termination_signal_puts_the_manifest_back_then_exits_128_plus_n() {
 /// A signal the run inherited as ignored (nohup's SIGHUP) stays ignored, during the hold too.
 #[test]
 fn an_ignored_signal_stays_ignored() {
-    let _serial = serial();
     let tmp = fresh();
     let d = tmp.path();
     let manifests = d.join("manifests");
@@ -201,7 +203,6 @@ fn an_ignored_signal_stays_ignored() {
 
 #[test]
 fn after_sigkill_the_next_run_puts_the_manifest_back_where_it_was() {
-    let _serial = serial();
     let t0 = Instant::now();
     let tmp = fresh();
     let d = tmp.path();
@@ -246,7 +247,6 @@ fn after_sigkill_the_next_run_puts_the_manifest_back_where_it_was() {
 /// point, the next writing run leaves the manifest in place, byte for byte.
 #[test]
 fn killed_after_any_operation_the_manifest_ends_up_in_place() {
-    let _serial = serial();
     let t0 = Instant::now();
     let template = fresh();
     let mut held_seen = 0;
