@@ -80,24 +80,9 @@ P=$W/pki
 INFLIGHT=()
 [[ -n ${MAX_INFLIGHT:-} ]] && INFLIGHT+=("--max-requests-inflight=$MAX_INFLIGHT")
 [[ -n ${MAX_MUTATING_INFLIGHT:-} ]] && INFLIGHT+=("--max-mutating-requests-inflight=$MAX_MUTATING_INFLIGHT")
-"$BIN/kube-apiserver" --advertise-address=$IP --bind-address=$IP --secure-port="$API_PORT" \
-  --insecure-port=0 --allow-privileged=true --authorization-mode=Node,RBAC \
-  --client-ca-file="$P/ca.crt" --enable-admission-plugins=NodeRestriction \
-  --enable-bootstrap-token-auth=true --etcd-cafile="$P/etcd/ca.crt" \
-  --etcd-certfile="$P/apiserver-etcd-client.crt" --etcd-keyfile="$P/apiserver-etcd-client.key" \
-  --etcd-servers="https://$IP:$ETCD_PORT" \
-  --kubelet-client-certificate="$P/apiserver-kubelet-client.crt" \
-  --kubelet-client-key="$P/apiserver-kubelet-client.key" \
-  --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname \
-  --proxy-client-cert-file="$P/front-proxy-client.crt" --proxy-client-key-file="$P/front-proxy-client.key" \
-  --requestheader-allowed-names=front-proxy-client --requestheader-client-ca-file="$P/front-proxy-ca.crt" \
-  --requestheader-extra-headers-prefix=X-Remote-Extra- --requestheader-group-headers=X-Remote-Group \
-  --requestheader-username-headers=X-Remote-User \
-  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-  --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
-  --service-cluster-ip-range=10.96.0.0/12 --tls-cert-file="$P/apiserver.crt" \
-  --tls-private-key-file="$P/apiserver.key" --cert-dir="$W/apiserver-certs" \
-  "${INFLIGHT[@]}" >"$W/kube-apiserver.log" 2>&1 &
+kubeadm_apiserver_args
+"$BIN/kube-apiserver" "${APISERVER_ARGS[@]}" "${INFLIGHT[@]}" \
+  >"$W/kube-apiserver.log" 2>&1 &
 API_PID=$!
 PIDS+=("$API_PID")
 wait_until 120 "kube-apiserver /readyz" \

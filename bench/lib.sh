@@ -47,3 +47,28 @@ wait_until() { # SECONDS DESCRIPTION COMMAND...: polls every $WAIT_POLL seconds 
     sleep "${WAIT_POLL:-0.5}"
   done
 }
+
+# kube-apiserver's flags as kubeadm v1.20 writes them into its manifest, on the `kubepki init` PKI
+# in $P, etcd at https://$IP:$ETCD_PORT, serving on $IP:$API_PORT; into the array APISERVER_ARGS
+# (a script appends its own, e.g. the in-flight limits).
+kubeadm_apiserver_args() {
+  APISERVER_ARGS=(
+    --advertise-address="$IP" --bind-address="$IP" --secure-port="$API_PORT"
+    --insecure-port=0 --allow-privileged=true --authorization-mode=Node,RBAC
+    --client-ca-file="$P/ca.crt" --enable-admission-plugins=NodeRestriction
+    --enable-bootstrap-token-auth=true --etcd-cafile="$P/etcd/ca.crt"
+    --etcd-certfile="$P/apiserver-etcd-client.crt" --etcd-keyfile="$P/apiserver-etcd-client.key"
+    --etcd-servers="https://$IP:$ETCD_PORT"
+    --kubelet-client-certificate="$P/apiserver-kubelet-client.crt"
+    --kubelet-client-key="$P/apiserver-kubelet-client.key"
+    --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname
+    --proxy-client-cert-file="$P/front-proxy-client.crt" --proxy-client-key-file="$P/front-proxy-client.key"
+    --requestheader-allowed-names=front-proxy-client --requestheader-client-ca-file="$P/front-proxy-ca.crt"
+    --requestheader-extra-headers-prefix=X-Remote-Extra- --requestheader-group-headers=X-Remote-Group
+    --requestheader-username-headers=X-Remote-User
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local
+    --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key"
+    --service-cluster-ip-range=10.96.0.0/12 --tls-cert-file="$P/apiserver.crt"
+    --tls-private-key-file="$P/apiserver.key" --cert-dir="$W/apiserver-certs"
+  )
+}
