@@ -246,14 +246,8 @@ rules:
 EOF
 ETCD_PORT=$(free_port $IP)
 ETCD_PEER=$(free_port $IP)
-etcd --name=bench-cp --data-dir="$W/etcd-data" \
-  --listen-client-urls="https://$IP:$ETCD_PORT" --advertise-client-urls="https://$IP:$ETCD_PORT" \
-  --listen-peer-urls="https://$IP:$ETCD_PEER" --initial-advertise-peer-urls="https://$IP:$ETCD_PEER" \
-  --initial-cluster="bench-cp=https://$IP:$ETCD_PEER" --initial-cluster-state=new \
-  --cert-file="$P/etcd/server.crt" --key-file="$P/etcd/server.key" \
-  --trusted-ca-file="$P/etcd/ca.crt" --client-cert-auth=true \
-  --peer-cert-file="$P/etcd/peer.crt" --peer-key-file="$P/etcd/peer.key" \
-  --peer-trusted-ca-file="$P/etcd/ca.crt" --peer-client-cert-auth=true >"$W/etcd.log" 2>&1 &
+kubeadm_etcd_args
+etcd "${ETCD_ARGS[@]}" >"$W/etcd.log" 2>&1 &
 ETCD_PID=$!
 PIDS+=("$ETCD_PID")
 "$BIN/kube-apiserver" --advertise-address=$IP --bind-address=$IP --secure-port="$API_PORT" \

@@ -100,15 +100,8 @@ API_PORT=$(free_port)
 P=$W/pki
 ETCD_PORT=$(free_port)
 ETCD_PEER=$(free_port)
-etcd --name=bench-cp --data-dir="$W/etcd-data" \
-  --listen-client-urls="https://$IP:$ETCD_PORT" --advertise-client-urls="https://$IP:$ETCD_PORT" \
-  --listen-peer-urls="https://$IP:$ETCD_PEER" --initial-advertise-peer-urls="https://$IP:$ETCD_PEER" \
-  --initial-cluster="bench-cp=https://$IP:$ETCD_PEER" --initial-cluster-state=new \
-  --cert-file="$P/etcd/server.crt" --key-file="$P/etcd/server.key" \
-  --trusted-ca-file="$P/etcd/ca.crt" --client-cert-auth=true \
-  --peer-cert-file="$P/etcd/peer.crt" --peer-key-file="$P/etcd/peer.key" \
-  --peer-trusted-ca-file="$P/etcd/ca.crt" --peer-client-cert-auth=true \
-  --quota-backend-bytes=$((8 << 30)) --snapshot-count=10000 >"$W/etcd.log" 2>&1 &
+kubeadm_etcd_args
+etcd "${ETCD_ARGS[@]}" --quota-backend-bytes=$((8 << 30)) --snapshot-count=10000 >"$W/etcd.log" 2>&1 &
 ETCD_PID=$!
 PIDS+=("$ETCD_PID")
 kubeadm_apiserver_args

@@ -65,18 +65,11 @@ $KP init --cert-dir "$W/pki" --kubeconfig-dir "$W" --node-name bench-cp \
   --apiserver-bind-port "$API_PORT" >/dev/null
 ETCD_PORT=$(free_port)
 ETCD_PEER=$(free_port)
-etcd --name=bench-cp --data-dir="$W/etcd-data" \
-  --listen-client-urls="https://$IP:$ETCD_PORT" --advertise-client-urls="https://$IP:$ETCD_PORT" \
-  --listen-peer-urls="https://$IP:$ETCD_PEER" --initial-advertise-peer-urls="https://$IP:$ETCD_PEER" \
-  --initial-cluster="bench-cp=https://$IP:$ETCD_PEER" --initial-cluster-state=new \
-  --cert-file="$W/pki/etcd/server.crt" --key-file="$W/pki/etcd/server.key" \
-  --trusted-ca-file="$W/pki/etcd/ca.crt" --client-cert-auth=true \
-  --peer-cert-file="$W/pki/etcd/peer.crt" --peer-key-file="$W/pki/etcd/peer.key" \
-  --peer-trusted-ca-file="$W/pki/etcd/ca.crt" --peer-client-cert-auth=true \
-  --snapshot-count=10000 >"$W/etcd.log" 2>&1 &
+P=$W/pki
+kubeadm_etcd_args
+etcd "${ETCD_ARGS[@]}" --snapshot-count=10000 >"$W/etcd.log" 2>&1 &
 ETCD_PID=$!
 PIDS+=("$ETCD_PID")
-P=$W/pki
 INFLIGHT=()
 [[ -n ${MAX_INFLIGHT:-} ]] && INFLIGHT+=("--max-requests-inflight=$MAX_INFLIGHT")
 [[ -n ${MAX_MUTATING_INFLIGHT:-} ]] && INFLIGHT+=("--max-mutating-requests-inflight=$MAX_MUTATING_INFLIGHT")

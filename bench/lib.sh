@@ -72,3 +72,18 @@ kubeadm_apiserver_args() {
     --tls-private-key-file="$P/apiserver.key" --cert-dir="$W/apiserver-certs"
   )
 }
+
+# A one-member etcd as kubeadm runs it, on the `kubepki init` PKI in $P, clients on
+# https://$IP:$ETCD_PORT, peers on $ETCD_PEER, data in $W/etcd-data; into the array ETCD_ARGS.
+kubeadm_etcd_args() {
+  ETCD_ARGS=(
+    --name=bench-cp --data-dir="$W/etcd-data"
+    --listen-client-urls="https://$IP:$ETCD_PORT" --advertise-client-urls="https://$IP:$ETCD_PORT"
+    --listen-peer-urls="https://$IP:$ETCD_PEER" --initial-advertise-peer-urls="https://$IP:$ETCD_PEER"
+    --initial-cluster="bench-cp=https://$IP:$ETCD_PEER" --initial-cluster-state=new
+    --cert-file="$P/etcd/server.crt" --key-file="$P/etcd/server.key"
+    --trusted-ca-file="$P/etcd/ca.crt" --client-cert-auth=true
+    --peer-cert-file="$P/etcd/peer.crt" --peer-key-file="$P/etcd/peer.key"
+    --peer-trusted-ca-file="$P/etcd/ca.crt" --peer-client-cert-auth=true
+  )
+}
