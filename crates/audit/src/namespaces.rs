@@ -206,6 +206,8 @@ impl NamespaceSeen {
 #[derive(Default)]
 struct Workload {
     controls: Vec<ControlSeen>,
+    /// The bare pods beyond [`BARE_PODS_NAMED`], on the namespace.
+    folded: bool,
 }
 
 struct ControlSeen {
@@ -283,6 +285,7 @@ impl Namespaces {
         seen.rejected_restricted += 1;
 
         let (mut object, mut bare) = workload(meta, ns);
+        let mut folded = false;
         if bare {
             if seen.bare_named < BARE_PODS_NAMED {
                 seen.bare_named += 1;
@@ -290,9 +293,11 @@ impl Namespaces {
                 // Folded: named by example, like a controller's pods.
                 object = format!("namespace {ns}");
                 bare = false;
+                folded = true;
             }
         }
         let workload = seen.workloads.entry(object).or_default();
+        workload.folded = folded;
         let pod_name = object::name(meta);
         // `violations` is in CONTROLS order: each control's violations are adjacent.
         for (control, group) in by_control(&violations) {
@@ -350,7 +355,8 @@ impl Namespaces {
             let context = format!("{context}; judged at {version}");
             for (object, workload) in &seen.workloads {
                 for hit in &workload.controls {
-                    findings.push(rejected(object, hit, seen.policy.as_ref(), &context));
+                    let policy = seen.policy.as_ref();
+                    findings.push(rejected(object, workload.folded, hit, policy, &context));
                 }
             }
         }
@@ -740,7 +746,13 @@ fn fields(violations: &[Violation]) -> String {
     shown.join(", ")
 }
 
-fn rejected(object: &str, hit: &ControlSeen, policy: Option<&Policy>, context: &str) -> Finding {
+fn rejected(
+    object: &str,
+    folded: bool,
+    hit: &ControlSeen,
+    policy: Option<&Policy>,
+    context: &str,
+) -> Finding {
     let control = &CONTROLS[hit.control];
     let level = control.level;
     // Only enforce rejects: at or below the level it evaluates, the pod runs against the
@@ -757,7 +769,7 @@ fn rejected(object: &str, hit: &ControlSeen, policy: Option<&Policy>, context: &
     };
     let pods = if hit.examples.is_empty() {
         "the running pod".to_owned()
-    } else if object.starts_with("namespace ") {
+    } else if folded {
         format!(
             "{} more running pod(s) without a controller ({}{})",
             hit.pods,
