@@ -176,9 +176,12 @@ pub fn kubelet_settings(dir: &Path) -> (KubeletSettings, Vec<Finding>) {
     match read_text(&flags) {
         Ok(None) => {}
         Ok(Some(text)) => {
+            // systemd's EnvironmentFile keeps the last assignment of a variable.
             let words = text
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("KUBELET_KUBEADM_ARGS="))
+                .next_back()
+                .into_iter()
                 .flat_map(|v| v.trim_matches(['"', '\'']).split_whitespace());
             let mut words = words.peekable();
             while let Some(word) = words.next() {
@@ -206,6 +209,52 @@ pub fn kubelet_settings(dir: &Path) -> (KubeletSettings, Vec<Finding>) {
     }
     (settings, findings)
 }
+
+/// The socket path of a runtime endpoint as the kubelet reads it (Go's `url.Parse`, then the
+/// URL's path for the `unix` scheme, compared case-insensitively): `unix:///run/x.sock` and
+/// `unix:/run/x.sock` are `/run/x.sock`; in `unix://run/x.sock`, `run` is the host and the path
+/// `/x.sock`. A bare path is used as it is. `None` for another scheme.
+fn unix_path(endpoint: &str) -> Option<&str> {
+    let Some((scheme, rest)) = endpoint.split_once(':') else {
+        return Some(endpoint);
+    };
+    let is_scheme = !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme || scheme.contains('/') {
+        return Some(endpoint);
+    }
+    if !scheme.eq_ignore_ascii_case("unix") {
+        return None;
+    }
+    Some(match rest.strip_prefix("//") {
+        // An authority (host) up to the next `/`; the path is what follows it.
+        Some(authority) => authority.find('/').map_or("", |i| &authority[i..]),
+        None => rest,
+    })
+}
+
+/// Connects to a unix socket, giving up after [`CONNECT_TIMEOUT`]: a hung runtime whose
+/// listen queue is full would otherwise block the audit for good. Nothing is sent.
+fn connect(path: &Path) -> std::io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_owned();
+    // A connect still blocked when the audit ends goes with the process.
+    std::thread::spawn(move || {
+        let _ = tx.send(std::os::unix::net::UnixStream::connect(path).map(drop));
+    });
+    rx.recv_timeout(CONNECT_TIMEOUT).unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
+        ))
+    })
+}
+
+/// How long the runtime's socket has to accept a connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A small text file's contents, `None` when it does not exist; the error says what is wrong.
 fn read_text(path: &Path) -> Result<Option<String>, String> {
@@ -402,10 +451,9 @@ impl LocalNode {
     /// `NODE-RUNTIME-ENDPOINT-UNCHECKED` (info) for an endpoint that is no unix socket
     /// (`tcp://`, `npipe://`).
     pub fn runtime_endpoint(&self, endpoint: &str) -> Option<Finding> {
-        let path = match endpoint.split_once("://") {
-            None => endpoint,
-            Some(("unix", path)) => path,
-            Some(_) => {
+        let path = match unix_path(endpoint) {
+            Some(path) => path,
+            None => {
                 return Some(self.finding(
                     "NODE-RUNTIME-ENDPOINT-UNCHECKED",
                     Severity::Info,
@@ -430,17 +478,15 @@ impl LocalNode {
             ),
             // Connecting only: a listening runtime accepts, a socket left by a stopped one
             // refuses. Nothing is sent.
-            Ok(m) if m.file_type().is_socket() => {
-                match std::os::unix::net::UnixStream::connect(self.under_root(path)) {
-                    Ok(_) => return None,
-                    Err(e) => (
-                        "NODE-RUNTIME-NOT-ANSWERING",
-                        format!("nothing answers on the runtime endpoint {shown}: {e}"),
-                        "start the container runtime (systemctl start containerd), or point \
+            Ok(m) if m.file_type().is_socket() => match connect(&self.under_root(path)) {
+                Ok(()) => return None,
+                Err(e) => (
+                    "NODE-RUNTIME-NOT-ANSWERING",
+                    format!("nothing answers on the runtime endpoint {shown}: {e}"),
+                    "start the container runtime (systemctl start containerd), or point \
                          the kubelet's containerRuntimeEndpoint at the socket it listens on",
-                    ),
-                }
-            }
+                ),
+            },
             Ok(_) => (
                 "NODE-RUNTIME-ENDPOINT-NOT-SOCKET",
                 format!("the runtime endpoint {shown} is not a socket"),

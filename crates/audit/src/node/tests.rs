@@ -222,8 +222,12 @@ fn runtime_endpoint() {
     const MISSING: Want = &[("NODE-RUNTIME-ENDPOINT-MISSING", Error, NODE)];
     const NOT_SOCKET: Want = &[("NODE-RUNTIME-ENDPOINT-NOT-SOCKET", Error, NODE)];
     const UNCHECKED: Want = &[("NODE-RUNTIME-ENDPOINT-UNCHECKED", Info, NODE)];
-    let cases: [(&str, Want); 9] = [
+    let cases: [(&str, Want); 12] = [
         ("unix:///run/containerd/containerd.sock", &[]),
+        // As Go's url.Parse reads them: no authority, a scheme in capitals, a host `run`.
+        ("unix:/run/containerd/containerd.sock", &[]),
+        ("UNIX:///run/containerd/containerd.sock", &[]),
+        ("unix://run/containerd/containerd.sock", MISSING),
         ("unix:///run/stale.sock", STALE),
         ("/run/containerd/containerd.sock", &[]),
         ("unix:///run/crio/crio.sock", MISSING),
@@ -361,6 +365,18 @@ fn kubelet_settings_from_config_and_flags() {
     let (s, _) = read();
     assert_eq!(s.fail_swap_on, Some(false));
     assert_eq!(s.runtime_endpoint.as_deref(), Some("unix:///x.sock"));
+
+    // The last assignment wins, as systemd's EnvironmentFile reads it.
+    fs::write(
+        dir.path().join("kubeadm-flags.env"),
+        "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///gone.sock\"\nKUBELET_KUBEADM_ARGS=\"--node-ip=10.0.0.5\"\n",
+    )
+    .unwrap();
+    let (s, _) = read();
+    assert_eq!(
+        s.runtime_endpoint.as_deref(),
+        Some("unix:///run/crio/crio.sock")
+    );
 
     // A broken file is a finding naming it, without its contents.
     fs::write(
